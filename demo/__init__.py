@@ -1,0 +1,1 @@
+"""Lysmore demo (to come)."""

@@ -1,0 +1,43 @@
+"""Lysmore's job engine: PostgreSQL-backed background jobs for Python.
+
+The public surface is what this module exports; everything else is private.
+"""
+
+from __future__ import annotations
+
+from ._engine import Engine
+from ._errors import (
+    InvalidConfig,
+    InvalidJob,
+    InvalidTransition,
+    JobNotFound,
+    LysmoreError,
+    NotMigrated,
+)
+from ._events import Event
+from ._job import Job, JobSpec
+from ._settings import Settings, load_settings
+from ._states import TRANSITIONS, JobState
+from ._worker import Cancel, Discard, Snooze, Worker, default_backoff
+
+__all__ = [
+    "TRANSITIONS",
+    "Cancel",
+    "Discard",
+    "Engine",
+    "Event",
+    "InvalidConfig",
+    "InvalidJob",
+    "InvalidTransition",
+    "Job",
+    "JobNotFound",
+    "JobSpec",
+    "JobState",
+    "LysmoreError",
+    "NotMigrated",
+    "Settings",
+    "Snooze",
+    "Worker",
+    "default_backoff",
+    "load_settings",
+]

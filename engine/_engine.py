@@ -1,0 +1,498 @@
+"""The Engine: inserts jobs, runs the queues of one node, and controls queues and jobs."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool
+
+from ._acker import Acker
+from ._embedded import embedded_url
+from ._errors import InvalidConfig, JobNotFound
+from ._events import Event, Events, Handler
+from ._job import Job, JobSpec, check_queue_name
+from ._loop import Periodic
+from ._notifier import Notifier
+from ._producer import Producer, Running
+from ._queues import QueueConfig, check_limit, parse_queues
+from ._runner import Outcome, ThreadPool, run_job
+from ._schema import check_migrated, migrate
+from ._settings import check_prefix, load_settings, redact_url
+from ._sql import Queries, channel
+from ._states import DELETABLE, RETRYABLE_BY_HAND, JobState, allowed_from
+
+log = logging.getLogger("lysmore.engine")
+
+INSERT_CHUNK = 5_000
+CONTROL_CHUNK = 300  # ids per cancel notification, well under NOTIFY's 8000-byte payload
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class Engine:
+    """One instance (a schema ``prefix``) of the job engine, as seen from one node.
+
+    With ``queues`` it runs them after ``start()``; without, it only inserts and controls.
+    """
+
+    def __init__(
+        self,
+        database_url: str | None = None,
+        prefix: str | None = None,
+        node: str | None = None,
+        queues: dict[str, Any] | None = None,
+        *,
+        poll_interval: float | None = None,
+        stage_interval: float | None = None,
+        heartbeat_interval: float | None = None,
+        shutdown_grace: float | None = None,
+        pool_size: int | None = None,
+    ) -> None:
+        settings = load_settings(
+            prefix=prefix, node=node, poll_interval=poll_interval, stage_interval=stage_interval,
+            heartbeat_interval=heartbeat_interval, shutdown_grace=shutdown_grace,
+        )
+        self.prefix = check_prefix(settings.prefix)
+        self.node_name = settings.node or f"{socket.gethostname()}-{os.getpid()}"
+        if not self.node_name or len(self.node_name) > 128:
+            raise InvalidConfig(f"node name must be 1 to 128 characters, got {self.node_name!r}")
+        self.node_id = uuid.uuid4()
+        self.queues: dict[str, QueueConfig] = parse_queues(queues)
+        self.poll_interval = settings.poll_interval
+        self.stage_interval = settings.stage_interval
+        self.heartbeat_interval = settings.heartbeat_interval
+        self.shutdown_grace = settings.shutdown_grace
+        if database_url is not None:
+            self._url: str | None = database_url
+        elif settings.database_url is not None:
+            self._url = settings.database_url.get_secret_value()
+        else:
+            self._url = None
+        self._data_dir = settings.data_dir
+        self._pool_size = pool_size or len(self.queues) + 4
+        self._pool: ConnectionPool | None = None
+        self._pool_lock = threading.Lock()
+        self.q = Queries(self.prefix)
+        self.channel = channel(self.prefix)
+        self.events = Events()
+        self.counters: dict[str, int] = {"stale_acks": 0, "acked": 0, "fetched": 0, "released": 0}
+        self._counter_lock = threading.Lock()
+        self._producers: dict[str, Producer] = {}
+        self._pool_threads = ThreadPool(f"lysmore-job-{self.prefix}")
+        self._acker = Acker(self, self._stale)
+        self._notifier: Notifier | None = None
+        self._loops: list[Periodic] = []
+        self._idle = threading.Condition()
+        self._started = False
+        self._stopped = False
+
+    # -- connections -----------------------------------------------------------------------------
+    @property
+    def database_url(self) -> str:
+        """The URL in use (the embedded server's when none was configured)."""
+        if self._url is None:
+            self._url = embedded_url(self._data_dir)
+        return self._url
+
+    def __repr__(self) -> str:
+        return f"<Engine prefix={self.prefix!r} node={self.node_name!r}>"
+
+    @property
+    def pool(self) -> ConnectionPool:
+        with self._pool_lock:
+            if self._pool is None:
+                pool = ConnectionPool(
+                    self.database_url, min_size=1, max_size=self._pool_size,
+                    kwargs={"autocommit": True}, open=False, name=f"lysmore-{self.prefix}",
+                    reconnect_timeout=0,
+                )
+                try:
+                    pool.open(wait=True, timeout=15)
+                except Exception as exc:
+                    pool.close()
+                    raise psycopg.OperationalError(
+                        f"cannot connect to PostgreSQL at {redact_url(self.database_url)}: {exc}"
+                    ) from None
+                self._pool = pool
+            return self._pool
+
+    @contextmanager
+    def connection(self, conn: psycopg.Connection | None = None) -> Iterator[psycopg.Connection]:
+        """The caller's connection when given, else one from the pool (autocommit)."""
+        if conn is not None:
+            yield conn
+        else:
+            with self.pool.connection() as pooled:
+                yield pooled
+
+    # -- schema ----------------------------------------------------------------------------------
+    def migrate(self) -> list[int]:
+        """Create or upgrade this prefix's tables; idempotent and safe to run concurrently."""
+        with self.connection() as conn:
+            return migrate(conn, self.prefix)
+
+    # -- inserting -------------------------------------------------------------------------------
+    def insert(self, spec: JobSpec, *, conn: psycopg.Connection | None = None) -> Job:
+        """Save one job (inside ``conn``'s transaction when given) and return it as stored."""
+        if not isinstance(spec, JobSpec):
+            raise TypeError(f"insert takes a JobSpec (from Worker.new), got {type(spec).__name__}")
+        return self._insert([spec], conn)[0]
+
+    def insert_all(self, specs: Iterable[JobSpec], *, conn: psycopg.Connection | None = None) -> list[Job]:
+        """Save many jobs atomically (all or none) with one statement per 5,000."""
+        items = list(specs)
+        for item in items:
+            if not isinstance(item, JobSpec):
+                raise TypeError(f"insert_all takes JobSpecs (from Worker.new), got {type(item).__name__}")
+        if not items:
+            return []
+        return self._insert(items, conn)
+
+    def _insert(self, specs: list[JobSpec], conn: psycopg.Connection | None) -> list[Job]:
+        jobs: list[Job] = []
+        with self.connection(conn) as c, c.transaction(), c.cursor(row_factory=dict_row) as cur:
+            for chunk in _chunks(specs, INSERT_CHUNK):
+                cur.execute(self.q.insert, self._insert_params(chunk))
+                jobs.extend(Job.from_row(row) for row in cur.fetchall())
+        return jobs
+
+    def _insert_params(self, specs: Sequence[JobSpec]) -> dict[str, Any]:
+        return {
+            "worker": [s.worker for s in specs],
+            "queue": [s.queue for s in specs],
+            "args": [Jsonb(s.args) for s in specs],
+            "meta": [Jsonb(s.meta) for s in specs],
+            "tags": [Jsonb(s.tags) for s in specs],
+            "priority": [s.priority for s in specs],
+            "max_attempts": [s.max_attempts for s in specs],
+            "scheduled_at": [s.scheduled_at for s in specs],
+            "schedule_in": [s.schedule_in for s in specs],
+            "held": [bool(s.workflow_deps) for s in specs],
+            "unique_key": [None for _ in specs],
+            "workflow_id": [s.workflow_id for s in specs],
+            "workflow_name": [s.workflow_name for s in specs],
+            "workflow_step": [s.workflow_step for s in specs],
+            "workflow_deps": [Jsonb(list(s.workflow_deps)) for s in specs],
+            "channel": self.channel,
+        }
+
+    # -- reading and controlling jobs -------------------------------------------------------------
+    def get_job(self, job_id: int) -> Job:
+        """The job as stored now; raises ``JobNotFound`` when there is none with that id."""
+        jobs = self.get_jobs([job_id])
+        if not jobs:
+            raise JobNotFound(f"no job with id {job_id} in prefix {self.prefix!r}")
+        return jobs[0]
+
+    def get_jobs(self, job_ids: Iterable[int]) -> list[Job]:
+        ids = [int(i) for i in job_ids]
+        with self.connection() as c, c.cursor(row_factory=dict_row) as cur:
+            cur.execute(self.q.get_jobs, {"id": ids})
+            return [Job.from_row(r) for r in cur.fetchall()]
+
+    def cancel_job(self, job_id: int, *, conn: psycopg.Connection | None = None) -> bool:
+        """Cancel a job that has not finished; an executing one is told to stop. True if cancelled."""
+        return bool(self.cancel_jobs([job_id], conn=conn))
+
+    def cancel_jobs(self, job_ids: Iterable[int], *, conn: psycopg.Connection | None = None) -> list[int]:
+        """Cancel every unfinished job of ``job_ids``; returns the ids that were cancelled."""
+        ids = [int(i) for i in job_ids]
+        done: list[int] = []
+        executing: set[int] = set()
+        with self.connection(conn) as c, c.transaction():
+            for chunk in _chunks(ids, CONTROL_CHUNK):
+                rows = c.execute(
+                    self.q.cancel,
+                    {"id": list(chunk), "from": allowed_from(JobState.CANCELLED), "channel": self.channel},
+                ).fetchall()
+                done.extend(r[0] for r in rows)
+                executing.update(r[0] for r in rows if r[1] == "executing")
+        if executing and conn is None:
+            self._interrupt(executing, "was cancelled")
+        return done
+
+    def retry_job(self, job_id: int, *, conn: psycopg.Connection | None = None) -> bool:
+        """Make a finished, failed or waiting job available now. True if it was moved."""
+        return bool(self.retry_jobs([job_id], conn=conn))
+
+    def retry_jobs(self, job_ids: Iterable[int], *, conn: psycopg.Connection | None = None) -> list[int]:
+        ids = [int(i) for i in job_ids]
+        with self.connection(conn) as c:
+            rows = c.execute(
+                self.q.retry,
+                {"id": ids, "from": sorted(s.value for s in RETRYABLE_BY_HAND), "channel": self.channel},
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def delete_job(self, job_id: int, *, conn: psycopg.Connection | None = None) -> bool:
+        """Delete a job that is not executing. True if it was deleted."""
+        return bool(self.delete_jobs([job_id], conn=conn))
+
+    def delete_jobs(self, job_ids: Iterable[int], *, conn: psycopg.Connection | None = None) -> list[int]:
+        ids = [int(i) for i in job_ids]
+        with self.connection(conn) as c:
+            rows = c.execute(
+                self.q.delete, {"id": ids, "from": sorted(s.value for s in DELETABLE)}
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    # -- queue control ---------------------------------------------------------------------------
+    def pause_queue(self, queue: str, *, node: str | None = None) -> None:
+        """Stop fetching ``queue`` on ``node`` (a node name) or on every node; persisted."""
+        self._write_queue_settings(queue, node, paused=True)
+
+    def resume_queue(self, queue: str, *, node: str | None = None) -> None:
+        """Start fetching ``queue`` again on ``node`` or on every node; persisted."""
+        self._write_queue_settings(queue, node, paused=False)
+
+    def scale_queue(self, queue: str, limit: int, *, node: str | None = None) -> None:
+        """Set the local limit of ``queue`` on ``node`` or on every node; persisted."""
+        self._write_queue_settings(queue, node, local_limit=check_limit("limit", limit, 0))
+
+    def _write_queue_settings(
+        self, queue: str, node: str | None, *, paused: bool | None = None, local_limit: int | None = None
+    ) -> None:
+        check_queue_name(queue)
+        with self.connection() as c, c.transaction():
+            c.execute(
+                self.q.queue_settings_write,
+                {"queue": queue, "node": node or "*", "paused": paused, "local_limit": local_limit,
+                 "channel": self.channel},
+            )
+        self._control({"kind": "control", "queue": queue, "node": node or "*"})
+
+    def _queue_settings(self, queue: str, config: QueueConfig) -> tuple[bool, int]:
+        """(paused, local limit) for ``queue`` on this node: its own row, then '*', then config."""
+        with self.connection() as c:
+            rows = c.execute(self.q.queue_settings_read, {"queue": queue, "node_name": self.node_name}).fetchall()
+        by_node = {r[0]: r for r in rows}
+        paused, limit = False, config.local_limit
+        for key in ("*", self.node_name):
+            row = by_node.get(key)
+            if row is not None:
+                paused = row[1] if row[1] is not None else paused
+                limit = row[2] if row[2] is not None else limit
+        return paused, limit
+
+    # -- running ---------------------------------------------------------------------------------
+    def start(self) -> Engine:
+        """Register this node and start its queues and plugins; returns self."""
+        if self._started:
+            raise RuntimeError("this Engine was already started; make a new one to start again")
+        self._started = True
+        with self.connection() as c:
+            check_migrated(c, self.prefix)
+            c.execute(
+                self.q.node_register,
+                {"node_id": self.node_id, "name": self.node_name, "host": socket.gethostname(),
+                 "pid": os.getpid(), "meta": Jsonb({"queues": sorted(self.queues)})},
+            )
+        self._acker.start()
+        self._producers = {name: Producer(self, cfg) for name, cfg in self.queues.items()}
+        for producer in self._producers.values():
+            producer.start()
+        if self.queues:
+            self._notifier = Notifier(self.database_url, self.channel, self._control, self._wake_all)
+            self._notifier.start()
+            self._loops = [
+                Periodic("stager", self.stage_interval, self._stage),
+                Periodic("heartbeat", self.heartbeat_interval, self._heartbeat),
+            ]
+            for loop in self._loops:
+                loop.start()
+        log.info("node started", extra={"node": self.node_name, "prefix": self.prefix, "queues": list(self.queues)})
+        return self
+
+    def __enter__(self) -> Engine:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self, grace: float | None = None) -> None:
+        """Stop fetching, wait up to ``grace`` seconds for running jobs, release the rest."""
+        if self._stopped or not self._started:
+            self._stopped = True
+            self._close_pool()
+            return
+        self._stopped = True
+        grace = self.shutdown_grace if grace is None else grace
+        for producer in self._producers.values():
+            producer.stop_fetching()
+        deadline = time.monotonic() + grace
+        with self._idle:
+            while self._running_total() and time.monotonic() < deadline:
+                self._idle.wait(max(0.0, deadline - time.monotonic()))
+        for producer in self._producers.values():
+            producer.join(timeout=2.0)
+        left = [run for p in self._producers.values() for run in p.snapshot() if run.claim()]
+        self._acker.stop(timeout=10.0)
+        if left:
+            self._release(left)
+        for loop in self._loops:
+            loop.stop()
+        if self._notifier:
+            self._notifier.stop()
+        try:
+            with self.connection() as c:
+                c.execute(self.q.node_delete, {"node_id": self.node_id})
+        except Exception as exc:
+            log.warning("could not remove node row on stop: %s", exc)
+        self._close_pool()
+        log.info("node stopped", extra={"node": self.node_name, "released": len(left)})
+
+    def _close_pool(self) -> None:
+        with self._pool_lock:
+            if self._pool is not None:
+                self._pool.close()
+                self._pool = None
+
+    def _running_total(self) -> int:
+        return sum(p.running_count() for p in self._producers.values())
+
+    def _job_done(self) -> None:
+        with self._idle:
+            self._idle.notify_all()
+
+    def _release(self, runs: list[Running]) -> None:
+        for run in runs:
+            run.job._cancel.set()
+        try:
+            with self.connection() as c:
+                rows = c.execute(
+                    self.q.release,
+                    {"id": [r.job.id for r in runs], "attempt": [r.job.attempt for r in runs],
+                     "node_id": self.node_id, "channel": self.channel},
+                ).fetchall()
+            self._count("released", len(rows))
+            log.warning("released %d jobs still running at stop", len(rows))
+        except Exception as exc:
+            log.error("could not release %d running jobs (%s); the lifeline will rescue them", len(runs), exc)
+
+    def subscribe(self, handler: Handler, kinds: Iterable[str] | None = None) -> Callable[[], None]:
+        """Hear job events (start, success, failure, discard, cancel, snooze, timeout, stale_ack)."""
+        return self.events.subscribe(handler, kinds)
+
+    def drain_queue(self, queue: str, *, with_scheduled: bool = False, limit: int | None = None) -> dict[str, int]:
+        """Run the available jobs of ``queue`` in this thread, one by one; returns counts by outcome.
+
+        For tests. Jobs inserted while draining run too; ``with_scheduled`` stages future jobs first.
+        """
+        check_queue_name(queue)
+        counts: dict[str, int] = {}
+        ran = 0
+        while limit is None or ran < limit:
+            if with_scheduled:
+                with self.connection() as c:
+                    c.execute(self.q.stage_queue_now, {"queue": queue})
+            jobs = self._fetch(queue, 1)
+            if not jobs:
+                break
+            outcome = run_job(jobs[0])
+            self._record([outcome])
+            counts[outcome.state.value] = counts.get(outcome.state.value, 0) + 1
+            ran += 1
+        return counts
+
+    # -- internals used by producers, acker and notifier -----------------------------------------
+    def _fetch(self, queue: str, demand: int) -> list[Job]:
+        with self.connection() as c, c.cursor(row_factory=dict_row) as cur:
+            cur.execute(
+                self.q.fetch,
+                {"queue": queue, "demand": demand, "node_id": self.node_id, "node_name": self.node_name},
+            )
+            rows = cur.fetchall()
+        self._count("fetched", len(rows))
+        return [Job.from_row(r) for r in rows]
+
+    def _record(self, outcomes: list[Outcome]) -> list[Outcome]:
+        """Write ``outcomes`` in one statement; returns those that were stale (changed nothing)."""
+        columns = list(zip(*(o.params() for o in outcomes), strict=True))
+        names = ("id", "attempt", "state", "delay", "extra_attempts", "error", "result", "meta")
+        params: dict[str, Any] = {n: list(col) for n, col in zip(names, columns, strict=True)}
+        params["node_id"] = self.node_id
+        with self.connection() as c:
+            hit = {r[0] for r in c.execute(self.q.ack, params).fetchall()}
+        self._count("acked", len(hit))
+        return [o for o in outcomes if o.job.id not in hit]
+
+    def _stale(self, outcomes: list[Outcome]) -> None:
+        self._count("stale_acks", len(outcomes))
+        for outcome in outcomes:
+            log.warning(
+                "stale ack for job %s attempt %s: the row moved on, nothing changed",
+                outcome.job.id, outcome.job.attempt, extra={"job_id": outcome.job.id},
+            )
+            self.events.emit(Event("stale_ack", outcome.job, detail={"state": outcome.state.value}))
+
+    def _lost_jobs(self, runs: list[Running]) -> set[int]:
+        with self.connection() as c:
+            rows = c.execute(
+                self.q.lost_jobs,
+                {"id": [r.job.id for r in runs], "attempt": [r.job.attempt for r in runs], "node_id": self.node_id},
+            ).fetchall()
+        return {r[0] for r in rows}
+
+    def _count(self, key: str, n: int) -> None:
+        if n:
+            with self._counter_lock:
+                self.counters[key] = self.counters.get(key, 0) + n
+
+    def _stage(self) -> None:
+        with self.connection() as c:
+            c.execute(self.q.stage, {"limit": 5000, "channel": self.channel})
+
+    def _heartbeat(self) -> None:
+        names = list(self._producers)
+        with self.connection() as c:
+            c.execute(
+                self.q.heartbeat,
+                {"node_id": self.node_id, "queue": names,
+                 "running": [self._producers[n].running_count() for n in names]},
+            )
+
+    def _record_producer(self, producer: Producer) -> None:
+        with self.connection() as c:
+            c.execute(
+                self.q.producer_upsert,
+                {"node_id": self.node_id, "queue": producer.queue, "local_limit": producer.limit,
+                 "paused": producer.paused, "running": producer.running_count(), "meta": Jsonb({})},
+            )
+
+    def _wake_all(self) -> None:
+        for producer in self._producers.values():
+            producer.wake()
+
+    def _interrupt(self, job_ids: set[int], reason: str) -> None:
+        for producer in self._producers.values():
+            producer.interrupt(job_ids, reason)
+
+    def _control(self, message: dict[str, Any]) -> None:
+        """Act on a notification (from the listener) or on a change made by this process."""
+        kind = message.get("kind")
+        if kind == "insert":
+            producer = self._producers.get(str(message.get("queue")))
+            if producer:
+                producer.wake()
+        elif kind == "control":
+            node = message.get("node")
+            producer = self._producers.get(str(message.get("queue")))
+            if producer and node in ("*", self.node_name):
+                producer.settings_changed()
+        elif kind == "cancel":
+            ids = {int(i) for i in message.get("ids", [])}
+            self._interrupt(ids, "was cancelled")

@@ -1,0 +1,233 @@
+"""The job as stored (``Job``) and the job about to be inserted (``JobSpec``), with validation."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from ._errors import InvalidJob
+from ._states import JobState
+
+QUEUE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:\-]{0,127}$")
+MAX_ARGS_BYTES = 1_048_576  # 1 MiB of JSON for args and for meta, each
+MAX_TAGS = 64
+
+
+def check_queue_name(queue: object) -> str:
+    """Return ``queue`` if it is a usable queue name, else raise ``InvalidJob``."""
+    if not isinstance(queue, str) or not queue:
+        raise InvalidJob(f"queue name must be a non-empty string, got {queue!r}")
+    if not QUEUE_NAME.match(queue):
+        raise InvalidJob(
+            f"queue name {queue!r} is malformed: use letters, digits, '_', '.', ':' or '-' "
+            "(at most 128, not starting with punctuation)"
+        )
+    return queue
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+def check_json(name: str, value: Any, max_bytes: int = MAX_ARGS_BYTES) -> dict[str, Any]:
+    """Return ``value`` if it is a JSON object PostgreSQL's jsonb will take, else raise."""
+    if not isinstance(value, dict):
+        raise InvalidJob(f"{name} must be a dict (a JSON object), got {type(value).__name__}")
+    try:
+        text = json.dumps(value, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise InvalidJob(f"{name} is not JSON-serialisable: {exc}") from None
+    if _has_nul(value):
+        raise InvalidJob(f"{name} contains a NUL character (\\x00), which PostgreSQL cannot store")
+    size = len(text.encode())
+    if size > max_bytes:
+        raise InvalidJob(f"{name} is {size} bytes of JSON, over the cap of {max_bytes} bytes")
+    # What is stored is what comes back: tuples become lists, keys become strings.
+    result: dict[str, Any] = json.loads(text)
+    return result
+
+
+def check_priority(priority: object) -> int:
+    if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 9:
+        raise InvalidJob(f"priority must be an integer from 0 to 9, got {priority!r}")
+    return priority
+
+
+def check_max_attempts(max_attempts: object) -> int:
+    if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
+        raise InvalidJob(f"max_attempts must be an integer >= 1, got {max_attempts!r}")
+    return max_attempts
+
+
+def check_tags(tags: object) -> list[str]:
+    if tags is None:
+        return []
+    if isinstance(tags, str) or not isinstance(tags, (list, tuple, set, frozenset)):
+        raise InvalidJob(f"tags must be a list of strings, got {tags!r}")
+    out: list[str] = []
+    for tag in tags:
+        if not isinstance(tag, str) or not tag or "\x00" in tag or len(tag) > 128:
+            raise InvalidJob(f"each tag must be a non-empty string of at most 128 characters, got {tag!r}")
+        if tag not in out:
+            out.append(tag)
+    if len(out) > MAX_TAGS:
+        raise InvalidJob(f"a job takes at most {MAX_TAGS} tags, got {len(out)}")
+    return out
+
+
+def check_when(scheduled_at: object, schedule_in: object) -> None:
+    if scheduled_at is not None and schedule_in is not None:
+        raise InvalidJob("give scheduled_at or schedule_in, not both")
+    if scheduled_at is not None:
+        if not isinstance(scheduled_at, datetime):
+            raise InvalidJob(f"scheduled_at must be a datetime, got {type(scheduled_at).__name__}")
+        if scheduled_at.tzinfo is None or scheduled_at.utcoffset() is None:
+            raise InvalidJob(
+                "scheduled_at is a naive datetime; give it a timezone (e.g. datetime.now(UTC))"
+            )
+    if schedule_in is not None:
+        if isinstance(schedule_in, bool) or not isinstance(schedule_in, (int, float)):
+            raise InvalidJob(f"schedule_in must be a number of seconds, got {schedule_in!r}")
+        if schedule_in != schedule_in or schedule_in < 0 or schedule_in > 10 * 365 * 86400:
+            raise InvalidJob(f"schedule_in must be between 0 and ten years in seconds, got {schedule_in!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    """A validated job, not yet saved; build one with ``Worker.new`` and pass it to ``insert``."""
+
+    worker: str
+    queue: str
+    args: dict[str, Any]
+    meta: dict[str, Any] = field(default_factory=dict)
+    tags: list[str] = field(default_factory=list)
+    priority: int = 0
+    max_attempts: int = 20
+    scheduled_at: datetime | None = None
+    schedule_in: float | None = None
+    unique: dict[str, Any] | None = None
+    # Filled in by a Workflow when the job is one of its steps.
+    workflow_id: UUID | None = None
+    workflow_name: str | None = None
+    workflow_step: str | None = None
+    workflow_deps: tuple[str, ...] = ()
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        worker: str,
+        queue: str,
+        args: Any,
+        meta: Any = None,
+        tags: Any = None,
+        priority: Any = 0,
+        max_attempts: Any = 20,
+        scheduled_at: Any = None,
+        schedule_in: Any = None,
+        unique: Any = None,
+    ) -> JobSpec:
+        """Validate every field and return the spec, or raise ``InvalidJob`` naming the problem."""
+        if not isinstance(worker, str) or not worker or len(worker) > 255:
+            raise InvalidJob(f"worker must be a non-empty name of at most 255 characters, got {worker!r}")
+        check_when(scheduled_at, schedule_in)
+        return cls(
+            worker=worker,
+            queue=check_queue_name(queue),
+            args=check_json("args", {} if args is None else args),
+            meta=check_json("meta", {} if meta is None else meta),
+            tags=check_tags(tags),
+            priority=check_priority(priority),
+            max_attempts=check_max_attempts(max_attempts),
+            scheduled_at=scheduled_at,
+            schedule_in=None if schedule_in is None else float(schedule_in),
+            unique=unique,
+        )
+
+
+@dataclass(eq=False, slots=True)
+class Job:
+    """A job as stored in PostgreSQL, handed to ``Worker.perform``."""
+
+    id: int
+    state: JobState
+    queue: str
+    worker: str
+    args: dict[str, Any]
+    meta: dict[str, Any]
+    tags: list[str]
+    priority: int
+    attempt: int
+    max_attempts: int
+    errors: list[dict[str, Any]]
+    result: Any
+    inserted_at: datetime
+    scheduled_at: datetime
+    attempted_at: datetime | None
+    completed_at: datetime | None
+    cancelled_at: datetime | None
+    discarded_at: datetime | None
+    attempted_by: list[str] | None
+    node_id: UUID | None = None
+    unique_key: str | None = None
+    workflow_id: UUID | None = None
+    workflow_name: str | None = None
+    workflow_step: str | None = None
+    workflow_deps: list[str] = field(default_factory=list)
+    conflict: bool = False
+    _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Job:
+        """Build a Job from a ``dict_row`` of the jobs table."""
+        return cls(
+            id=row["id"],
+            state=JobState(row["state"]),
+            queue=row["queue"],
+            worker=row["worker"],
+            args=row["args"],
+            meta=row["meta"],
+            tags=list(row["tags"] or []),
+            priority=row["priority"],
+            attempt=row["attempt"],
+            max_attempts=row["max_attempts"],
+            errors=list(row["errors"] or []),
+            result=row["result"],
+            inserted_at=row["inserted_at"],
+            scheduled_at=row["scheduled_at"],
+            attempted_at=row["attempted_at"],
+            completed_at=row["completed_at"],
+            cancelled_at=row["cancelled_at"],
+            discarded_at=row["discarded_at"],
+            attempted_by=row["attempted_by"],
+            node_id=row["node_id"],
+            unique_key=row["unique_key"],
+            workflow_id=row["workflow_id"],
+            workflow_name=row["workflow_name"],
+            workflow_step=row["workflow_step"],
+            workflow_deps=list(row["workflow_deps"] or []),
+        )
+
+    def cancelled(self) -> bool:
+        """True once this execution was asked to stop: cancelled, timed out, rescued or released."""
+        return self._cancel.is_set()
+
+    def wait_cancelled(self, timeout: float | None = None) -> bool:
+        """Block up to ``timeout`` seconds until this execution is asked to stop; True if it was."""
+        return self._cancel.wait(timeout)
+
+    @property
+    def cancel_event(self) -> threading.Event:
+        """The event set when this execution is asked to stop, for code that waits on several."""
+        return self._cancel

@@ -1,0 +1,205 @@
+"""One producer per queue and node: fetches up to the free slots and hands jobs to threads."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ._events import Event
+from ._job import Job
+from ._loop import jittered
+from ._queues import QueueConfig
+from ._runner import Outcome, run_job, timeout_outcome
+from ._worker import resolve_worker
+
+if TYPE_CHECKING:
+    from ._engine import Engine
+
+log = logging.getLogger("lysmore.producer")
+
+LOST_CHECK_INTERVAL = 1.0
+SETTINGS_REFRESH_INTERVAL = 5.0
+
+
+@dataclass(eq=False, slots=True)
+class Running:
+    """A job this node is executing. Exactly one party records its outcome: see ``claim``."""
+
+    job: Job
+    started: float = field(default_factory=time.monotonic)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    claimed: bool = False
+    timer: threading.Timer | None = None
+
+    def claim(self) -> bool:
+        """True for the first caller only: the finished thread, the timeout, a cancel or stop."""
+        with self.lock:
+            if self.claimed:
+                return False
+            self.claimed = True
+            return True
+
+
+class Producer:
+    """Fetches jobs of one queue for this node and runs them, within the local limit."""
+
+    def __init__(self, engine: Engine, config: QueueConfig) -> None:
+        self.engine = engine
+        self.queue = config.name
+        self.config = config
+        self.limit = config.local_limit
+        self.paused = False
+        self.running: dict[int, Running] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._fetching = True
+        self._stopped = threading.Event()
+        self._settings_dirty = True
+        self._thread = threading.Thread(target=self._run, name=f"lysmore-producer-{self.queue}", daemon=True)
+
+    # -- control, called from other threads ------------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def settings_changed(self) -> None:
+        self._settings_dirty = True
+        self._wake.set()
+
+    def stop_fetching(self) -> None:
+        self._fetching = False
+        self._wake.set()
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
+
+    def running_count(self) -> int:
+        with self._lock:
+            return len(self.running)
+
+    def snapshot(self) -> list[Running]:
+        with self._lock:
+            return list(self.running.values())
+
+    def interrupt(self, job_ids: set[int], reason: str) -> int:
+        """Tell the executions of ``job_ids`` to stop; their late results will be ignored."""
+        hits = 0
+        for run in self.snapshot():
+            if run.job.id in job_ids:
+                hits += 1
+                if run.claim():
+                    log.info("job %s %s while executing", run.job.id, reason, extra={"job_id": run.job.id})
+                    self.engine.events.emit(Event("cancel", run.job, time.monotonic() - run.started))
+                run.job._cancel.set()
+        return hits
+
+    # -- the loop --------------------------------------------------------------------------------
+    def _run(self) -> None:
+        last_lost_check = time.monotonic()
+        last_settings = 0.0
+        failures = 0
+        while self._fetching:
+            now = time.monotonic()
+            try:
+                if self._settings_dirty or now - last_settings > SETTINGS_REFRESH_INTERVAL:
+                    self._settings_dirty = False
+                    last_settings = now
+                    self._apply_settings()
+                if now - last_lost_check > LOST_CHECK_INTERVAL:
+                    last_lost_check = now
+                    self._check_lost()
+                fetched = self._fetch_once()
+                failures = 0
+            except Exception as exc:
+                failures += 1
+                log.warning("producer %s: %s; retrying", self.queue, exc, extra={"queue": self.queue})
+                self._wake.wait(min(0.05 * 2**failures, 5.0) * jittered(1.0))
+                self._wake.clear()
+                continue
+            if fetched:
+                continue  # there may be more and free slots left: fetch again straight away
+            self._wake.wait(jittered(self.engine.poll_interval))
+            self._wake.clear()
+        self._stopped.set()
+
+    def _free(self) -> int:
+        with self._lock:
+            return self.limit - len(self.running)
+
+    def _fetch_once(self) -> bool:
+        """Fetch and start jobs if any slot is free; True when it filled every slot it asked for."""
+        if self.paused or not self._fetching:
+            return False
+        demand = self._free()
+        if demand <= 0:
+            return False
+        jobs = self.engine._fetch(self.queue, demand)
+        for job in jobs:
+            self._start(job)
+        return len(jobs) == demand and self._free() > 0
+
+    def _start(self, job: Job) -> None:
+        run = Running(job)
+        with self._lock:
+            self.running[job.id] = run
+        cls = resolve_worker(job.worker)
+        timeout = getattr(cls, "timeout", None) if cls else None
+        if timeout:
+            run.timer = threading.Timer(timeout, self._timed_out, args=(run, timeout))
+            run.timer.daemon = True
+            run.timer.start()
+        self.engine._pool_threads.submit(lambda: self._execute(run))
+
+    def _execute(self, run: Running) -> None:
+        job = run.job
+        try:
+            self.engine.events.emit(Event("start", job))
+            outcome = run_job(job)
+            if run.timer is not None:
+                run.timer.cancel()
+            if run.claim():
+                self._finish(outcome)
+        finally:
+            with self._lock:
+                self.running.pop(job.id, None)
+            self._wake.set()
+            self.engine._job_done()
+
+    def _timed_out(self, run: Running, seconds: float) -> None:
+        if run.claim():
+            run.job._cancel.set()
+            log.warning("job %s ran past its timeout of %ss", run.job.id, seconds, extra={"job_id": run.job.id})
+            outcome = timeout_outcome(run.job, seconds)
+            self.engine.events.emit(Event("timeout", run.job, seconds))
+            self._finish(outcome)
+
+    def _finish(self, outcome: Outcome) -> None:
+        self.engine._acker.add(outcome)
+        self.engine.events.emit(
+            Event(outcome.kind, outcome.job, outcome.duration, outcome.exception, outcome.result)
+        )
+
+    def _check_lost(self) -> None:
+        """Interrupt executions whose rows no longer belong to them (a missed cancel notification)."""
+        runs = [r for r in self.snapshot() if not r.claimed]
+        if not runs:
+            return
+        lost = self.engine._lost_jobs(runs)
+        if lost:
+            self.interrupt(lost, "was taken away (cancelled, rescued or deleted)")
+
+    def _apply_settings(self) -> None:
+        paused, limit = self.engine._queue_settings(self.queue, self.config)
+        changed = (paused, limit) != (self.paused, self.limit)
+        self.paused, self.limit = paused, limit
+        self.engine._record_producer(self)
+        if changed:
+            log.info(
+                "queue %s now %s with limit %d", self.queue, "paused" if paused else "running", limit,
+                extra={"queue": self.queue, "paused": paused, "limit": limit},
+            )

@@ -1,0 +1,197 @@
+"""Running one job: call its worker, turn what happened into an outcome to record."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import logging
+import queue as queue_mod
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from ._job import Job, _has_nul
+from ._states import JobState, can_move
+from ._worker import Cancel, Discard, Snooze, Worker, default_backoff, resolve_worker
+
+log = logging.getLogger("lysmore.runner")
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What an execution decided for its job; becomes one row of a batched ack."""
+
+    job: Job
+    state: JobState
+    delay: float = 0.0  # seconds from now, for scheduled and retryable
+    extra_attempts: int = 0  # a snooze gives the attempt back this way; attempt never goes down
+    error: dict[str, Any] | None = None
+    result: Any = None
+    meta: dict[str, Any] | None = None
+    exception: BaseException | None = None
+    duration: float = 0.0
+    kind: str = "success"  # the event to emit
+
+    def __post_init__(self) -> None:
+        if not can_move(JobState.EXECUTING, self.state):
+            raise AssertionError(f"an execution cannot end in state {self.state}")
+
+    def params(self) -> tuple[Any, ...]:
+        """This outcome as one element of each array ``ack.sql`` takes."""
+        return (
+            self.job.id,
+            self.job.attempt,
+            self.state.value,
+            self.delay,
+            self.extra_attempts,
+            None if self.error is None else Jsonb(self.error),
+            None if self.result is None else Jsonb(self.result),
+            None if self.meta is None else Jsonb(self.meta),
+        )
+
+
+def _storable(value: Any) -> tuple[Any, str | None]:
+    """``value`` if jsonb can hold it, else (None, why not)."""
+    if value is None:
+        return None, None
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        return None, f"return value not stored: {exc}"
+    if _has_nul(value):
+        return None, "return value not stored: it contains a NUL character"
+    return value, None
+
+
+def _error_entry(job: Job, message: str, tb: str | None = None) -> dict[str, Any]:
+    return {"attempt": job.attempt, "error": message, "traceback": tb}
+
+
+def failure(job: Job, exc: BaseException, worker: Worker | None, duration: float) -> Outcome:
+    """A failed attempt: retryable with backoff while attempts remain, else discarded."""
+    message = f"{type(exc).__name__}: {exc}"
+    tb = "".join(traceback.format_exception(exc))
+    entry = _error_entry(job, message, tb)
+    if job.attempt >= job.max_attempts:
+        return Outcome(job, JobState.DISCARDED, error=entry, exception=exc, duration=duration, kind="discard")
+    try:
+        delay = float(worker.backoff(job)) if worker is not None else default_backoff(job.attempt)
+    except Exception:
+        log.exception("backoff failed; using the default", extra={"job_id": job.id})
+        delay = default_backoff(job.attempt)
+    return Outcome(
+        job, JobState.RETRYABLE, delay=max(0.0, delay), error=entry, exception=exc,
+        duration=duration, kind="failure",
+    )
+
+
+def decide(job: Job, worker: Worker | None, value: Any, exc: BaseException | None, duration: float) -> Outcome:
+    """Map what ``perform`` returned or raised to the job's next state."""
+    if isinstance(exc, (Snooze, Cancel, Discard)):
+        value, exc = exc, None
+    if exc is not None:
+        return failure(job, exc, worker, duration)
+    if isinstance(value, Snooze):
+        snoozed = int(job.meta.get("snoozed", 0)) + 1
+        return Outcome(
+            job, JobState.SCHEDULED, delay=value.seconds, extra_attempts=1,
+            meta={"snoozed": snoozed}, duration=duration, kind="snooze",
+        )
+    if isinstance(value, Cancel):
+        return Outcome(
+            job, JobState.CANCELLED, error=_error_entry(job, f"cancelled: {value.reason}"),
+            duration=duration, kind="cancel",
+        )
+    if isinstance(value, Discard):
+        return Outcome(
+            job, JobState.DISCARDED, error=_error_entry(job, f"discarded: {value.reason}"),
+            duration=duration, kind="discard",
+        )
+    stored, why = _storable(value)
+    meta = {"result_error": why} if why else None
+    return Outcome(job, JobState.COMPLETED, result=stored, meta=meta, duration=duration)
+
+
+def _call(worker: Worker, job: Job) -> Any:
+    value = worker.perform(job)
+    if inspect.isawaitable(value):
+        async def _await() -> Any:
+            return await value
+
+        value = asyncio.run(_await())
+    return value
+
+
+def run_job(job: Job) -> Outcome:
+    """Run ``job`` in this thread and return its outcome; never raises, not even SystemExit."""
+    started = time.monotonic()
+    cls = resolve_worker(job.worker)
+    if cls is None:
+        entry = _error_entry(job, f"worker {job.worker!r} not found: no such class is importable here")
+        return Outcome(job, JobState.DISCARDED, error=entry, duration=0.0, kind="discard")
+    worker: Worker | None = None
+    try:
+        worker = cls()
+        value = _call(worker, job)
+    except BaseException as exc:  # noqa: B036 - SystemExit and KeyboardInterrupt fail the job, not the node
+        return decide(job, worker, None, exc, time.monotonic() - started)
+    return decide(job, worker, value, None, time.monotonic() - started)
+
+
+def timeout_outcome(job: Job, seconds: float) -> Outcome:
+    """The outcome recorded when ``job`` runs past its worker's ``timeout``."""
+    cls = resolve_worker(job.worker)
+    exc = TimeoutError(f"perform ran past its timeout of {seconds:g}s")
+    outcome = failure(job, exc, cls() if cls else None, seconds)
+    if outcome.error is not None:
+        outcome.error["traceback"] = None
+    return outcome
+
+
+class ThreadPool:
+    """Threads made on demand and reused; how many jobs run is the producers' business."""
+
+    def __init__(self, name: str, idle_timeout: float = 30.0) -> None:
+        self._name = name
+        self._tasks: queue_mod.SimpleQueue[Callable[[], None] | None] = queue_mod.SimpleQueue()
+        self._idle = 0
+        self._lock = threading.Lock()
+        self._idle_timeout = idle_timeout
+        self._count = 0
+
+    def submit(self, fn: Callable[[], None]) -> None:
+        with self._lock:
+            if self._idle > 0:
+                self._idle -= 1
+                spawn = False
+            else:
+                self._count += 1
+                spawn = True
+        self._tasks.put(fn)
+        if spawn:
+            threading.Thread(target=self._work, name=f"{self._name}-{self._count}", daemon=True).start()
+
+    def _work(self) -> None:
+        while True:
+            try:
+                fn = self._tasks.get(timeout=self._idle_timeout)
+            except queue_mod.Empty:
+                with self._lock:
+                    if self._idle > 0 and self._tasks.empty():
+                        self._idle -= 1
+                        return
+                continue
+            if fn is None:
+                return
+            try:
+                fn()
+            except BaseException:  # noqa: B036 - a task must never take its thread down silently
+                log.exception("task failed in thread pool")
+            with self._lock:
+                self._idle += 1

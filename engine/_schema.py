@@ -1,0 +1,82 @@
+"""Versioned, append-only migrations, applied under a transaction-scoped advisory lock."""
+
+from __future__ import annotations
+
+import logging
+import re
+from importlib import resources
+
+import psycopg
+from psycopg import sql
+
+from ._errors import NotMigrated
+from ._sql import Queries
+
+log = logging.getLogger("lysmore.schema")
+
+
+def migrations() -> list[tuple[int, str]]:
+    """Every migration shipped, as (version, file name), oldest first."""
+    found = []
+    for entry in resources.files("engine").joinpath("sql", "migrations").iterdir():
+        match = re.match(r"^(\d{3})_[a-z0-9_]+\.sql$", entry.name)
+        if match:
+            found.append((int(match.group(1)), entry.name))
+    return sorted(found)
+
+
+def latest_version() -> int:
+    return migrations()[-1][0]
+
+
+def migrate(conn: psycopg.Connection, prefix: str) -> list[int]:
+    """Bring the schema ``prefix`` up to date; safe to call from many processes at once.
+
+    Returns the versions applied by this call.
+    """
+    q = Queries(prefix)
+    applied: list[int] = []
+    with conn.transaction():
+        # Serialise concurrent migrations of the same prefix; released at commit.
+        conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtext('lysmore.migrate'), hashtext(%s))", [prefix]
+        )
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(prefix)))
+        conn.execute(
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {} (version integer PRIMARY KEY, "
+                "applied_at timestamptz NOT NULL DEFAULT now())"
+            ).format(q.table("migrations"))
+        )
+        done = {row[0] for row in conn.execute(sql.SQL("SELECT version FROM {}").format(q.table("migrations")))}
+        for version, filename in migrations():
+            if version in done:
+                continue
+            log.info("applying migration", extra={"prefix": prefix, "version": version})
+            conn.execute(q.compose(f"migrations/{filename}"))
+            conn.execute(
+                sql.SQL("INSERT INTO {} (version) VALUES (%s)").format(q.table("migrations")), [version]
+            )
+            applied.append(version)
+    return applied
+
+
+def current_version(conn: psycopg.Connection, prefix: str) -> int:
+    """The newest migration applied to ``prefix``, or 0 when it has none."""
+    exists = conn.execute("SELECT to_regclass(%s)", [f'"{prefix}".lysmore_migrations']).fetchone()
+    if not exists or exists[0] is None:
+        return 0
+    row = conn.execute(
+        sql.SQL("SELECT coalesce(max(version), 0) FROM {}").format(Queries(prefix).table("migrations"))
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def check_migrated(conn: psycopg.Connection, prefix: str) -> None:
+    """Raise ``NotMigrated`` when ``prefix`` lacks migrations this code needs."""
+    have, need = current_version(conn, prefix), latest_version()
+    if have < need:
+        raise NotMigrated(
+            f"schema {prefix!r} is at migration {have}, this code needs {need}: call Engine.migrate() "
+            "or run `lysmore migrate`"
+        )

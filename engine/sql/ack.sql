@@ -1,0 +1,24 @@
+-- Record the outcomes of many executions at once. Compare-and-set: a row changes only while it
+-- is still executing this attempt on this node, so a stale executor changes nothing.
+UPDATE {prefix}.lysmore_jobs AS j
+SET state = v.state::{prefix}.lysmore_job_state,
+    completed_at = CASE WHEN v.state = 'completed' THEN now() ELSE j.completed_at END,
+    discarded_at = CASE WHEN v.state = 'discarded' THEN now() ELSE j.discarded_at END,
+    cancelled_at = CASE WHEN v.state = 'cancelled' THEN now() ELSE j.cancelled_at END,
+    scheduled_at = CASE WHEN v.state IN ('scheduled', 'retryable')
+                        THEN now() + make_interval(secs => v.delay)
+                        ELSE j.scheduled_at END,
+    max_attempts = j.max_attempts + v.extra_attempts,
+    errors = CASE WHEN v.error IS NULL THEN j.errors
+                  ELSE j.errors || jsonb_build_array(v.error || jsonb_build_object('at', now())) END,
+    result = CASE WHEN v.state = 'completed' THEN v.result ELSE j.result END,
+    meta = CASE WHEN v.meta IS NULL THEN j.meta ELSE j.meta || v.meta END
+FROM unnest(
+    %(id)s::bigint[], %(attempt)s::int[], %(state)s::text[], %(delay)s::float8[],
+    %(extra_attempts)s::int[], %(error)s::jsonb[], %(result)s::jsonb[], %(meta)s::jsonb[]
+) AS v(id, attempt, state, delay, extra_attempts, error, result, meta)
+WHERE j.id = v.id
+  AND j.attempt = v.attempt
+  AND j.node_id = %(node_id)s
+  AND j.state = 'executing'
+RETURNING j.id

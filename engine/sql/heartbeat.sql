@@ -1,0 +1,8 @@
+-- Renew this node's lease and report how busy each of its queues is.
+WITH beat AS (
+    UPDATE {prefix}.lysmore_nodes SET heartbeat_at = now() WHERE id = %(node_id)s RETURNING id
+)
+UPDATE {prefix}.lysmore_producers AS p
+SET running = v.running, updated_at = now()
+FROM unnest(%(queue)s::text[], %(running)s::int[]) AS v(queue, running), beat
+WHERE p.node_id = beat.id AND p.queue = v.queue

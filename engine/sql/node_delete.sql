@@ -1,0 +1,1 @@
+DELETE FROM {prefix}.lysmore_nodes WHERE id = %(node_id)s

@@ -1,0 +1,1 @@
+"""Lysmore licensing (to come)."""

@@ -1,0 +1,1 @@
+"""Lysmore tui (to come)."""
