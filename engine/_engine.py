@@ -21,7 +21,7 @@ from ._acker import Acker
 from ._embedded import embedded_url
 from ._errors import InvalidConfig, JobNotFound
 from ._events import Event, Events, Handler
-from ._job import Job, JobSpec, check_queue_name
+from ._job import Job, JobSpec, check_queue_name, specs_json
 from ._loop import Periodic
 from ._notifier import Notifier
 from ._producer import Producer, Running
@@ -35,6 +35,7 @@ from ._states import DELETABLE, RETRYABLE_BY_HAND, JobState, allowed_from
 log = logging.getLogger("lysmore.engine")
 
 INSERT_CHUNK = 5_000
+COPY_AT_LEAST = 100  # below this many plain jobs, one INSERT statement is as quick
 CONTROL_CHUNK = 300  # ids per cancel notification, well under NOTIFY's 8000-byte payload
 
 
@@ -164,31 +165,38 @@ class Engine:
 
     def _insert(self, specs: list[JobSpec], conn: psycopg.Connection | None) -> list[Job]:
         jobs: list[Job] = []
-        with self.connection(conn) as c, c.transaction(), c.cursor(row_factory=dict_row) as cur:
-            for chunk in _chunks(specs, INSERT_CHUNK):
-                cur.execute(self.q.insert, self._insert_params(chunk))
-                jobs.extend(Job.from_row(row) for row in cur.fetchall())
+        with self.connection(conn) as c:
+            if len(specs) == 1 and conn is None:
+                jobs = self._insert_chunk(c, specs)  # one statement: atomic without a transaction
+            else:
+                with c.transaction():
+                    for chunk in _chunks(specs, INSERT_CHUNK):
+                        if len(chunk) >= COPY_AT_LEAST and all(s.plain() for s in chunk):
+                            jobs.extend(self._insert_copy(c, chunk))
+                        else:
+                            jobs.extend(self._insert_chunk(c, chunk))
         return jobs
 
-    def _insert_params(self, specs: Sequence[JobSpec]) -> dict[str, Any]:
-        return {
-            "worker": [s.worker for s in specs],
-            "queue": [s.queue for s in specs],
-            "args": [Jsonb(s.args) for s in specs],
-            "meta": [Jsonb(s.meta) for s in specs],
-            "tags": [Jsonb(s.tags) for s in specs],
-            "priority": [s.priority for s in specs],
-            "max_attempts": [s.max_attempts for s in specs],
-            "scheduled_at": [s.scheduled_at for s in specs],
-            "schedule_in": [s.schedule_in for s in specs],
-            "held": [bool(s.workflow_deps) for s in specs],
-            "unique_key": [None for _ in specs],
-            "workflow_id": [s.workflow_id for s in specs],
-            "workflow_name": [s.workflow_name for s in specs],
-            "workflow_step": [s.workflow_step for s in specs],
-            "workflow_deps": [Jsonb(list(s.workflow_deps)) for s in specs],
-            "channel": self.channel,
-        }
+    def _insert_copy(self, c: psycopg.Connection, specs: Sequence[JobSpec]) -> list[Job]:
+        """Bulk path for jobs due now with no workflow or uniqueness: COPY with reserved ids."""
+        row = c.execute(
+            self.q.reserve_ids, {"table": f'"{self.prefix}".lysmore_jobs', "n": len(specs)}
+        ).fetchone()
+        assert row is not None
+        now, ids = row
+        with c.cursor() as cur, cur.copy(self.q.copy_jobs) as copy:
+            for job_id, s in zip(ids, specs, strict=True):
+                copy.write_row(
+                    (job_id, s.queue, s.worker, Jsonb(s.args), Jsonb(s.meta), s.tags, s.priority, s.max_attempts)
+                )
+        c.execute(self.q.notify_queues, {"channel": self.channel, "queue": sorted({s.queue for s in specs})})
+        return [s.saved(i, "available", now, now) for i, s in zip(ids, specs, strict=True)]
+
+    def _insert_chunk(self, c: psycopg.Connection, specs: Sequence[JobSpec]) -> list[Job]:
+        rows = c.execute(self.q.insert, {"rows": specs_json(specs), "channel": self.channel}).fetchall()
+        if len(rows) != len(specs):
+            raise AssertionError(f"inserted {len(rows)} rows for {len(specs)} jobs")
+        return [spec.saved(*row) for spec, row in zip(specs, rows, strict=True)]
 
     # -- reading and controlling jobs -------------------------------------------------------------
     def get_job(self, job_id: int) -> Job:
@@ -370,7 +378,7 @@ class Engine:
 
     def _release(self, runs: list[Running]) -> None:
         for run in runs:
-            run.job._cancel.set()
+            run.job._interrupt()
         try:
             with self.connection() as c:
                 rows = c.execute(

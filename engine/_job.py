@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -16,6 +17,7 @@ from ._states import JobState
 QUEUE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:\-]{0,127}$")
 MAX_ARGS_BYTES = 1_048_576  # 1 MiB of JSON for args and for meta, each
 MAX_TAGS = 64
+_EVENT_LOCK = threading.Lock()
 
 
 def check_queue_name(queue: object) -> str:
@@ -156,6 +158,45 @@ class JobSpec:
         )
 
 
+    def plain(self) -> bool:
+        """Due now, not unique and not in a workflow: insertable by COPY with column defaults."""
+        return (
+            self.scheduled_at is None and not self.schedule_in and self.unique is None
+            and self.workflow_id is None
+        )
+
+    def saved(self, id: int, state: str, inserted_at: datetime, scheduled_at: datetime) -> Job:
+        """The Job this spec became, given what the database decided on insert."""
+        return Job(
+            id=id, state=JobState(state), queue=self.queue, worker=self.worker, args=self.args,
+            meta=self.meta, tags=list(self.tags), priority=self.priority, attempt=0,
+            max_attempts=self.max_attempts, errors=[], result=None, inserted_at=inserted_at,
+            scheduled_at=scheduled_at, attempted_at=None, completed_at=None, cancelled_at=None,
+            discarded_at=None, attempted_by=None, node_id=None, unique_key=None,
+            workflow_id=self.workflow_id, workflow_name=self.workflow_name,
+            workflow_step=self.workflow_step, workflow_deps=list(self.workflow_deps),
+        )
+
+
+def specs_json(specs: Sequence[JobSpec]) -> str:
+    """The rows ``insert.sql`` takes: one JSON array, one object per job, made in one dumps call."""
+    return json.dumps(
+        [
+            {
+                "worker": s.worker, "queue": s.queue, "args": s.args, "meta": s.meta, "tags": s.tags,
+                "priority": s.priority, "max_attempts": s.max_attempts,
+                "scheduled_at": s.scheduled_at.isoformat() if s.scheduled_at else None,
+                "schedule_in": s.schedule_in, "held": bool(s.workflow_deps),
+                "workflow_id": str(s.workflow_id) if s.workflow_id else None,
+                "workflow_name": s.workflow_name, "workflow_step": s.workflow_step,
+                "workflow_deps": list(s.workflow_deps),
+            }
+            for s in specs
+        ],
+        separators=(",", ":"),
+    )
+
+
 @dataclass(eq=False, slots=True)
 class Job:
     """A job as stored in PostgreSQL, handed to ``Worker.perform``."""
@@ -186,7 +227,7 @@ class Job:
     workflow_step: str | None = None
     workflow_deps: list[str] = field(default_factory=list)
     conflict: bool = False
-    _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
+    _cancel: threading.Event | None = field(default=None, repr=False)
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Job:
@@ -221,13 +262,19 @@ class Job:
 
     def cancelled(self) -> bool:
         """True once this execution was asked to stop: cancelled, timed out, rescued or released."""
-        return self._cancel.is_set()
+        return self._cancel is not None and self._cancel.is_set()
 
     def wait_cancelled(self, timeout: float | None = None) -> bool:
         """Block up to ``timeout`` seconds until this execution is asked to stop; True if it was."""
-        return self._cancel.wait(timeout)
+        return self.cancel_event.wait(timeout)
 
     @property
     def cancel_event(self) -> threading.Event:
         """The event set when this execution is asked to stop, for code that waits on several."""
-        return self._cancel
+        with _EVENT_LOCK:
+            if self._cancel is None:
+                self._cancel = threading.Event()
+            return self._cancel
+
+    def _interrupt(self) -> None:
+        self.cancel_event.set()

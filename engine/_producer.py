@@ -95,7 +95,7 @@ class Producer:
                 if run.claim():
                     log.info("job %s %s while executing", run.job.id, reason, extra={"job_id": run.job.id})
                     self.engine.events.emit(Event("cancel", run.job, time.monotonic() - run.started))
-                run.job._cancel.set()
+                run.job._interrupt()
         return hits
 
     # -- the loop --------------------------------------------------------------------------------
@@ -172,7 +172,7 @@ class Producer:
 
     def _timed_out(self, run: Running, seconds: float) -> None:
         if run.claim():
-            run.job._cancel.set()
+            run.job._interrupt()
             log.warning("job %s ran past its timeout of %ss", run.job.id, seconds, extra={"job_id": run.job.id})
             outcome = timeout_outcome(run.job, seconds)
             self.engine.events.emit(Event("timeout", run.job, seconds))

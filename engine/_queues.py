@@ -39,9 +39,11 @@ def parse_queue(name: str, spec: object) -> QueueConfig:
     unknown = set(spec) - {"local_limit", "limit", "global_limit", "rate_limit"}
     if unknown:
         raise InvalidConfig(f"queue {name!r} has unknown options {sorted(unknown)}")
-    global_limit = spec.get("global_limit")
+    global_limit: Any = spec.get("global_limit")
     if isinstance(global_limit, int) and not isinstance(global_limit, bool):
         global_limit = {"allowed": global_limit}
+    if global_limit is not None and not isinstance(global_limit, dict):
+        raise InvalidConfig(f"queue {name!r} global_limit must be an int or a dict, got {global_limit!r}")
     local = spec.get("local_limit", spec.get("limit"))
     if local is None:
         local = global_limit["allowed"] if isinstance(global_limit, dict) and "allowed" in global_limit else 10

@@ -31,7 +31,7 @@ class Queries:
 
     def compose(self, filename: str) -> sql.Composed:
         """The statement in ``sql/filename`` with ``{prefix}`` bound to this schema."""
-        return sql.SQL(_text(filename)).format(prefix=sql.Identifier(self.prefix))  # type: ignore[arg-type]
+        return sql.SQL(_text(filename)).format(prefix=sql.Identifier(self.prefix))
 
     def table(self, name: str) -> sql.Composed:
         """``prefix.lysmore_<name>`` as a quoted, qualified identifier."""

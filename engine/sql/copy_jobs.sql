@@ -1,0 +1,1 @@
+COPY {prefix}.lysmore_jobs (id, queue, worker, args, meta, tags, priority, max_attempts) FROM STDIN

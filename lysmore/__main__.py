@@ -1,0 +1,3 @@
+from lysmore.cli import main
+
+raise SystemExit(main())

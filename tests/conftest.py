@@ -1,0 +1,89 @@
+"""Shared fixtures: a real PostgreSQL, one throwaway database per run, one schema per test."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from engine import Engine
+
+
+def _server_url() -> str:
+    url = os.environ.get("LYSMORE_TEST_DATABASE_URL")
+    if url:
+        return url
+    from engine._embedded import embedded_url
+
+    data = Path(tempfile.gettempdir()) / f"lysmore-test-pg-{os.getuid()}"
+    return embedded_url(data)
+
+
+def with_database(url: str, database: str) -> str:
+    """``url`` pointing at another database on the same server."""
+    return psycopg.conninfo.make_conninfo(url, dbname=database)
+
+
+@pytest.fixture(scope="session")
+def server_url() -> str:
+    """A maintenance URL of the PostgreSQL server the tests use."""
+    return _server_url()
+
+
+@pytest.fixture(scope="session")
+def database_url(server_url: str) -> Iterator[str]:
+    """A database made for this test run and dropped after it, so parallel runs never collide."""
+    name = f"lysmore_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield with_database(server_url, name)
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A schema name of this test's own."""
+    return f"t_{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def conn(database_url: str) -> Iterator[psycopg.Connection]:
+    """An autocommit connection to the test database, for looking at rows directly."""
+    with psycopg.connect(database_url, autocommit=True) as c:
+        yield c
+
+
+EngineFactory = Callable[..., Engine]
+
+
+@pytest.fixture
+def make_engine(database_url: str, prefix: str) -> Iterator[EngineFactory]:
+    """Build Engines on this test's schema (migrated once); every one is stopped afterwards."""
+    made: list[Engine] = []
+    migrated: set[str] = set()
+
+    def factory(**kwargs: Any) -> Engine:
+        kwargs.setdefault("database_url", database_url)
+        kwargs.setdefault("prefix", prefix)
+        kwargs.setdefault("poll_interval", 0.2)
+        kwargs.setdefault("stage_interval", 0.2)
+        eng = Engine(**kwargs)
+        if eng.prefix not in migrated:
+            eng.migrate()
+            migrated.add(eng.prefix)
+        made.append(eng)
+        return eng
+
+    yield factory
+    for eng in made:
+        eng.stop(grace=1)

@@ -1,0 +1,39 @@
+"""The first promises: a job inserted is run, its return value stored, on real PostgreSQL."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from engine import JobState, Worker
+from tests.helpers import EventLog
+
+
+class Echo(Worker, queue="default"):
+    def perform(self, job):  # type: ignore[no-untyped-def]
+        return {"echo": job.args["n"]}
+
+
+def test_job_runs_and_result_is_stored(make_engine) -> None:  # type: ignore[no-untyped-def]
+    eng = make_engine(queues={"default": 2})
+    log = EventLog()
+    eng.subscribe(log, kinds=["success"])
+    eng.start()
+    job = eng.insert(Echo.new({"n": 7}))
+    log.wait(lambda events: any(e.job.id == job.id for e in events))
+    eng._acker.flush(5)
+    stored = eng.get_job(job.id)
+    assert stored.state is JobState.COMPLETED
+    assert stored.result == {"echo": 7}
+    assert stored.attempt == 1
+    assert stored.attempted_by is not None and stored.attempted_by[0] == eng.node_name
+
+
+def test_engine_import_pulls_in_no_other_package() -> None:
+    code = (
+        "import sys, engine, engine.bench; "
+        "bad = [m for m in ('textual', 'tui', 'demo', 'licensing', 'stripe') if m in sys.modules]; "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
