@@ -259,29 +259,56 @@ class Engine:
         return [r[0] for r in rows]
 
     # -- queue control ---------------------------------------------------------------------------
-    def pause_queue(self, queue: str, *, node: str | None = None) -> None:
+    def pause_queue(self, queue: str, *, node: str | None = None, conn: psycopg.Connection | None = None) -> None:
         """Stop fetching ``queue`` on ``node`` (a node name) or on every node; persisted."""
-        self._write_queue_settings(queue, node, paused=True)
+        self._write_queue_settings(queue, node, conn, paused=True)
 
-    def resume_queue(self, queue: str, *, node: str | None = None) -> None:
+    def resume_queue(self, queue: str, *, node: str | None = None, conn: psycopg.Connection | None = None) -> None:
         """Start fetching ``queue`` again on ``node`` or on every node; persisted."""
-        self._write_queue_settings(queue, node, paused=False)
+        self._write_queue_settings(queue, node, conn, paused=False)
 
-    def scale_queue(self, queue: str, limit: int, *, node: str | None = None) -> None:
+    def scale_queue(
+        self, queue: str, limit: int, *, node: str | None = None, conn: psycopg.Connection | None = None
+    ) -> None:
         """Set the local limit of ``queue`` on ``node`` or on every node; persisted."""
-        self._write_queue_settings(queue, node, local_limit=check_limit("limit", limit, 0))
+        self._write_queue_settings(queue, node, conn, local_limit=check_limit("limit", limit, 0))
 
     def _write_queue_settings(
-        self, queue: str, node: str | None, *, paused: bool | None = None, local_limit: int | None = None
+        self, queue: str, node: str | None, conn: psycopg.Connection | None, *,
+        paused: bool | None = None, local_limit: int | None = None,
     ) -> None:
         check_queue_name(queue)
-        with self.connection() as c, c.transaction():
+        if node is not None and (not isinstance(node, str) or not node or node == "*"):
+            raise InvalidConfig(f"node must be a node name, or None for every node; got {node!r}")
+        with self.connection(conn) as c, c.transaction():
             c.execute(
                 self.q.queue_settings_write,
                 {"queue": queue, "node": node or "*", "paused": paused, "local_limit": local_limit,
                  "channel": self.channel},
             )
-        self._control({"kind": "control", "queue": queue, "node": node or "*"})
+        if conn is None:
+            self._control({"kind": "control", "queue": queue, "node": node or "*"})
+
+    def record_audit(
+        self,
+        actor: str,
+        action: str,
+        *,
+        targets: Sequence[Any] = (),
+        outcome: str,
+        filter: str | None = None,
+        detail: dict[str, Any] | None = None,
+        conn: psycopg.Connection | None = None,
+    ) -> int:
+        """Write one audit row (in ``conn``'s transaction when given, next to the change it records)."""
+        with self.connection(conn) as c:
+            row = c.execute(
+                self.q.audit_insert,
+                {"actor": actor, "action": action, "targets": Jsonb(list(targets)), "filter": filter,
+                 "outcome": outcome, "detail": Jsonb(detail or {})},
+            ).fetchone()
+        assert row is not None
+        return int(row[0])
 
     def _queue_settings(self, queue: str, config: QueueConfig) -> tuple[bool, int]:
         """(paused, local limit) for ``queue`` on this node: its own row, then '*', then config."""
