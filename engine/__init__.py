@@ -5,7 +5,8 @@ The public surface is what this module exports; everything else is private.
 
 from __future__ import annotations
 
-from ._engine import Engine
+from ._cron import CronEntry
+from ._engine import ControlResult, Engine
 from ._errors import (
     InvalidConfig,
     InvalidJob,
@@ -23,6 +24,8 @@ from ._worker import Cancel, Discard, Snooze, Worker, default_backoff
 __all__ = [
     "TRANSITIONS",
     "Cancel",
+    "ControlResult",
+    "CronEntry",
     "Discard",
     "Engine",
     "Event",

@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -18,12 +19,15 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
 from ._acker import Acker
+from ._cron import Cron, parse_crontab
 from ._embedded import embedded_url
 from ._errors import InvalidConfig, JobNotFound
 from ._events import Event, Events, Handler
 from ._job import Job, JobSpec, check_queue_name, specs_json
+from ._leader import Leadership
 from ._loop import Periodic
 from ._notifier import Notifier
+from ._plugins import lifeline, prune, stats_retention
 from ._producer import Producer, Running
 from ._queues import QueueConfig, check_limit, parse_queues
 from ._runner import Outcome, ThreadPool, run_job
@@ -31,6 +35,7 @@ from ._schema import check_migrated, migrate
 from ._settings import check_prefix, load_settings, redact_url
 from ._sql import Queries, channel
 from ._states import DELETABLE, RETRYABLE_BY_HAND, JobState, allowed_from
+from ._stats import Counts, cluster_status, queue_counts
 
 log = logging.getLogger("lysmore.engine")
 
@@ -42,6 +47,16 @@ CONTROL_CHUNK = 300  # ids per cancel notification, well under NOTIFY's 8000-byt
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+@dataclass(frozen=True)
+class ControlResult:
+    """What a queue control call reached: live nodes that applied it, and those that did not yet."""
+
+    queue: str
+    node: str | None
+    acked: list[str]
+    pending: list[str]
 
 
 class Engine:
@@ -62,6 +77,14 @@ class Engine:
         heartbeat_interval: float | None = None,
         shutdown_grace: float | None = None,
         pool_size: int | None = None,
+        node_ttl: float = 5.0,
+        leader_lease: float = 5.0,
+        orphan_after: float = 300.0,
+        prune_max_age: float | None = 86_400.0,
+        prune_interval: float = 30.0,
+        stats_retention: float = 86_400.0,
+        cron_retention: float = 7 * 86_400.0,
+        crontab: Sequence[Any] | None = None,
     ) -> None:
         settings = load_settings(
             prefix=prefix, node=node, poll_interval=poll_interval, stage_interval=stage_interval,
@@ -77,6 +100,20 @@ class Engine:
         self.stage_interval = settings.stage_interval
         self.heartbeat_interval = settings.heartbeat_interval
         self.shutdown_grace = settings.shutdown_grace
+        for label, value in (("node_ttl", node_ttl), ("leader_lease", leader_lease),
+                             ("orphan_after", orphan_after), ("prune_interval", prune_interval)):
+            if not isinstance(value, (int, float)) or value <= 0:
+                raise InvalidConfig(f"{label} must be a positive number of seconds, got {value!r}")
+        if prune_max_age is not None and (not isinstance(prune_max_age, (int, float)) or prune_max_age <= 0):
+            raise InvalidConfig(f"prune_max_age must be positive seconds or None (keep history), got {prune_max_age!r}")
+        self.node_ttl = float(node_ttl)
+        self.orphan_after = float(orphan_after)
+        self.prune_max_age = None if prune_max_age is None else float(prune_max_age)
+        self.prune_interval = float(prune_interval)
+        self.stats_retention = float(stats_retention)
+        self.cron_retention = float(cron_retention)
+        self.crontab = parse_crontab(crontab)
+        self._leader: Leadership | None = Leadership(self, float(leader_lease))
         if database_url is not None:
             self._url: str | None = database_url
         elif settings.database_url is not None:
@@ -259,24 +296,36 @@ class Engine:
         return [r[0] for r in rows]
 
     # -- queue control ---------------------------------------------------------------------------
-    def pause_queue(self, queue: str, *, node: str | None = None, conn: psycopg.Connection | None = None) -> None:
-        """Stop fetching ``queue`` on ``node`` (a node name) or on every node; persisted."""
-        self._write_queue_settings(queue, node, conn, paused=True)
+    def pause_queue(
+        self, queue: str, *, node: str | None = None, conn: psycopg.Connection | None = None,
+        wait: float = 2.0,
+    ) -> ControlResult:
+        """Stop fetching ``queue`` on ``node`` (a node name) or on every node; persisted.
 
-    def resume_queue(self, queue: str, *, node: str | None = None, conn: psycopg.Connection | None = None) -> None:
+        Waits up to ``wait`` seconds for the live nodes running the queue to acknowledge.
+        """
+        return self._write_queue_settings(queue, node, conn, wait, paused=True)
+
+    def resume_queue(
+        self, queue: str, *, node: str | None = None, conn: psycopg.Connection | None = None,
+        wait: float = 2.0,
+    ) -> ControlResult:
         """Start fetching ``queue`` again on ``node`` or on every node; persisted."""
-        self._write_queue_settings(queue, node, conn, paused=False)
+        return self._write_queue_settings(queue, node, conn, wait, paused=False)
 
     def scale_queue(
-        self, queue: str, limit: int, *, node: str | None = None, conn: psycopg.Connection | None = None
-    ) -> None:
+        self, queue: str, limit: int, *, node: str | None = None, conn: psycopg.Connection | None = None,
+        wait: float = 2.0,
+    ) -> ControlResult:
         """Set the local limit of ``queue`` on ``node`` or on every node; persisted."""
-        self._write_queue_settings(queue, node, conn, local_limit=check_limit("limit", limit, 0))
+        return self._write_queue_settings(
+            queue, node, conn, wait, local_limit=check_limit("limit", limit, 0)
+        )
 
     def _write_queue_settings(
-        self, queue: str, node: str | None, conn: psycopg.Connection | None, *,
+        self, queue: str, node: str | None, conn: psycopg.Connection | None, wait: float, *,
         paused: bool | None = None, local_limit: int | None = None,
-    ) -> None:
+    ) -> ControlResult:
         check_queue_name(queue)
         if node is not None and (not isinstance(node, str) or not node or node == "*"):
             raise InvalidConfig(f"node must be a node name, or None for every node; got {node!r}")
@@ -286,8 +335,28 @@ class Engine:
                 {"queue": queue, "node": node or "*", "paused": paused, "local_limit": local_limit,
                  "channel": self.channel},
             )
-        if conn is None:
-            self._control({"kind": "control", "queue": queue, "node": node or "*"})
+        if conn is not None:
+            return ControlResult(queue, node, [], [])  # not committed yet: nobody has seen it
+        self._control({"kind": "control", "queue": queue, "node": node or "*"})
+        return self._await_control(queue, node or "*", paused, local_limit, wait)
+
+    def _await_control(
+        self, queue: str, node: str, paused: bool | None, limit: int | None, wait: float
+    ) -> ControlResult:
+        """Which live nodes now run ``queue`` as asked, polling their producer rows up to ``wait``."""
+        deadline = time.monotonic() + wait
+        delay = 0.01
+        while True:
+            with self.connection() as c:
+                rows = c.execute(
+                    self.q.control_state, {"queue": queue, "node": node, "node_ttl": self.node_ttl}
+                ).fetchall()
+            acked = [r[0] for r in rows if (paused is None or r[1] == paused) and (limit is None or r[2] == limit)]
+            pending = [r[0] for r in rows if r[0] not in acked]
+            if not pending or time.monotonic() >= deadline:
+                return ControlResult(queue, None if node == "*" else node, acked, pending)
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
 
     def record_audit(
         self,
@@ -331,22 +400,25 @@ class Engine:
         self._started = True
         with self.connection() as c:
             check_migrated(c, self.prefix)
-            c.execute(
-                self.q.node_register,
-                {"node_id": self.node_id, "name": self.node_name, "host": socket.gethostname(),
-                 "pid": os.getpid(), "meta": Jsonb({"queues": sorted(self.queues)})},
-            )
+            self._register(c)
         self._acker.start()
         self._producers = {name: Producer(self, cfg) for name, cfg in self.queues.items()}
         for producer in self._producers.values():
             producer.start()
-        if self.queues:
+        if self.queues or self.crontab:
             self._notifier = Notifier(self.database_url, self.channel, self._control, self._wake_all)
             self._notifier.start()
+            assert self._leader is not None
             self._loops = [
                 Periodic("stager", self.stage_interval, self._stage),
                 Periodic("heartbeat", self.heartbeat_interval, self._heartbeat),
+                Periodic("leader", self._leader.lease / 3, self._leader.elect),
+                Periodic("lifeline", self.node_ttl / 2, lambda: lifeline(self)),
+                Periodic("pruner", self.prune_interval, lambda: prune(self)),
+                Periodic("stats", 60.0, lambda: stats_retention(self)),
             ]
+            if self.crontab:
+                self._loops.append(Periodic("cron", 1.0, Cron(self, self.crontab).tick))
             for loop in self._loops:
                 loop.start()
         log.info("node started", extra={"node": self.node_name, "prefix": self.prefix, "queues": list(self.queues)})
@@ -380,6 +452,8 @@ class Engine:
             self._release(left)
         for loop in self._loops:
             loop.stop()
+        if self._leader is not None:
+            self._leader.resign()
         if self._notifier:
             self._notifier.stop()
         try:
@@ -417,6 +491,14 @@ class Engine:
             log.warning("released %d jobs still running at stop", len(rows))
         except Exception as exc:
             log.error("could not release %d running jobs (%s); the lifeline will rescue them", len(runs), exc)
+
+    def queue_counts(self) -> Counts:
+        """Jobs per queue and state: exact for small tables, planner estimates for large ones."""
+        return queue_counts(self)
+
+    def status(self) -> dict[str, Any]:
+        """Nodes and queues of this instance as plain data (``lysmore status --json``)."""
+        return cluster_status(self)
 
     def subscribe(self, handler: Handler, kinds: Iterable[str] | None = None) -> Callable[[], None]:
         """Hear job events (start, success, failure, discard, cancel, snooze, timeout, stale_ack)."""
@@ -494,11 +576,33 @@ class Engine:
     def _heartbeat(self) -> None:
         names = list(self._producers)
         with self.connection() as c:
-            c.execute(
+            row = c.execute(
                 self.q.heartbeat,
                 {"node_id": self.node_id, "queue": names,
                  "running": [self._producers[n].running_count() for n in names]},
-            )
+            ).fetchone()
+            if row is not None and row[0] == 0 and not self._stopped:
+                # Taken for dead (we were paused or cut off past node_ttl): our jobs were rescued
+                # and cannot be acked by us any more. Come back as the same node, with producers.
+                log.warning("node row was gone (heartbeat expired); registering again")
+                self._register(c)
+                for producer in self._producers.values():
+                    producer.settings_changed()
+
+    def _register(self, c: psycopg.Connection) -> None:
+        c.execute(
+            self.q.node_register,
+            {"node_id": self.node_id, "name": self.node_name, "host": socket.gethostname(),
+             "pid": os.getpid(), "meta": Jsonb({"queues": sorted(self.queues)})},
+        )
+
+    def _is_leader(self) -> bool:
+        return self._leader is not None and self._leader.is_leader()
+
+    @property
+    def is_leader(self) -> bool:
+        """Whether this node holds the leadership lease right now."""
+        return self._is_leader()
 
     def _record_producer(self, producer: Producer) -> None:
         with self.connection() as c:

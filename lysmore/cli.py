@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -47,6 +48,82 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_app(spec: str) -> object:
+    """Import ``MODULE:ATTR`` and return the Engine it names (calling it if it is a factory)."""
+    import importlib
+
+    from engine import Engine, InvalidConfig
+
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise InvalidConfig(f"--app must look like MODULE:ATTR, got {spec!r}")
+    sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise InvalidConfig(f"--app {spec!r}: cannot import {module_name!r}: {exc}") from None
+    target = getattr(module, attr, None)
+    if target is None:
+        raise InvalidConfig(f"--app {spec!r}: module {module_name!r} has no attribute {attr!r}")
+    eng = target() if callable(target) and not isinstance(target, Engine) else target
+    if not isinstance(eng, Engine):
+        raise InvalidConfig(f"--app {spec!r} is not an Engine (nor a function returning one): {type(eng).__name__}")
+    return eng
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    if args.node:
+        os.environ["LYSMORE_NODE"] = args.node
+    eng = _load_app(args.app)
+    if args.node:
+        eng.node_name = args.node  # type: ignore[attr-defined]
+    if not args.no_migrate:
+        eng.migrate()  # type: ignore[attr-defined]
+    done = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        done.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    eng.start()  # type: ignore[attr-defined]
+    logging.getLogger("lysmore.cli").warning(
+        "node %s running queues %s; SIGTERM or SIGINT stops it",
+        eng.node_name, sorted(eng.queues),  # type: ignore[attr-defined]
+    )
+    done.wait()
+    eng.stop(grace=args.grace)  # type: ignore[attr-defined]
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from engine import Engine
+
+    eng = Engine(args.database_url, prefix=args.prefix)
+    try:
+        status = eng.status()
+    finally:
+        eng.stop()
+    if args.json:
+        print(json.dumps(status, default=str))
+        return 0
+    est = "~" if status["counts_estimated"] else ""
+    print(f"prefix {eng.prefix}: {len(status['nodes'])} node(s)")
+    for node in status["nodes"]:
+        mark = " (leader)" if node["leader"] else ""
+        queues = ", ".join(f"{q['queue']}:{q['running']}/{q['limit']}{' paused' if q['paused'] else ''}"
+                           for q in node["queues"])
+        print(f"  {node['name']}{mark}  heartbeat {node['heartbeat_age']:.1f}s ago  {queues}")
+    for queue in status["queues"]:
+        counts = " ".join(f"{k}={est}{v}" for k, v in sorted(queue["counts"].items()))
+        paused = sum(1 for n in queue["nodes"] if n["paused"])
+        print(f"  queue {queue['queue']}: {len(queue['nodes'])} node(s), {paused} paused; {counts}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lysmore", description="PostgreSQL-backed background jobs.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -62,6 +139,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int, default=10, help="local limit of the bench queue (default 10)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(fn=_cmd_bench)
+
+    p = sub.add_parser("worker", help="run a node from an Engine defined in your code")
+    p.add_argument("--app", required=True, help="MODULE:ATTR naming an Engine or a function returning one")
+    p.add_argument("--node", help="readable node name (default host-pid)")
+    p.add_argument("--grace", type=float, default=15.0, help="seconds to let jobs finish on stop (default 15)")
+    p.add_argument("--no-migrate", action="store_true", help="do not migrate the schema before starting")
+    p.set_defaults(fn=_cmd_worker)
+
+    p = sub.add_parser("status", help="nodes, leader and queues of an instance")
+    _common(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object with keys nodes and queues")
+    p.set_defaults(fn=_cmd_status)
     return parser
 
 

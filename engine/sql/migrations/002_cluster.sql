@@ -22,3 +22,7 @@ CREATE TABLE {prefix}.lysmore_cron_runs (
     inserted_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (name, instant)
 );
+
+-- Joint statistics of (queue, state), so counts can be estimated from the planner's sample when
+-- the jobs table is too large to count.
+CREATE STATISTICS {prefix}.lysmore_jobs_queue_state (mcv) ON queue, state FROM {prefix}.lysmore_jobs;

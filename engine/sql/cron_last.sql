@@ -1,0 +1,1 @@
+SELECT max(instant) FROM {prefix}.lysmore_cron_runs WHERE name = %(name)s
