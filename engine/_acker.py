@@ -87,8 +87,11 @@ class Acker:
                     self._cond.wait(min(0.05 * 2**failures, 5.0))
                 continue
             failures = 0
+            if stale:  # counted before the batch is done, so flush() returns with counters current
+                try:
+                    self._on_stale(stale)
+                except Exception:
+                    log.exception("counting %d stale acks failed", len(stale))
             with self._cond:
                 self._inflight = 0
                 self._cond.notify_all()
-            if stale:
-                self._on_stale(stale)

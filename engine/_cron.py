@@ -27,6 +27,11 @@ class CronEntry:
 
     ``missed="skip"`` (default) drops instants that passed while no leader ran them, beyond
     ``tolerance`` seconds; ``"run_once"`` runs the newest missed instant once.
+
+    Daylight saving time, as Vixie cron: when clocks go forward, a fixed-time job whose local
+    time does not exist runs once at the first valid time after the gap (02:30 -> 03:00); when
+    clocks go back, a fixed-time job runs once (at the first 02:30), while jobs with a wildcard
+    hour keep running every real hour or minute.
     """
 
     expression: str
@@ -56,12 +61,31 @@ class CronEntry:
         """The name runs are recorded under: given, or expression + worker + timezone."""
         return self.name or f"{self.expression}|{self.worker.name}|{self.timezone}"
 
-    def previous(self, now: datetime) -> datetime:
-        """The newest instant at or before ``now`` (aware), in UTC."""
+    def instants(self, now: datetime, limit: int = 100) -> list[datetime]:
+        """Instants at or before ``now`` (aware), newest first, in UTC, back to ``tolerance`` ago.
+
+        Always at least the newest one, however old (the ``run_once`` policy needs it).
+        """
         local = now.astimezone(ZoneInfo(self.timezone))
         it = croniter(self.expression, local + timedelta(microseconds=1))
-        prev: datetime = it.get_prev(datetime)
-        return prev.astimezone(ZoneInfo("UTC"))
+        found: list[datetime] = []
+        while len(found) < limit:
+            prev: datetime = it.get_prev(datetime)
+            utc = prev.astimezone(ZoneInfo("UTC"))
+            if found and (now - utc).total_seconds() > self.tolerance:
+                break
+            if self._fixed_hour and utc.astimezone(ZoneInfo(self.timezone)).fold == 1:
+                continue  # the repeated hour when clocks go back: a fixed-time job runs once
+            found.append(utc)
+        return found
+
+    @property
+    def _fixed_hour(self) -> bool:
+        """Whether the hour field names hours (``30 2 * * *``) rather than every hour (``*``)."""
+        fields = self.expression.split()
+        if len(fields) < 5:
+            return fields[0] != "@hourly"  # @daily, @weekly, ...: fixed times
+        return not fields[1].startswith("*")
 
 
 def parse_crontab(crontab: object) -> list[CronEntry]:
@@ -92,7 +116,7 @@ class Cron:
     def __init__(self, engine: Engine, entries: list[CronEntry]) -> None:
         self.engine = engine
         self.entries = entries
-        self._seen: dict[str, datetime] = {}  # newest instant handled per entry, on this node
+        self._seen: dict[str, set[datetime]] = {}  # instants handled per entry, on this node
 
     def tick(self) -> int:
         leader = self.engine._leader
@@ -105,24 +129,36 @@ class Cron:
             assert row is not None
             now: datetime = row[0]
             for entry in self.entries:
-                instant = entry.previous(now)
-                if self._seen.get(entry.key) == instant:
+                seen = self._seen.setdefault(entry.key, set())
+                instants = [i for i in entry.instants(now) if i not in seen]
+                if not instants:
                     continue
-                if entry.missed == "skip" and (now - instant).total_seconds() > entry.tolerance:
-                    self._seen[entry.key] = instant
-                    continue
-                if self._run(c, entry, instant, epoch):
-                    inserted += 1
-                self._seen[entry.key] = instant
+                for instant in self._due(c, entry, now, instants):
+                    inserted += self._run(c, entry, instant, epoch)
+                seen.update(instants)  # only once handled: a failed round tries them again
+                if len(seen) > 1000:
+                    self._seen[entry.key] = set(instants)
         return inserted
+
+    def _due(self, c: Any, entry: CronEntry, now: datetime, instants: list[datetime]) -> list[datetime]:
+        """Which of ``instants`` (newest first) to run, oldest first.
+
+        Only instants after the newest recorded run count (a new entry starts with its newest
+        instant, it does not backfill); late ones are dropped, except under ``run_once`` the newest.
+        """
+        row = c.execute(self.engine.q.cron_last, {"name": entry.key}).fetchone()
+        last = row[0] if row else None
+        fresh = [i for i in instants if last is None or i > last]
+        if last is None:
+            fresh = fresh[:1]
+        on_time = [i for i in fresh if (now - i).total_seconds() <= entry.tolerance]
+        if not on_time and fresh and entry.missed == "run_once":
+            on_time = fresh[:1]
+        return list(reversed(on_time))
 
     def _run(self, c: Any, entry: CronEntry, instant: datetime, epoch: int) -> bool:
         """Claim (entry, instant) and insert its job in one transaction; False if already run."""
         with c.transaction():
-            if entry.missed == "run_once":
-                last = c.execute(self.engine.q.cron_last, {"name": entry.key}).fetchone()
-                if last and last[0] is not None and last[0] >= instant:
-                    return False
             claimed = c.execute(
                 self.engine.q.cron_claim,
                 {"name": entry.key, "instant": instant, "node_id": self.engine.node_id, "epoch": epoch},

@@ -17,6 +17,7 @@ from ._states import JobState
 QUEUE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:\-]{0,127}$")
 MAX_ARGS_BYTES = 1_048_576  # 1 MiB of JSON for args and for meta, each
 MAX_TAGS = 64
+MAX_ATTEMPTS_CAP = 1_000_000_000  # the column is a 32-bit integer; snoozes add one each
 _EVENT_LOCK = threading.Lock()
 
 
@@ -42,17 +43,31 @@ def _has_nul(value: Any) -> bool:
     return False
 
 
+def _bad_text(text: str) -> bool:
+    """True when PostgreSQL cannot store ``text``: a NUL character or a lone surrogate."""
+    if "\x00" in text:
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def check_json(name: str, value: Any, max_bytes: int = MAX_ARGS_BYTES) -> dict[str, Any]:
     """Return ``value`` if it is a JSON object PostgreSQL's jsonb will take, else raise."""
     if not isinstance(value, dict):
         raise InvalidJob(f"{name} must be a dict (a JSON object), got {type(value).__name__}")
     try:
-        text = json.dumps(value, allow_nan=False, separators=(",", ":"))
+        text = json.dumps(value, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
     except (TypeError, ValueError) as exc:
         raise InvalidJob(f"{name} is not JSON-serialisable: {exc}") from None
     if _has_nul(value):
         raise InvalidJob(f"{name} contains a NUL character (\\x00), which PostgreSQL cannot store")
-    size = len(text.encode())
+    try:
+        size = len(text.encode())
+    except UnicodeEncodeError as exc:  # a lone surrogate such as "\ud800": jsonb rejects it
+        raise InvalidJob(f"{name} contains text that is not valid Unicode ({exc.reason})") from None
     if size > max_bytes:
         raise InvalidJob(f"{name} is {size} bytes of JSON, over the cap of {max_bytes} bytes")
     # What is stored is what comes back: tuples become lists, keys become strings.
@@ -67,8 +82,11 @@ def check_priority(priority: object) -> int:
 
 
 def check_max_attempts(max_attempts: object) -> int:
-    if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
-        raise InvalidJob(f"max_attempts must be an integer >= 1, got {max_attempts!r}")
+    if (
+        isinstance(max_attempts, bool) or not isinstance(max_attempts, int)
+        or not 1 <= max_attempts <= MAX_ATTEMPTS_CAP
+    ):
+        raise InvalidJob(f"max_attempts must be an integer from 1 to {MAX_ATTEMPTS_CAP}, got {max_attempts!r}")
     return max_attempts
 
 
@@ -79,8 +97,8 @@ def check_tags(tags: object) -> list[str]:
         raise InvalidJob(f"tags must be a list of strings, got {tags!r}")
     out: list[str] = []
     for tag in tags:
-        if not isinstance(tag, str) or not tag or "\x00" in tag or len(tag) > 128:
-            raise InvalidJob(f"each tag must be a non-empty string of at most 128 characters, got {tag!r}")
+        if not isinstance(tag, str) or not tag or _bad_text(tag) or len(tag) > 128:
+            raise InvalidJob(f"each tag must be a non-empty string of at most 128 characters (no NUL, valid Unicode), got {tag!r}")
         if tag not in out:
             out.append(tag)
     if len(out) > MAX_TAGS:
@@ -141,8 +159,8 @@ class JobSpec:
         unique: Any = None,
     ) -> JobSpec:
         """Validate every field and return the spec, or raise ``InvalidJob`` naming the problem."""
-        if not isinstance(worker, str) or not worker or len(worker) > 255:
-            raise InvalidJob(f"worker must be a non-empty name of at most 255 characters, got {worker!r}")
+        if not isinstance(worker, str) or not worker or len(worker) > 255 or _bad_text(worker):
+            raise InvalidJob(f"worker must be a non-empty name of at most 255 characters (no NUL, valid Unicode), got {worker!r}")
         check_when(scheduled_at, schedule_in)
         return cls(
             worker=worker,

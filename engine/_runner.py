@@ -6,6 +6,7 @@ import asyncio
 import inspect
 import json
 import logging
+import math
 import queue as queue_mod
 import threading
 import time
@@ -21,6 +22,8 @@ from ._states import JobState, can_move
 from ._worker import Cancel, Discard, Snooze, Worker, default_backoff, resolve_worker
 
 log = logging.getLogger("lysmore.runner")
+
+MAX_DELAY = 10 * 365 * 86_400.0  # seconds; a longer backoff or snooze is cut to this
 
 
 @dataclass(slots=True)
@@ -41,6 +44,9 @@ class Outcome:
     def __post_init__(self) -> None:
         if not can_move(JobState.EXECUTING, self.state):
             raise AssertionError(f"an execution cannot end in state {self.state}")
+        # A delay PostgreSQL's interval cannot hold (inf, nan, 1e300) would fail the whole ack batch.
+        delay = float(self.delay)
+        self.delay = min(delay, MAX_DELAY) if delay > 0 else 0.0
 
     def params(self) -> tuple[Any, ...]:
         """This outcome as one element of each array ``ack.sql`` takes."""
@@ -66,22 +72,46 @@ def _storable(value: Any) -> tuple[Any, str | None]:
         return None, f"return value not stored: {exc}"
     if _has_nul(value):
         return None, "return value not stored: it contains a NUL character"
+    try:
+        json.dumps(value, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return None, "return value not stored: it contains text that is not valid Unicode"
     return value, None
 
 
+def _text(value: str | None) -> str | None:
+    """``value`` as text PostgreSQL can store: no NUL character, no lone surrogate."""
+    if value is None:
+        return None
+    return value.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _error_entry(job: Job, message: str, tb: str | None = None) -> dict[str, Any]:
-    return {"attempt": job.attempt, "error": message, "traceback": tb}
+    return {"attempt": job.attempt, "error": _text(message), "traceback": _text(tb)}
+
+
+def _describe(exc: BaseException) -> tuple[str, str | None]:
+    """(one-line message, traceback) of ``exc``, even when its ``__str__`` raises."""
+    try:
+        message = f"{type(exc).__name__}: {exc}"
+    except Exception:
+        message = f"{type(exc).__name__}: <str() of the exception failed>"
+    try:
+        tb: str | None = "".join(traceback.format_exception(exc))
+    except Exception:
+        tb = None
+    return message, tb
 
 
 def failure(job: Job, exc: BaseException, worker: Worker | None, duration: float) -> Outcome:
     """A failed attempt: retryable with backoff while attempts remain, else discarded."""
-    message = f"{type(exc).__name__}: {exc}"
-    tb = "".join(traceback.format_exception(exc))
-    entry = _error_entry(job, message, tb)
+    entry = _error_entry(job, *_describe(exc))
     if job.attempt >= job.max_attempts:
         return Outcome(job, JobState.DISCARDED, error=entry, exception=exc, duration=duration, kind="discard")
     try:
         delay = float(worker.backoff(job)) if worker is not None else default_backoff(job.attempt)
+        if not math.isfinite(delay):
+            raise ValueError(f"backoff returned {delay!r}")
     except Exception:
         log.exception("backoff failed; using the default", extra={"job_id": job.id})
         delay = default_backoff(job.attempt)

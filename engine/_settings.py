@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -82,8 +82,19 @@ class Settings(BaseSettings):
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Settings from the environment and file, with non-None ``overrides`` on top."""
-    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    """Settings from the environment and file, with non-None ``overrides`` on top.
+
+    A bad value raises ``InvalidConfig`` naming the setting, not pydantic's ``ValidationError``.
+    """
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
+            + ("" if "database_url" in err["loc"] else f" (got {err.get('input')!r})")  # no secrets
+            for err in exc.errors()
+        )
+        raise InvalidConfig(f"invalid settings: {problems}") from None
 
 
 def redact_url(url: str) -> str:

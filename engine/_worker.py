@@ -16,8 +16,11 @@ class Snooze(Exception):
     """Return or raise from ``perform`` to run the job again in ``seconds``, using no attempt."""
 
     def __init__(self, seconds: float) -> None:
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0:
-            raise InvalidJob(f"Snooze takes a number of seconds >= 0, got {seconds!r}")
+        if (
+            isinstance(seconds, bool) or not isinstance(seconds, (int, float))
+            or not 0 <= seconds <= 10 * 365 * 86_400  # also refuses nan and inf
+        ):
+            raise InvalidJob(f"Snooze takes a number of seconds from 0 to ten years, got {seconds!r}")
         super().__init__(f"snoozed for {seconds}s")
         self.seconds = float(seconds)
 

@@ -1,6 +1,6 @@
 -- Planner's view of the jobs table: its row estimate and the joint (queue, state) frequencies
--- from the extended statistics; no scan of the table.
-SELECT c.reltuples::bigint AS total, m.values[1] AS queue, m.values[2] AS state, m.frequency
+-- from the extended statistics (values come in column order: state, then queue); no scan.
+SELECT c.reltuples::bigint AS total, m.values[2] AS queue, m.values[1] AS state, m.frequency
 FROM pg_class AS c
 JOIN pg_namespace AS ns ON ns.oid = c.relnamespace
 LEFT JOIN pg_statistic_ext AS s ON s.stxnamespace = ns.oid AND s.stxname = 'lysmore_jobs_queue_state'
