@@ -29,7 +29,16 @@ from ._loop import Periodic
 from ._notifier import Notifier
 from ._plugins import lifeline, prune, stats_retention
 from ._producer import Producer, Running
-from ._queues import QueueConfig, check_limit, parse_queues
+from ._queues import (
+    GlobalLimit,
+    Partition,
+    QueueConfig,
+    RateLimit,
+    check_limit,
+    parse_global_limit,
+    parse_queues,
+    parse_rate_limit,
+)
 from ._runner import Outcome, ThreadPool, run_job
 from ._schema import check_migrated, migrate
 from ._settings import check_prefix, load_settings, redact_url
@@ -39,6 +48,7 @@ from ._stats import Counts, cluster_status, queue_counts
 
 log = logging.getLogger("lysmore.engine")
 
+NO_PARTITION = Partition()
 INSERT_CHUNK = 5_000
 COPY_AT_LEAST = 100  # below this many plain jobs, one INSERT statement is as quick
 CONTROL_CHUNK = 300  # ids per cancel notification, well under NOTIFY's 8000-byte payload
@@ -314,17 +324,28 @@ class Engine:
         return self._write_queue_settings(queue, node, conn, wait, paused=False)
 
     def scale_queue(
-        self, queue: str, limit: int, *, node: str | None = None, conn: psycopg.Connection | None = None,
-        wait: float = 2.0,
+        self, queue: str, limit: int | None = None, *, global_limit: Any = None, rate_limit: Any = None,
+        node: str | None = None, conn: psycopg.Connection | None = None, wait: float = 2.0,
     ) -> ControlResult:
-        """Set the local limit of ``queue`` on ``node`` or on every node; persisted."""
+        """Change the local limit, global limit and/or rate limit of ``queue``; persisted.
+
+        ``global_limit`` and ``rate_limit`` take the same forms as in ``queues``.
+        """
+        where = f"scale_queue({queue!r})"
+        glimit = parse_global_limit(where, global_limit)
+        rlimit = parse_rate_limit(where, rate_limit)
+        if limit is None and glimit is None and rlimit is None:
+            raise InvalidConfig(f"{where}: give a limit, a global_limit or a rate_limit")
         return self._write_queue_settings(
-            queue, node, conn, wait, local_limit=check_limit("limit", limit, 0)
+            queue, node, conn, wait,
+            local_limit=None if limit is None else check_limit("limit", limit, 0),
+            global_limit=glimit, rate_limit=rlimit,
         )
 
     def _write_queue_settings(
         self, queue: str, node: str | None, conn: psycopg.Connection | None, wait: float, *,
         paused: bool | None = None, local_limit: int | None = None,
+        global_limit: GlobalLimit | None = None, rate_limit: RateLimit | None = None,
     ) -> ControlResult:
         check_queue_name(queue)
         if node is not None and (not isinstance(node, str) or not node or node == "*"):
@@ -333,6 +354,8 @@ class Engine:
             c.execute(
                 self.q.queue_settings_write,
                 {"queue": queue, "node": node or "*", "paused": paused, "local_limit": local_limit,
+                 "global_limit": Jsonb(global_limit.as_dict()) if global_limit else None,
+                 "rate_limit": Jsonb(rate_limit.as_dict()) if rate_limit else None,
                  "channel": self.channel},
             )
         if conn is not None:
@@ -379,18 +402,25 @@ class Engine:
         assert row is not None
         return int(row[0])
 
-    def _queue_settings(self, queue: str, config: QueueConfig) -> tuple[bool, int]:
-        """(paused, local limit) for ``queue`` on this node: its own row, then '*', then config."""
+    def _queue_settings(self, queue: str, config: QueueConfig) -> tuple[bool, QueueConfig]:
+        """(paused, limits) for ``queue`` on this node: its own row, then '*', then config."""
         with self.connection() as c:
             rows = c.execute(self.q.queue_settings_read, {"queue": queue, "node_name": self.node_name}).fetchall()
         by_node = {r[0]: r for r in rows}
-        paused, limit = False, config.local_limit
+        paused, effective = False, config
         for key in ("*", self.node_name):
             row = by_node.get(key)
-            if row is not None:
-                paused = row[1] if row[1] is not None else paused
-                limit = row[2] if row[2] is not None else limit
-        return paused, limit
+            if row is None:
+                continue
+            paused = row[1] if row[1] is not None else paused
+            where = f"persisted settings of queue {queue!r}"
+            try:
+                effective = effective.with_overrides(
+                    row[2], parse_global_limit(where, row[3]), parse_rate_limit(where, row[4])
+                )
+            except InvalidConfig as exc:
+                log.error("ignoring %s", exc)
+        return paused, effective
 
     # -- running ---------------------------------------------------------------------------------
     def start(self) -> Engine:
@@ -527,14 +557,42 @@ class Engine:
 
     # -- internals used by producers, acker and notifier -----------------------------------------
     def _fetch(self, queue: str, demand: int) -> list[Job]:
+        """Claim up to ``demand`` jobs of ``queue`` with this node's configured limits."""
+        return self._claim(queue, demand, self.queues.get(queue))[0]
+
+    def _claim(
+        self, queue: str, demand: int, limits: QueueConfig | None = None
+    ) -> tuple[list[Job], float | None]:
+        """Claim up to ``demand`` jobs; also seconds until a rate window frees a slot, if it is full."""
+        params: dict[str, Any] = {
+            "queue": queue, "demand": demand, "node_id": self.node_id, "node_name": self.node_name,
+        }
+        rate_wait: float | None = None
         with self.connection() as c, c.cursor(row_factory=dict_row) as cur:
-            cur.execute(
-                self.q.fetch,
-                {"queue": queue, "demand": demand, "node_id": self.node_id, "node_name": self.node_name},
-            )
-            rows = cur.fetchall()
+            if limits is None or (limits.global_limit is None and limits.rate_limit is None):
+                cur.execute(self.q.fetch, params)
+                rows = cur.fetchall()
+            else:
+                g, r = limits.global_limit, limits.rate_limit
+                params.update(
+                    g_allowed=g.allowed if g else None,
+                    g_partitioned=bool(g and g.partition),
+                    r_allowed=r.allowed if r else None,
+                    r_period=r.period if r else 0.0,
+                    node_ttl=self.node_ttl,
+                    **(g.partition if g and g.partition else NO_PARTITION).params("g"),
+                    **(r.partition if r and r.partition else NO_PARTITION).params("r"),
+                )
+                with c.transaction():
+                    cur.execute(self.q.fetch_lock, {"key": f"{self.prefix}.{queue}"})
+                    cur.execute(self.q.fetch_limited, params)
+                    rows = cur.fetchall()
+                    if r is not None and len(rows) < demand:
+                        row = cur.execute(self.q.rate_next, params).fetchone()
+                        value = next(iter(row.values())) if row else None
+                        rate_wait = max(0.0, float(value)) + 0.001 if value is not None else None
         self._count("fetched", len(rows))
-        return [Job.from_row(r) for r in rows]
+        return [Job.from_row(r) for r in rows], rate_wait
 
     def _record(self, outcomes: list[Outcome]) -> list[Outcome]:
         """Write ``outcomes`` in one statement; returns those that were stale (changed nothing)."""
@@ -542,6 +600,8 @@ class Engine:
         names = ("id", "attempt", "state", "delay", "extra_attempts", "error", "result", "meta")
         params: dict[str, Any] = {n: list(col) for n, col in zip(names, columns, strict=True)}
         params["node_id"] = self.node_id
+        params["channel"] = self.channel
+        params["wake"] = [name for name, p in self._producers.items() if p.effective.global_limit]
         with self.connection() as c:
             hit = {r[0] for r in c.execute(self.q.ack, params).fetchall()}
         self._count("acked", len(hit))

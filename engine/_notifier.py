@@ -6,6 +6,7 @@ import json
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -15,6 +16,7 @@ from psycopg import sql
 log = logging.getLogger("lysmore.notifier")
 
 CHECK_EVERY = 1.0  # seconds between health checks of the listening connection
+WAIT_SLICE = 0.1  # seconds one wait for notifications lasts, so stop() is heard quickly
 MAX_BACKOFF = 10.0
 
 
@@ -73,8 +75,9 @@ class Notifier:
         self.connected.clear()
 
     def _listen(self, conn: psycopg.Connection) -> None:
+        checked = time.monotonic()
         while not self._stop.is_set():
-            for note in conn.notifies(timeout=CHECK_EVERY):
+            for note in conn.notifies(timeout=WAIT_SLICE):
                 try:
                     payload = json.loads(note.payload)
                 except ValueError:
@@ -87,4 +90,6 @@ class Notifier:
                         log.exception("handling a notification failed")
                 if self._stop.is_set():
                     return
-            conn.execute("SELECT 1")  # a dead connection fails here and is replaced
+            if time.monotonic() - checked >= CHECK_EVERY:
+                checked = time.monotonic()
+                conn.execute("SELECT 1")  # a dead connection fails here and is replaced

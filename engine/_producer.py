@@ -51,7 +51,9 @@ class Producer:
         self.queue = config.name
         self.config = config
         self.limit = config.local_limit
+        self.effective = config  # config with persisted overrides applied
         self.paused = False
+        self._rate_wake_at = 0.0  # monotonic time when a rate window frees its next slot
         self.running: dict[int, Running] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -123,7 +125,10 @@ class Producer:
                 continue
             if fetched:
                 continue  # there may be more and free slots left: fetch again straight away
-            self._wake.wait(jittered(self.engine.poll_interval))
+            wait = jittered(self.engine.poll_interval)
+            if self._rate_wake_at:
+                wait = max(0.0, min(wait, self._rate_wake_at - time.monotonic()))
+            self._wake.wait(wait)
             self._wake.clear()
         self._stopped.set()
 
@@ -138,7 +143,10 @@ class Producer:
         demand = self._free()
         if demand <= 0:
             return False
-        jobs = self.engine._fetch(self.queue, demand)
+        self._rate_wake_at = 0.0
+        jobs, rate_wait = self.engine._claim(self.queue, demand, self.effective)
+        if rate_wait is not None:
+            self._rate_wake_at = time.monotonic() + rate_wait
         for job in jobs:
             self._start(job)
         return len(jobs) == demand and self._free() > 0
@@ -194,9 +202,10 @@ class Producer:
             self.interrupt(lost, "was taken away (cancelled, rescued or deleted)")
 
     def _apply_settings(self) -> None:
-        paused, limit = self.engine._queue_settings(self.queue, self.config)
-        changed = (paused, limit) != (self.paused, self.limit)
-        self.paused, self.limit = paused, limit
+        paused, effective = self.engine._queue_settings(self.queue, self.config)
+        limit = effective.local_limit
+        changed = (paused, effective) != (self.paused, self.effective)
+        self.paused, self.limit, self.effective = paused, limit, effective
         self.engine._record_producer(self)
         if changed:
             log.info(

@@ -2,13 +2,66 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ._errors import InvalidConfig, InvalidJob
 from ._job import check_queue_name
 
 MAX_LOCAL_LIMIT = 10_000
+PARTITION_FIELDS = ("worker", "args")
+
+
+@dataclass(frozen=True, slots=True)
+class Partition:
+    """What splits a limit into independent ones: the worker, the args, or chosen args keys."""
+
+    worker: bool = False
+    args: bool = False
+    keys: tuple[str, ...] | None = None  # with args: only these keys (None: all of args)
+
+    def params(self, prefix: str) -> dict[str, Any]:
+        return {
+            f"{prefix}_worker": self.worker,
+            f"{prefix}_args": self.args,
+            f"{prefix}_keys": list(self.keys) if self.keys is not None else None,
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        fields = [f for f in PARTITION_FIELDS if getattr(self, f)]
+        out: dict[str, Any] = {"fields": fields}
+        if self.keys is not None:
+            out["keys"] = list(self.keys)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class GlobalLimit:
+    """At most ``allowed`` executing across all nodes (per partition, when partitioned)."""
+
+    allowed: int
+    partition: Partition | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"allowed": self.allowed}
+        if self.partition:
+            out["partition"] = self.partition.as_dict()
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """At most ``allowed`` jobs started in any sliding window of ``period`` seconds."""
+
+    allowed: int
+    period: float
+    partition: Partition | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"allowed": self.allowed, "period": self.period}
+        if self.partition:
+            out["partition"] = self.partition.as_dict()
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,14 +70,72 @@ class QueueConfig:
 
     name: str
     local_limit: int
-    global_limit: dict[str, Any] | None = None
-    rate_limit: dict[str, Any] | None = None
+    global_limit: GlobalLimit | None = None
+    rate_limit: RateLimit | None = None
+
+    def with_overrides(
+        self, local_limit: int | None, global_limit: GlobalLimit | None, rate_limit: RateLimit | None
+    ) -> QueueConfig:
+        return replace(
+            self,
+            local_limit=self.local_limit if local_limit is None else local_limit,
+            global_limit=global_limit or self.global_limit,
+            rate_limit=rate_limit or self.rate_limit,
+        )
 
 
 def check_limit(name: str, value: object, minimum: int = 0) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= MAX_LOCAL_LIMIT:
         raise InvalidConfig(f"{name} must be an integer from {minimum} to {MAX_LOCAL_LIMIT}, got {value!r}")
     return value
+
+
+def parse_partition(where: str, spec: object) -> Partition | None:
+    if spec is None:
+        return None
+    if not isinstance(spec, dict) or set(spec) - {"fields", "keys"}:
+        raise InvalidConfig(f"{where} partition must be a dict with 'fields' and optional 'keys', got {spec!r}")
+    fields = spec.get("fields")
+    if not isinstance(fields, (list, tuple)) or not fields or set(fields) - set(PARTITION_FIELDS):
+        raise InvalidConfig(f"{where} partition fields must be a non-empty list of {PARTITION_FIELDS}, got {fields!r}")
+    keys = spec.get("keys")
+    if keys is not None:
+        if "args" not in fields:
+            raise InvalidConfig(f"{where} partition keys need 'args' among the fields")
+        if not isinstance(keys, (list, tuple)) or not keys or not all(isinstance(k, str) and k for k in keys):
+            raise InvalidConfig(f"{where} partition keys must be a non-empty list of names, got {keys!r}")
+        keys = tuple(keys)
+    return Partition(worker="worker" in fields, args="args" in fields, keys=keys)
+
+
+def parse_global_limit(where: str, spec: object) -> GlobalLimit | None:
+    if spec is None:
+        return None
+    if isinstance(spec, int) and not isinstance(spec, bool):
+        spec = {"allowed": spec}
+    if not isinstance(spec, dict) or set(spec) - {"allowed", "partition"} or "allowed" not in spec:
+        raise InvalidConfig(f"{where} global_limit must be an int or {{'allowed': N, 'partition': ...}}, got {spec!r}")
+    return GlobalLimit(
+        check_limit(f"{where} global_limit allowed", spec["allowed"], 0),
+        parse_partition(f"{where} global_limit", spec.get("partition")),
+    )
+
+
+def parse_rate_limit(where: str, spec: object) -> RateLimit | None:
+    if spec is None:
+        return None
+    if not isinstance(spec, dict) or set(spec) - {"allowed", "period", "partition"} or not {"allowed", "period"} <= set(spec):
+        raise InvalidConfig(
+            f"{where} rate_limit must be {{'allowed': N, 'period': SECONDS, 'partition': ...}}, got {spec!r}"
+        )
+    period = spec["period"]
+    if isinstance(period, bool) or not isinstance(period, (int, float)) or not 0 < period <= 86_400 * 7:
+        raise InvalidConfig(f"{where} rate_limit period must be seconds between 0 and a week, got {period!r}")
+    return RateLimit(
+        check_limit(f"{where} rate_limit allowed", spec["allowed"], 0),
+        float(period),
+        parse_partition(f"{where} rate_limit", spec.get("partition")),
+    )
 
 
 def parse_queue(name: str, spec: object) -> QueueConfig:
@@ -39,19 +150,17 @@ def parse_queue(name: str, spec: object) -> QueueConfig:
     unknown = set(spec) - {"local_limit", "limit", "global_limit", "rate_limit"}
     if unknown:
         raise InvalidConfig(f"queue {name!r} has unknown options {sorted(unknown)}")
-    global_limit: Any = spec.get("global_limit")
-    if isinstance(global_limit, int) and not isinstance(global_limit, bool):
-        global_limit = {"allowed": global_limit}
-    if global_limit is not None and not isinstance(global_limit, dict):
-        raise InvalidConfig(f"queue {name!r} global_limit must be an int or a dict, got {global_limit!r}")
+    where = f"queue {name!r}"
+    global_limit = parse_global_limit(where, spec.get("global_limit"))
     local = spec.get("local_limit", spec.get("limit"))
     if local is None:
-        local = global_limit["allowed"] if isinstance(global_limit, dict) and "allowed" in global_limit else 10
+        # Like Oban: a queue with only a global limit may run up to that many on one node.
+        local = max(global_limit.allowed, 1) if global_limit and not global_limit.partition else 10
     return QueueConfig(
         name,
-        check_limit(f"queue {name!r} local_limit", local, 1),
+        check_limit(f"{where} local_limit", local, 1),
         global_limit=global_limit,
-        rate_limit=spec.get("rate_limit"),
+        rate_limit=parse_rate_limit(where, spec.get("rate_limit")),
     )
 
 

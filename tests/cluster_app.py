@@ -36,6 +36,10 @@ class LedgerJob(Worker, queue="work", max_attempts=20):
             )
 
 
+class OtherLedgerJob(LedgerJob):
+    """The same work under another worker name, for per-worker partitions."""
+
+
 class Tick(Worker, queue="work"):
     """What the test crontab inserts; does nothing."""
 
@@ -68,4 +72,5 @@ def make() -> Engine:
         poll_interval=0.5,
         node_ttl=float(os.environ.get("CLUSTER_NODE_TTL", "5")),
         leader_lease=float(os.environ.get("CLUSTER_LEASE", "5")),
+        heartbeat_interval=float(os.environ.get("CLUSTER_HEARTBEAT", "1")),
     )

@@ -43,5 +43,10 @@ rolled AS (
         discarded = s.discarded + excluded.discarded,
         cancelled = s.cancelled + excluded.cancelled,
         snoozed = s.snoozed + excluded.snoozed
+),
+woken AS (
+    -- Slots of a globally limited queue just freed up: wake every node's producer of it.
+    SELECT count(pg_notify(%(channel)s, json_build_object('kind', 'insert', 'queue', q.queue)::text)) AS n
+    FROM (SELECT DISTINCT queue FROM acked WHERE queue = ANY(%(wake)s::text[])) AS q
 )
-SELECT id FROM acked
+SELECT acked.id FROM acked, woken
