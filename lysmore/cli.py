@@ -34,7 +34,21 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         if not args.json:
             print(f"... {msg}", file=sys.stderr)
 
-    result = run_bench(args.database_url, jobs=args.jobs, concurrency=args.concurrency, progress=progress)
+    options: dict[str, object] = {}
+    if args.global_limit is not None:
+        options["global_limit"] = args.global_limit
+    if args.rate_limit is not None:
+        allowed, _, period = args.rate_limit.partition("/")
+        try:
+            options["rate_limit"] = {"allowed": int(allowed), "period": float(period)}
+        except ValueError:
+            from engine import InvalidConfig
+
+            raise InvalidConfig(f"--rate-limit takes ALLOWED/PERIOD, e.g. 1000/1, got {args.rate_limit!r}") from None
+    result = run_bench(
+        args.database_url, jobs=args.jobs, concurrency=args.concurrency, progress=progress,
+        queue_options=options or None,
+    )
     data = result.as_dict()
     if args.json:
         print(json.dumps(data))
@@ -137,6 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--jobs", type=int, default=20_000, help="jobs to insert and process (default 20000)")
     p.add_argument("--concurrency", type=int, default=10, help="local limit of the bench queue (default 10)")
+    p.add_argument("--global-limit", type=int, help="run the bench queue with this global limit")
+    p.add_argument("--rate-limit", help="run the bench queue with a rate limit ALLOWED/PERIOD (seconds)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(fn=_cmd_bench)
 
