@@ -28,6 +28,7 @@ from ._leader import Leadership
 from ._loop import Periodic
 from ._notifier import Notifier
 from ._plugins import lifeline, prune, stats_retention
+from ._pool import idle_check
 from ._producer import Producer, Running
 from ._queues import (
     GlobalLimit,
@@ -166,7 +167,7 @@ class Engine:
                 pool = ConnectionPool(
                     self.database_url, min_size=1, max_size=self._pool_size,
                     kwargs={"autocommit": True}, open=False, name=f"lysmore-{self.prefix}",
-                    reconnect_timeout=0,
+                    reconnect_timeout=0, check=idle_check(lambda: self._pool),
                 )
                 try:
                     pool.open(wait=True, timeout=15)
@@ -550,8 +551,11 @@ class Engine:
             if not jobs:
                 break
             outcome = run_job(jobs[0])
-            self._record([outcome])
-            counts[outcome.state.value] = counts.get(outcome.state.value, 0) + 1
+            stale = self._record([outcome])
+            if stale:  # the row moved on while it ran: counted and announced, as on a node
+                self._stale(stale)
+            key = "stale" if stale else outcome.state.value
+            counts[key] = counts.get(key, 0) + 1
             ran += 1
         return counts
 
@@ -583,14 +587,17 @@ class Engine:
                     **(g.partition if g and g.partition else NO_PARTITION).params("g"),
                     **(r.partition if r and r.partition else NO_PARTITION).params("r"),
                 )
-                with c.transaction():
+                plain_global = r is None and g is not None and g.partition is None
+                # One round trip: the lock and the fetch are separate statements (the fetch must
+                # see what the previous holder committed), sent together in a pipeline.
+                with c.pipeline(), c.transaction():
                     cur.execute(self.q.fetch_lock, {"key": f"{self.prefix}.{queue}"})
-                    cur.execute(self.q.fetch_limited, params)
-                    rows = cur.fetchall()
-                    if r is not None and len(rows) < demand:
-                        row = cur.execute(self.q.rate_next, params).fetchone()
-                        value = next(iter(row.values())) if row else None
-                        rate_wait = max(0.0, float(value)) + 0.001 if value is not None else None
+                    cur.execute(self.q.fetch_global if plain_global else self.q.fetch_limited, params)
+                rows = cur.fetchall()
+                if r is not None and len(rows) < demand:
+                    row = cur.execute(self.q.rate_next, params).fetchone()
+                    value = next(iter(row.values())) if row else None
+                    rate_wait = max(0.0, float(value)) + 0.001 if value is not None else None
         self._count("fetched", len(rows))
         return [Job.from_row(r) for r in rows], rate_wait
 
@@ -605,6 +612,8 @@ class Engine:
         with self.connection() as c:
             hit = {r[0] for r in c.execute(self.q.ack, params).fetchall()}
         self._count("acked", len(hit))
+        for queue in {o.job.queue for o in outcomes} & set(params["wake"]):
+            self._producers[queue].wake()  # global slots freed: fetch again without waiting to hear it
         return [o for o in outcomes if o.job.id not in hit]
 
     def _stale(self, outcomes: list[Outcome]) -> None:
