@@ -20,6 +20,7 @@ from ._job import Job, JobSpec
 from ._settings import Settings, load_settings
 from ._states import TRANSITIONS, JobState
 from ._worker import Cancel, Discard, Snooze, Worker, default_backoff
+from ._workflow import Workflow
 
 __all__ = [
     "TRANSITIONS",
@@ -41,6 +42,7 @@ __all__ = [
     "Settings",
     "Snooze",
     "Worker",
+    "Workflow",
     "default_backoff",
     "load_settings",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import socket
@@ -44,8 +45,9 @@ from ._runner import Outcome, ThreadPool, run_job
 from ._schema import check_migrated, migrate
 from ._settings import check_prefix, load_settings, redact_url
 from ._sql import Queries, channel
-from ._states import DELETABLE, RETRYABLE_BY_HAND, JobState, allowed_from
+from ._states import DELETABLE, FINAL_STATES, RETRYABLE_BY_HAND, JobState, allowed_from
 from ._stats import Counts, cluster_status, queue_counts
+from ._workflow import Workflow
 
 log = logging.getLogger("lysmore.engine")
 
@@ -201,9 +203,14 @@ class Engine:
             raise TypeError(f"insert takes a JobSpec (from Worker.new), got {type(spec).__name__}")
         return self._insert([spec], conn)[0]
 
-    def insert_all(self, specs: Iterable[JobSpec], *, conn: psycopg.Connection | None = None) -> list[Job]:
-        """Save many jobs atomically (all or none) with one statement per 5,000."""
-        items = list(specs)
+    def insert_all(
+        self, specs: Iterable[JobSpec] | Workflow, *, conn: psycopg.Connection | None = None
+    ) -> list[Job]:
+        """Save many jobs (or a workflow's steps) atomically, all or none; results in order.
+
+        Unique jobs report ``conflict``; duplicates within one call collapse to one row.
+        """
+        items = specs.specs() if isinstance(specs, Workflow) else list(specs)
         for item in items:
             if not isinstance(item, JobSpec):
                 raise TypeError(f"insert_all takes JobSpecs (from Worker.new), got {type(item).__name__}")
@@ -212,18 +219,59 @@ class Engine:
         return self._insert(items, conn)
 
     def _insert(self, specs: list[JobSpec], conn: psycopg.Connection | None) -> list[Job]:
-        jobs: list[Job] = []
         with self.connection(conn) as c:
-            if len(specs) == 1 and conn is None:
-                jobs = self._insert_chunk(c, specs)  # one statement: atomic without a transaction
+            if len(specs) == 1 and conn is None and specs[0].unique is None:
+                return self._insert_chunk(c, specs)  # one statement: atomic without a transaction
+            with c.transaction():
+                return self._insert_many(c, specs)
+
+    def _insert_many(self, c: psycopg.Connection, specs: list[JobSpec]) -> list[Job]:
+        """Insert in the caller's transaction; results in the order of ``specs``."""
+        results: list[Job | None] = [None] * len(specs)
+        plain = [i for i, s in enumerate(specs) if s.unique is None]
+        for chunk in _chunks(plain, INSERT_CHUNK):
+            batch = [specs[i] for i in chunk]
+            if len(batch) >= COPY_AT_LEAST and all(s.plain() for s in batch):
+                jobs = self._insert_copy(c, batch)
             else:
-                with c.transaction():
-                    for chunk in _chunks(specs, INSERT_CHUNK):
-                        if len(chunk) >= COPY_AT_LEAST and all(s.plain() for s in chunk):
-                            jobs.extend(self._insert_copy(c, chunk))
-                        else:
-                            jobs.extend(self._insert_chunk(c, chunk))
-        return jobs
+                jobs = self._insert_chunk(c, batch)
+            for i, job in zip(chunk, jobs, strict=True):
+                results[i] = job
+        by_key: dict[str, Job] = {}
+        woken: set[str] = set()
+        for i, spec in enumerate(specs):
+            if spec.unique is None:
+                continue
+            key = spec.unique["key"]
+            if key in by_key:  # the same job twice in one call: one row, the rest conflicts
+                results[i] = dataclasses.replace(by_key[key], conflict=True)
+                continue
+            job = self._insert_unique(c, spec)
+            by_key[key] = job
+            results[i] = job
+            if not job.conflict and job.state is JobState.AVAILABLE:
+                woken.add(job.queue)
+        if woken:
+            c.execute(self.q.notify_queues, {"channel": self.channel, "queue": sorted(woken)})
+        return [job for job in results if job is not None]
+
+    def _insert_unique(self, c: psycopg.Connection, spec: JobSpec) -> Job:
+        assert spec.unique is not None
+        opts = spec.unique
+        with c.cursor(row_factory=dict_row) as cur:
+            cur.execute(self.q.unique_expire, {"unique_key": opts["key"], "period": opts["period"]})
+            cur.execute(
+                self.q.insert_unique,
+                {"queue": spec.queue, "worker": spec.worker, "args": Jsonb(spec.args), "meta": Jsonb(spec.meta),
+                 "tags": spec.tags, "priority": spec.priority, "max_attempts": spec.max_attempts,
+                 "scheduled_at": spec.scheduled_at, "schedule_in": spec.schedule_in,
+                 "unique_key": opts["key"], "unique_states": opts["states"], "replace": Jsonb(opts["replace"])},
+            )
+            row = cur.fetchone()
+        assert row is not None
+        job = Job.from_row(row)
+        job.conflict = not row["inserted"]
+        return job
 
     def _insert_copy(self, c: psycopg.Connection, specs: Sequence[JobSpec]) -> list[Job]:
         """Bulk path for jobs due now with no workflow or uniqueness: COPY with reserved ids."""
@@ -270,6 +318,9 @@ class Engine:
         done: list[int] = []
         executing: set[int] = set()
         with self.connection(conn) as c, c.transaction():
+            workflows = [r[0] for r in c.execute(self.q.workflow_of_jobs, {"id": ids}).fetchall()]
+            if workflows:
+                c.execute(self.q.workflow_lock, {"ids": workflows})
             for chunk in _chunks(ids, CONTROL_CHUNK):
                 rows = c.execute(
                     self.q.cancel,
@@ -277,9 +328,50 @@ class Engine:
                 ).fetchall()
                 done.extend(r[0] for r in rows)
                 executing.update(r[0] for r in rows if r[1] == "executing")
+            if workflows:
+                self._resolve_workflows(c, workflows)
         if executing and conn is None:
             self._interrupt(executing, "was cancelled")
         return done
+
+    # -- workflows -------------------------------------------------------------------------------
+    def cancel_workflow(self, workflow_id: uuid.UUID | str, *, conn: psycopg.Connection | None = None) -> list[int]:
+        """Cancel every unfinished step of a workflow; returns the ids cancelled."""
+        with self.connection(conn) as c, c.transaction():
+            ids = [r[0] for r in c.execute(self.q.workflow_cancel_ids, {"workflow_id": str(workflow_id)}).fetchall()]
+        return self.cancel_jobs(ids, conn=conn) if ids else []
+
+    def workflow_steps(self, workflow_id: uuid.UUID | str) -> list[Job]:
+        """Every step of a workflow as stored now (state, step name, dependencies), by id."""
+        with self.connection() as c, c.cursor(row_factory=dict_row) as cur:
+            cur.execute(self.q.workflow_steps, {"workflow_id": str(workflow_id)})
+            return [Job.from_row(r) for r in cur.fetchall()]
+
+    def workflow_results(self, workflow_id: uuid.UUID | str, steps: Sequence[str]) -> dict[str, Any]:
+        """Recorded results of the completed ``steps`` of a workflow, by step name."""
+        with self.connection() as c:
+            rows = c.execute(self.q.workflow_results, {"workflow_id": str(workflow_id), "steps": list(steps)}).fetchall()
+        return {r[0]: r[1] for r in rows}
+
+    def _resolve_workflows(self, c: psycopg.Connection, workflows: Sequence[Any]) -> None:
+        """Promote or cancel held steps of ``workflows`` (already locked), down the whole graph."""
+        for _ in range(1000):
+            row = c.execute(self.q.workflow_resolve, {"ids": list(workflows), "channel": self.channel}).fetchone()
+            if row is None or not row[1]:
+                return
+
+    def _sweep_workflows(self) -> int:
+        """Resolve workflows whose held steps wait on finished dependencies; leader only."""
+        if not self._is_leader():
+            return 0
+        with self.connection() as c:
+            stuck = [r[0] for r in c.execute(self.q.workflow_stuck, {"limit": 500}).fetchall()]
+            if stuck:
+                stuck.sort(key=str)
+                with c.transaction():
+                    c.execute(self.q.workflow_lock, {"ids": stuck})
+                    self._resolve_workflows(c, stuck)
+        return len(stuck)
 
     def retry_job(self, job_id: int, *, conn: psycopg.Connection | None = None) -> bool:
         """Make a finished, failed or waiting job available now. True if it was moved."""
@@ -447,6 +539,7 @@ class Engine:
                 Periodic("lifeline", self.node_ttl / 2, lambda: lifeline(self)),
                 Periodic("pruner", self.prune_interval, lambda: prune(self)),
                 Periodic("stats", 60.0, lambda: stats_retention(self)),
+                Periodic("workflows", 5.0, self._sweep_workflows),
             ]
             if self.crontab:
                 self._loops.append(Periodic("cron", 1.0, Cron(self, self.crontab).tick))
@@ -550,6 +643,7 @@ class Engine:
             jobs = self._fetch(queue, 1)
             if not jobs:
                 break
+            jobs[0]._engine = self
             outcome = run_job(jobs[0])
             stale = self._record([outcome])
             if stale:  # the row moved on while it ran: counted and announced, as on a node
@@ -609,8 +703,20 @@ class Engine:
         params["node_id"] = self.node_id
         params["channel"] = self.channel
         params["wake"] = [name for name, p in self._producers.items() if p.effective.global_limit]
+        workflows = sorted(
+            {o.job.workflow_id for o in outcomes if o.job.workflow_id is not None and o.state in FINAL_STATES},
+            key=str,
+        )
         with self.connection() as c:
-            hit = {r[0] for r in c.execute(self.q.ack, params).fetchall()}
+            if not workflows:
+                hit = {r[0] for r in c.execute(self.q.ack, params).fetchall()}
+            else:
+                # Lock the workflows first, then record, then resolve their held steps: all in one
+                # transaction, so a step is promoted exactly once whichever node finishes last.
+                with c.transaction():
+                    c.execute(self.q.workflow_lock, {"ids": workflows})
+                    hit = {r[0] for r in c.execute(self.q.ack, params).fetchall()}
+                    self._resolve_workflows(c, workflows)
         self._count("acked", len(hit))
         for queue in {o.job.queue for o in outcomes} & set(params["wake"]):
             self._producers[queue].wake()  # global slots freed: fetch again without waiting to hear it

@@ -13,6 +13,7 @@ from uuid import UUID
 
 from ._errors import InvalidJob
 from ._states import JobState
+from ._unique import normalize_unique, unique_key
 
 QUEUE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:\-]{0,127}$")
 MAX_ARGS_BYTES = 1_048_576  # 1 MiB of JSON for args and for meta, each
@@ -162,17 +163,23 @@ class JobSpec:
         if not isinstance(worker, str) or not worker or len(worker) > 255 or _bad_text(worker):
             raise InvalidJob(f"worker must be a non-empty name of at most 255 characters (no NUL, valid Unicode), got {worker!r}")
         check_when(scheduled_at, schedule_in)
+        queue = check_queue_name(queue)
+        args = check_json("args", {} if args is None else args)
+        meta = check_json("meta", {} if meta is None else meta)
+        opts = normalize_unique(unique)
+        if opts is not None:
+            opts["key"] = unique_key(opts, worker, queue, args, meta)
         return cls(
             worker=worker,
-            queue=check_queue_name(queue),
-            args=check_json("args", {} if args is None else args),
-            meta=check_json("meta", {} if meta is None else meta),
+            queue=queue,
+            args=args,
+            meta=meta,
             tags=check_tags(tags),
             priority=check_priority(priority),
             max_attempts=check_max_attempts(max_attempts),
             scheduled_at=scheduled_at,
             schedule_in=None if schedule_in is None else float(schedule_in),
-            unique=unique,
+            unique=opts,
         )
 
 
@@ -215,6 +222,15 @@ def specs_json(specs: Sequence[JobSpec]) -> str:
     )
 
 
+def _text_array(value: Any) -> list[str] | None:
+    """An array of an enum type psycopg does not know arrives as '{a,b}' text."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return [v for v in value.strip("{}").split(",") if v]
+    return [str(v) for v in value]
+
+
 @dataclass(eq=False, slots=True)
 class Job:
     """A job as stored in PostgreSQL, handed to ``Worker.perform``."""
@@ -245,6 +261,8 @@ class Job:
     workflow_step: str | None = None
     workflow_deps: list[str] = field(default_factory=list)
     conflict: bool = False
+    unique_states: list[str] | None = None
+    _engine: Any = field(default=None, repr=False)
     _cancel: threading.Event | None = field(default=None, repr=False)
 
     @classmethod
@@ -276,6 +294,7 @@ class Job:
             workflow_name=row["workflow_name"],
             workflow_step=row["workflow_step"],
             workflow_deps=list(row["workflow_deps"] or []),
+            unique_states=_text_array(row.get("unique_states")),
         )
 
     def cancelled(self) -> bool:
@@ -293,6 +312,16 @@ class Job:
             if self._cancel is None:
                 self._cancel = threading.Event()
             return self._cancel
+
+    def workflow_results(self, steps: list[str] | None = None) -> dict[str, Any]:
+        """Recorded results of this step's dependencies (or of ``steps``), by step name."""
+        if self.workflow_id is None:
+            return {}
+        if self._engine is None:
+            raise RuntimeError("workflow_results() needs a job handed to perform by an Engine")
+        wanted = list(self.workflow_deps) if steps is None else list(steps)
+        results: dict[str, Any] = self._engine.workflow_results(self.workflow_id, wanted)
+        return results
 
     def _interrupt(self) -> None:
         self.cancel_event.set()

@@ -128,6 +128,8 @@ class Producer:
             wait = jittered(self.engine.poll_interval)
             if self._rate_wake_at:
                 wait = max(0.0, min(wait, self._rate_wake_at - time.monotonic()))
+            if self.running_count():  # the ownership check keeps its own pace, whatever the poll
+                wait = min(wait, LOST_CHECK_INTERVAL)
             self._wake.wait(wait)
             self._wake.clear()
         self._stopped.set()
@@ -152,6 +154,7 @@ class Producer:
         return len(jobs) == demand and self._free() > 0
 
     def _start(self, job: Job) -> None:
+        job._engine = self.engine
         run = Running(job)
         with self._lock:
             self.running[job.id] = run

@@ -152,7 +152,7 @@ def resolve_worker(name: str) -> type[Worker] | None:
             module, _, head = module.rpartition(".")
             qualname = f"{head}.{qualname}"
             continue
-        except Exception:  # a module that fails to import is as good as missing
+        except (Exception, SystemExit):  # a module that fails to import (even by sys.exit) is as good as missing
             return None
         return _registry.get(name)
     return None
