@@ -182,6 +182,22 @@ class Engine:
             return self._pool
 
     @contextmanager
+    def atomic(self, conn: psycopg.Connection | None = None) -> Iterator[psycopg.Connection]:
+        """A connection and a transaction for statements that must commit together.
+
+        With the caller's ``conn`` the work joins the caller's transaction (as a savepoint) and
+        is committed or rolled back by the caller, never here.
+        """
+        if conn is None:
+            with self.pool.connection() as pooled, pooled.transaction():
+                yield pooled
+            return
+        if not conn.autocommit and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+            conn.execute("SELECT 1")  # open the caller's transaction, so ours is a savepoint in it
+        with conn.transaction():
+            yield conn
+
+    @contextmanager
     def connection(self, conn: psycopg.Connection | None = None) -> Iterator[psycopg.Connection]:
         """The caller's connection when given, else one from the pool (autocommit)."""
         if conn is not None:
@@ -220,10 +236,10 @@ class Engine:
 
     def _insert(self, specs: list[JobSpec], conn: psycopg.Connection | None) -> list[Job]:
         with self.connection(conn) as c:
-            if len(specs) == 1 and conn is None and specs[0].unique is None:
+            if len(specs) == 1 and specs[0].unique is None:
                 return self._insert_chunk(c, specs)  # one statement: atomic without a transaction
-            with c.transaction():
-                return self._insert_many(c, specs)
+        with self.atomic(conn) as c:
+            return self._insert_many(c, specs)
 
     def _insert_many(self, c: psycopg.Connection, specs: list[JobSpec]) -> list[Job]:
         """Insert in the caller's transaction; results in the order of ``specs``."""
@@ -317,7 +333,7 @@ class Engine:
         ids = [int(i) for i in job_ids]
         done: list[int] = []
         executing: set[int] = set()
-        with self.connection(conn) as c, c.transaction():
+        with self.atomic(conn) as c:
             workflows = [r[0] for r in c.execute(self.q.workflow_of_jobs, {"id": ids}).fetchall()]
             if workflows:
                 c.execute(self.q.workflow_lock, {"ids": workflows})
@@ -337,7 +353,7 @@ class Engine:
     # -- workflows -------------------------------------------------------------------------------
     def cancel_workflow(self, workflow_id: uuid.UUID | str, *, conn: psycopg.Connection | None = None) -> list[int]:
         """Cancel every unfinished step of a workflow; returns the ids cancelled."""
-        with self.connection(conn) as c, c.transaction():
+        with self.connection(conn) as c:
             ids = [r[0] for r in c.execute(self.q.workflow_cancel_ids, {"workflow_id": str(workflow_id)}).fetchall()]
         return self.cancel_jobs(ids, conn=conn) if ids else []
 
@@ -443,7 +459,7 @@ class Engine:
         check_queue_name(queue)
         if node is not None and (not isinstance(node, str) or not node or node == "*"):
             raise InvalidConfig(f"node must be a node name, or None for every node; got {node!r}")
-        with self.connection(conn) as c, c.transaction():
+        with self.connection(conn) as c:
             c.execute(
                 self.q.queue_settings_write,
                 {"queue": queue, "node": node or "*", "paused": paused, "local_limit": local_limit,
@@ -631,7 +647,9 @@ class Engine:
     def drain_queue(self, queue: str, *, with_scheduled: bool = False, limit: int | None = None) -> dict[str, int]:
         """Run the available jobs of ``queue`` in this thread, one by one; returns counts by outcome.
 
-        For tests. Jobs inserted while draining run too; ``with_scheduled`` stages future jobs first.
+        For tests. Jobs inserted while draining run too; ``with_scheduled`` stages the queue's
+        scheduled and retryable jobs before every fetch, so retries run until they complete or
+        are discarded (give ``limit`` for a job that snoozes for ever).
         """
         check_queue_name(queue)
         counts: dict[str, int] = {}

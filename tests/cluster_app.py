@@ -36,6 +36,24 @@ class LedgerJob(Worker, queue="work", max_attempts=20):
             )
 
 
+class StepJob(Worker, queue="work", max_attempts=1):
+    """A workflow step: records when it started (database clock), then fails 10% of the time."""
+
+    def perform(self, job: Job) -> str:
+        prefix = os.environ["CLUSTER_PREFIX"]
+        with _lock():
+            ledger_connection().execute(
+                f'INSERT INTO "{prefix}".ledger (job_id, attempt, node, at) VALUES (%s, %s, %s, clock_timestamp())',
+                [job.id, job.attempt, job.attempted_by[0] if job.attempted_by else "?"],
+            )
+        lo, hi = job.args.get("ms", [100, 500])
+        if job.wait_cancelled(random.uniform(lo, hi) / 1000):
+            return "cancelled"
+        if random.random() < job.args.get("fail", 0.1):
+            raise RuntimeError("step failed at random")
+        return job.workflow_step or ""
+
+
 class OtherLedgerJob(LedgerJob):
     """The same work under another worker name, for per-worker partitions."""
 

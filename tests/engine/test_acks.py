@@ -1,0 +1,168 @@
+"""Compare-and-set acks: an outcome is recorded only while the row is still executing the same
+attempt on the same node; a stale ack changes nothing and is counted and announced."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+import pytest
+
+import engine._producer as producer_mod
+from engine import JobState, Worker
+from engine._runner import Outcome, run_job
+from tests.engine._support import events_of, set_row, start_node, wait_state
+from tests.helpers import EventLog
+
+Q = "acks"
+GATES: dict[str, threading.Event] = {}
+
+
+def gate(key: str) -> threading.Event:
+    return GATES.setdefault(key, threading.Event())
+
+
+class Quick(Worker, queue=Q):
+    def perform(self, job):  # type: ignore[no-untyped-def]
+        return {"done": job.args.get("n")}
+
+
+class Gated(Worker, queue=Q):
+    def perform(self, job):  # type: ignore[no-untyped-def]
+        gate(job.args["key"]).wait(10)
+        return {"late": True}
+
+
+def _row(conn, prefix, job_id):  # type: ignore[no-untyped-def]
+    from psycopg import sql
+    from psycopg.rows import dict_row
+
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            sql.SQL("SELECT * FROM {}.lysmore_jobs WHERE id = %s").format(sql.Identifier(prefix)),
+            [job_id],
+        )
+        return cur.fetchone()
+
+
+def _acking_engine(make_engine):  # type: ignore[no-untyped-def]
+    """A started engine with no queues: its acker records what a test hands it."""
+    eng = make_engine()
+    log = EventLog()
+    eng.subscribe(log, kinds=["stale_ack"])
+    eng.start()
+    return eng, log
+
+
+def _change_cancel(eng, conn, prefix, job_id) -> None:  # type: ignore[no-untyped-def]
+    assert eng.cancel_job(job_id)
+
+
+def _change_attempt(eng, conn, prefix, job_id) -> None:  # type: ignore[no-untyped-def]
+    set_row(conn, prefix, job_id, attempt=2)
+
+
+def _change_node(eng, conn, prefix, job_id) -> None:  # type: ignore[no-untyped-def]
+    set_row(conn, prefix, job_id, node_id=uuid.uuid4())
+
+
+def _change_released(eng, conn, prefix, job_id) -> None:  # type: ignore[no-untyped-def]
+    set_row(conn, prefix, job_id, state="available", node_id=None)
+
+
+def _change_deleted(eng, conn, prefix, job_id) -> None:  # type: ignore[no-untyped-def]
+    set_row(conn, prefix, job_id, state="available")
+    assert eng.delete_job(job_id)
+
+
+@pytest.mark.parametrize(
+    "change", [_change_cancel, _change_attempt, _change_node, _change_released, _change_deleted]
+)
+@pytest.mark.parametrize("state", [JobState.COMPLETED, JobState.RETRYABLE, JobState.DISCARDED,
+                                   JobState.CANCELLED, JobState.SCHEDULED])
+def test_stale_ack_changes_nothing_and_is_counted(make_engine, conn, prefix, change, state) -> None:  # type: ignore[no-untyped-def]
+    eng, log = _acking_engine(make_engine)
+    job = eng.insert(Quick.new({"n": 1}))
+    (fetched,) = eng._fetch(Q, 1)
+    change(eng, conn, prefix, job.id)
+    before = _row(conn, prefix, job.id)
+    outcome = Outcome(fetched, state, delay=5.0, result={"stale": True},
+                      error={"attempt": 1, "error": "stale", "traceback": None})
+    assert eng._record([outcome]) == [outcome]  # nothing hit
+    assert _row(conn, prefix, job.id) == before
+    eng._acker.add(outcome)
+    assert eng._acker.flush(5)
+    assert _row(conn, prefix, job.id) == before
+    assert eng.counters["stale_acks"] == 1
+    (event,) = log.events
+    assert event.kind == "stale_ack" and event.job.id == job.id
+    assert event.detail == {"state": state.value}
+
+
+def test_only_the_stale_outcome_of_a_batch_is_refused(make_engine, conn, prefix) -> None:  # type: ignore[no-untyped-def]
+    eng, log = _acking_engine(make_engine)
+    eng.insert_all([Quick.new({"n": i}) for i in range(3)])
+    jobs = eng._fetch(Q, 3)
+    assert len(jobs) == 3
+    set_row(conn, prefix, jobs[1].id, node_id=uuid.uuid4())
+    for job in jobs:
+        eng._acker.add(run_job(job))
+    assert eng._acker.flush(5)
+    states = [eng.get_job(j.id).state for j in jobs]
+    assert states == [JobState.COMPLETED, JobState.EXECUTING, JobState.COMPLETED]
+    assert eng.counters["stale_acks"] == 1
+    assert eng.counters["acked"] == 2
+    assert [e.job.id for e in log.events] == [jobs[1].id]
+
+
+def test_the_new_attempt_wins_over_the_old_one(make_engine, conn, prefix) -> None:  # type: ignore[no-untyped-def]
+    eng = make_engine()
+    job = eng.insert(Quick.new({"n": 7}))
+    (first,) = eng._fetch(Q, 1)
+    set_row(conn, prefix, job.id, state="available", node_id=None)  # rescued, say
+    (second,) = eng._fetch(Q, 1)
+    assert (first.attempt, second.attempt) == (1, 2)
+    old = Outcome(first, JobState.COMPLETED, result={"from": "attempt 1"})
+    new = Outcome(second, JobState.COMPLETED, result={"from": "attempt 2"})
+    assert eng._record([old]) == [old]
+    assert eng._record([new]) == []
+    assert eng._record([old]) == [old]  # and never after it either
+    row = eng.get_job(job.id)
+    assert row.state is JobState.COMPLETED and row.result == {"from": "attempt 2"}
+
+
+def test_drain_queue_counts_a_stale_ack(make_engine, conn, prefix, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    eng = make_engine()
+    job = eng.insert(Quick.new({"n": 1}))
+    real_run_job = run_job
+
+    def run_then_lose(j):  # type: ignore[no-untyped-def]
+        outcome = real_run_job(j)
+        set_row(conn, prefix, j.id, node_id=uuid.uuid4())
+        return outcome
+
+    monkeypatch.setattr("engine._engine.run_job", run_then_lose)
+    assert eng.drain_queue(Q) == {"stale": 1}
+    assert eng.get_job(job.id).state is JobState.EXECUTING
+    assert eng.counters["stale_acks"] == 1
+
+
+def test_stale_ack_through_a_running_node(make_engine, conn, prefix, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # The one-second ownership check would interrupt the execution first; switch it off so the
+    # late return reaches the acker, as it would when the row moves between two checks.
+    monkeypatch.setattr(producer_mod, "LOST_CHECK_INTERVAL", 3600.0)
+    eng, log = start_node(make_engine, {Q: 2})
+    job = eng.insert(Gated.new({"key": uuid.uuid4().hex}))
+    log.wait(lambda evs: any(e.kind == "start" and e.job.id == job.id for e in evs))
+    other = uuid.uuid4()
+    set_row(conn, prefix, job.id, node_id=other, attempt=2)  # another node owns it now
+    before = _row(conn, prefix, job.id)
+    gate(job.args["key"]).set()
+    log.wait(lambda evs: any(e.kind == "stale_ack" and e.job.id == job.id for e in evs))
+    assert eng.counters["stale_acks"] == 1
+    assert _row(conn, prefix, job.id) == before
+    kinds = [e.kind for e in events_of(log, job.id)]
+    assert kinds == ["start", "success", "stale_ack"]
+    # the node goes on acking other jobs
+    fine = eng.insert(Quick.new({"n": 2}))
+    assert wait_state(eng, fine.id, JobState.COMPLETED).result == {"done": 2}
