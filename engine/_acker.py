@@ -28,6 +28,7 @@ class Acker:
         self._cond = threading.Condition()
         self._stopping = False
         self._inflight = 0
+        self._inflight_ids: set[int] = set()
         self._thread = threading.Thread(target=self._run, name="lysmore-acker", daemon=True)
 
     def start(self) -> None:
@@ -41,6 +42,11 @@ class Acker:
     def pending(self) -> int:
         with self._cond:
             return len(self._buffer) + self._inflight
+
+    def pending_ids(self) -> set[int]:
+        """Jobs whose outcome is buffered or being recorded right now."""
+        with self._cond:
+            return {o.job.id for o in self._buffer} | self._inflight_ids
 
     def flush(self, timeout: float) -> bool:
         """Wait until everything added so far is recorded; False if ``timeout`` ran out first."""
@@ -74,6 +80,7 @@ class Acker:
                     return
                 batch, self._buffer = self._buffer[:BATCH], self._buffer[BATCH:]
                 self._inflight = len(batch)
+                self._inflight_ids = {o.job.id for o in batch}
             try:
                 stale = self._engine._record(batch)
             except Exception as exc:
@@ -82,6 +89,7 @@ class Acker:
                 with self._cond:
                     self._buffer[:0] = batch
                     self._inflight = 0
+                    self._inflight_ids = set()
                     if self._stopping:
                         return
                     self._cond.wait(min(0.05 * 2**failures, 5.0))
@@ -94,4 +102,5 @@ class Acker:
                     log.exception("counting %d stale acks failed", len(stale))
             with self._cond:
                 self._inflight = 0
+                self._inflight_ids = set()
                 self._cond.notify_all()

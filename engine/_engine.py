@@ -578,14 +578,14 @@ class Engine:
             return
         self._stopped = True
         grace = self.shutdown_grace if grace is None else grace
+        deadline = time.monotonic() + grace
         for producer in self._producers.values():
             producer.stop_fetching()
-        deadline = time.monotonic() + grace
+        for producer in self._producers.values():
+            producer.join(timeout=2.0)  # a fetch in flight starts its jobs first: they get the grace too
         with self._idle:
             while self._running_total() and time.monotonic() < deadline:
                 self._idle.wait(max(0.0, deadline - time.monotonic()))
-        for producer in self._producers.values():
-            producer.join(timeout=2.0)
         left = [run for p in self._producers.values() for run in p.snapshot() if run.claim()]
         self._acker.stop(timeout=10.0)
         if left:
@@ -621,16 +621,42 @@ class Engine:
         for run in runs:
             run.job._interrupt()
         try:
-            with self.connection() as c:
-                rows = c.execute(
-                    self.q.release,
-                    {"id": [r.job.id for r in runs], "attempt": [r.job.attempt for r in runs],
-                     "node_id": self.node_id, "channel": self.channel},
-                ).fetchall()
-            self._count("released", len(rows))
-            log.warning("released %d jobs still running at stop", len(rows))
+            released = self._release_rows([(r.job.id, r.job.attempt) for r in runs])
+            log.warning("released %d jobs still running at stop", released)
         except Exception as exc:
             log.error("could not release %d running jobs (%s); the lifeline will rescue them", len(runs), exc)
+
+    def _release_rows(self, rows: list[tuple[int, int]]) -> int:
+        """Give (id, attempt) rows this node executes back to available, attempt restored."""
+        with self.connection() as c:
+            done = c.execute(
+                self.q.release,
+                {"id": [r[0] for r in rows], "attempt": [r[1] for r in rows],
+                 "node_id": self.node_id, "channel": self.channel},
+            ).fetchall()
+        self._count("released", len(done))
+        return len(done)
+
+    def _reconcile(self, producer: Producer, older_than: float = 10.0) -> int:
+        """Release rows recorded as executing here that no execution here knows about.
+
+        That happens when a fetch committed but its answer was lost with the connection. Runs
+        on the producer's own thread, so no fetch of that queue is in flight meanwhile.
+        """
+        with self.connection() as c:
+            rows = c.execute(
+                self.q.executing_mine,
+                {"node_id": self.node_id, "queue": producer.queue, "older_than": older_than},
+            ).fetchall()
+        if not rows:
+            return 0
+        known = {run.job.id for run in producer.snapshot()} | self._acker.pending_ids()
+        lost = [(r[0], r[1]) for r in rows if r[0] not in known]
+        if not lost:
+            return 0
+        released = self._release_rows(lost)
+        log.warning("released %d jobs of %s whose fetch answer was lost", released, producer.queue)
+        return released
 
     def queue_counts(self) -> Counts:
         """Jobs per queue and state: exact for small tables, planner estimates for large ones."""

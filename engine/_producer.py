@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("lysmore.producer")
 
 LOST_CHECK_INTERVAL = 1.0
+RECONCILE_INTERVAL = 10.0
 SETTINGS_REFRESH_INTERVAL = 5.0
 
 
@@ -102,7 +103,7 @@ class Producer:
 
     # -- the loop --------------------------------------------------------------------------------
     def _run(self) -> None:
-        last_lost_check = time.monotonic()
+        last_lost_check = last_reconcile = time.monotonic()
         last_settings = 0.0
         failures = 0
         while self._fetching:
@@ -115,6 +116,9 @@ class Producer:
                 if now - last_lost_check > LOST_CHECK_INTERVAL:
                     last_lost_check = now
                     self._check_lost()
+                if now - last_reconcile > RECONCILE_INTERVAL:
+                    last_reconcile = now
+                    self.engine._reconcile(self)
                 fetched = self._fetch_once()
                 failures = 0
             except Exception as exc:

@@ -303,3 +303,17 @@ def test_cron_instants_missed_while_no_node_ran(make_engine, conn, prefix, polic
     _lead(eng)
     assert Cron(eng, [entry]).tick() == expected
     assert Cron(eng, [entry]).tick() == 0  # and never twice
+
+
+def test_reconcile_releases_rows_whose_fetch_answer_was_lost(make_engine, conn, prefix) -> None:  # type: ignore[no-untyped-def]
+    eng = make_engine(queues={"q": 2}).start()
+    eng.pause_queue("q")
+    job = eng.insert(Quick.new())
+    # The fetch committed, but the node never saw the rows (the connection died on the way back).
+    conn.execute(
+        f"""UPDATE "{prefix}".lysmore_jobs SET state = 'executing', attempt = 1, node_id = %s,
+            attempted_at = now() - interval '1 minute' WHERE id = %s""", [eng.node_id, job.id])
+    assert eng._reconcile(eng._producers["q"]) == 1
+    stored = eng.get_job(job.id)
+    assert stored.state.value == "available" and stored.attempt == 0
+    assert eng._reconcile(eng._producers["q"]) == 0
