@@ -58,28 +58,37 @@ class Producer:
         self.running: dict[int, Running] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
+        self._assist_wake = threading.Event()  # the second fetcher's own, so neither spins
         self._fetching = True
         self._stopped = threading.Event()
         self._settings_dirty = True
+        self._reserved = 0  # slots promised to fetches in flight
+        self._reconciling = False
         self._thread = threading.Thread(target=self._run, name=f"lysmore-producer-{self.queue}", daemon=True)
+        self._helper = threading.Thread(target=self._assist, name=f"lysmore-fetcher-{self.queue}", daemon=True)
 
     # -- control, called from other threads ------------------------------------------------------
     def start(self) -> None:
         self._thread.start()
+        self._helper.start()
 
     def wake(self) -> None:
         self._wake.set()
+        self._assist_wake.set()
 
     def settings_changed(self) -> None:
         self._settings_dirty = True
         self._wake.set()
+        self._assist_wake.set()
 
     def stop_fetching(self) -> None:
         self._fetching = False
         self._wake.set()
+        self._assist_wake.set()
 
     def join(self, timeout: float) -> None:
         self._thread.join(timeout)
+        self._helper.join(timeout)
 
     def running_count(self) -> int:
         with self._lock:
@@ -116,9 +125,12 @@ class Producer:
                 if now - last_lost_check > LOST_CHECK_INTERVAL:
                     last_lost_check = now
                     self._check_lost()
-                if now - last_reconcile > RECONCILE_INTERVAL:
+                if now - last_reconcile > RECONCILE_INTERVAL and self._begin_reconcile():
                     last_reconcile = now
-                    self.engine._reconcile(self)
+                    try:
+                        self.engine._reconcile(self)
+                    finally:
+                        self._reconciling = False
                 fetched = self._fetch_once()
                 failures = 0
             except Exception as exc:
@@ -138,23 +150,51 @@ class Producer:
             self._wake.clear()
         self._stopped.set()
 
+    def _assist(self) -> None:
+        """A second fetcher for queues without global or rate limits: while one fetch waits for
+        its commit, the next can already be on its way, so throughput is not one commit per batch.
+        Limited queues fetch under a lock anyway, so there it stays idle."""
+        while self._fetching:
+            limited = self.effective.global_limit is not None or self.effective.rate_limit is not None
+            try:
+                if not limited and self._fetch_once():
+                    continue
+            except Exception as exc:
+                log.debug("second fetcher of %s: %s", self.queue, exc)
+            self._assist_wake.wait(jittered(self.engine.poll_interval))
+            self._assist_wake.clear()
+
     def _free(self) -> int:
         with self._lock:
-            return self.limit - len(self.running)
+            return self.limit - len(self.running) - self._reserved
+
+    def _begin_reconcile(self) -> bool:
+        """Hold fetches off while reconciling; only when none is in flight."""
+        with self._lock:
+            if self._reserved:
+                return False
+            self._reconciling = True
+            return True
 
     def _fetch_once(self) -> bool:
         """Fetch and start jobs if any slot is free; True when it filled every slot it asked for."""
-        if self.paused or not self._fetching:
-            return False
-        demand = self._free()
-        if demand <= 0:
-            return False
-        self._rate_wake_at = 0.0
-        jobs, rate_wait = self.engine._claim(self.queue, demand, self.effective)
-        if rate_wait is not None:
-            self._rate_wake_at = time.monotonic() + rate_wait
-        for job in jobs:
-            self._start(job)
+        with self._lock:
+            if self.paused or not self._fetching or self._reconciling:
+                return False
+            demand = self.limit - len(self.running) - self._reserved
+            if demand <= 0:
+                return False
+            self._reserved += demand
+        try:
+            self._rate_wake_at = 0.0
+            jobs, rate_wait = self.engine._claim(self.queue, demand, self.effective)
+            if rate_wait is not None:
+                self._rate_wake_at = time.monotonic() + rate_wait
+            for job in jobs:
+                self._start(job)
+        finally:
+            with self._lock:
+                self._reserved -= demand
         return len(jobs) == demand and self._free() > 0
 
     def _start(self, job: Job) -> None:
@@ -183,6 +223,7 @@ class Producer:
             with self._lock:
                 self.running.pop(job.id, None)
             self._wake.set()
+            self._assist_wake.set()
             self.engine._job_done()
 
     def _timed_out(self, run: Running, seconds: float) -> None:
