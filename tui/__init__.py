@@ -1,1 +1,54 @@
-"""Lysmore tui (to come)."""
+"""Lysmore's terminal dashboard (Textual), reading and steering an engine instance through PostgreSQL.
+
+``from tui import DashboardApp, run_dashboard``; both are loaded lazily so that importing the
+package (or its pure modules: filters, presenters, actions, access, data, control) does not
+import Textual.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .app import DashboardApp
+
+__all__ = ["DashboardApp", "run_dashboard"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "DashboardApp":
+        from .app import DashboardApp
+
+        return DashboardApp
+    raise AttributeError(f"module 'tui' has no attribute {name!r}")
+
+
+def run_dashboard(
+    database_url: str | None = None,
+    prefix: str | None = None,
+    read_only: bool = False,
+    refresh: float | None = 2.0,
+    mouse: bool = True,
+    low_bandwidth: bool = False,
+    resolver: Any = None,
+) -> int:
+    """Run the dashboard in this terminal until the user quits; returns a process exit code."""
+    import logging
+    import os
+
+    if low_bandwidth:
+        os.environ.setdefault("TEXTUAL_FPS", "10")
+    from engine import LysmoreError
+
+    from .app import DashboardApp
+
+    try:
+        app = DashboardApp(
+            database_url=database_url, prefix=prefix, read_only=read_only, refresh=refresh,
+            resolver=resolver, low_bandwidth=low_bandwidth, mouse=mouse, handle_hangup=True,
+        )
+    except (LysmoreError, ValueError) as exc:
+        logging.getLogger("lysmore.tui").error("cannot start the dashboard: %s", exc)
+        return 2
+    app.run(mouse=mouse)
+    return int(app.return_code or 0)

@@ -1,0 +1,61 @@
+"""Dashboard fixtures: a seeded schema and a factory for apps on it with a fixed clock."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from engine import Engine
+from tests.tui.seed import clock, seed
+from tui.app import DashboardApp
+
+AppFactory = Callable[..., DashboardApp]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """Async tests (marked ``anyio``; the plugin ships with anyio) run on asyncio, as Textual does."""
+    return "asyncio"
+
+
+@pytest.fixture
+def seeded(make_engine: Callable[..., Engine], prefix: str, conn: psycopg.Connection) -> str:
+    """This test's schema, migrated and filled with the deterministic data set."""
+    make_engine()
+    seed(conn, prefix)
+    return prefix
+
+
+@pytest.fixture
+def make_app(database_url: str, seeded: str) -> AppFactory:
+    """Build dashboards on the seeded schema, with the fixed clock, no cursor blink, a slow timer."""
+
+    def factory(**kwargs: Any) -> DashboardApp:
+        kwargs.setdefault("database_url", database_url)
+        kwargs.setdefault("prefix", seeded)
+        kwargs.setdefault("clock", clock)
+        kwargs.setdefault("database_name", "db/test")
+        kwargs.setdefault("cursor_blink", False)
+        kwargs.setdefault("refresh", 60)  # no timer refresh in the middle of a test; tests press ctrl+r
+        return DashboardApp(**kwargs)
+
+    return factory
+
+
+@pytest.fixture
+def snap_prefix(database_url: str) -> Iterator[str]:
+    """A fixed schema name (shown in the header) for snapshot tests, rebuilt for each test."""
+    name = "demo"
+    with psycopg.connect(database_url, autocommit=True) as c:
+        c.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
+        eng = Engine(database_url=database_url, prefix=name)
+        eng.migrate()
+        eng.stop()
+        seed(c, name)
+    yield name
+    with psycopg.connect(database_url, autocommit=True) as c:
+        c.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))

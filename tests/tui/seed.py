@@ -1,0 +1,190 @@
+"""A small deterministic data set for dashboard tests: fixed ids, fixed times around ``NOW``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+NOW = datetime(2030, 1, 15, 12, 0, 0, tzinfo=UTC)
+NODE_A = "00000000-0000-0000-0000-00000000000a"
+NODE_B = "00000000-0000-0000-0000-00000000000b"
+NODE_OLD = "00000000-0000-0000-0000-0000000000cc"
+WORKFLOW = "00000000-0000-0000-0000-0000000000f1"
+
+
+def clock() -> datetime:
+    """The fixed clock every dashboard test runs with."""
+    return NOW
+
+
+def ago(**kw: float) -> datetime:
+    return NOW - timedelta(**kw)
+
+
+def later(**kw: float) -> datetime:
+    return NOW + timedelta(**kw)
+
+
+def _trace(msg: str) -> str:
+    return "Traceback (most recent call last):\n  File \"app/workers.py\", line 42, in perform\n" \
+           f"    raise RuntimeError({msg!r})\nRuntimeError: {msg}\n"
+
+
+def _err(attempt: int, at: datetime, msg: str) -> dict[str, Any]:
+    return {"attempt": attempt, "at": at.isoformat(), "error": f"RuntimeError: {msg}", "traceback": _trace(msg)}
+
+
+JOBS: list[dict[str, Any]] = [
+    # id, state, queue, worker, ... (times relative to NOW)
+    dict(id=1, state="completed", queue="default", worker="app.workers.Report", args={"report": "daily"},
+         attempt=1, inserted_at=ago(hours=3), attempted_at=ago(hours=3), completed_at=ago(hours=3, seconds=-4),
+         attempted_by=["node-a", NODE_A]),
+    dict(id=2, state="completed", queue="mailers", worker="app.workers.Welcome", args={"email": "ann@example.com"},
+         attempt=1, inserted_at=ago(hours=2), attempted_at=ago(hours=2), completed_at=ago(hours=2, seconds=-1),
+         attempted_by=["node-b", NODE_B], tags=["email"]),
+    dict(id=3, state="discarded", queue="default", worker="app.workers.Charge", args={"account_id": 7, "cents": 1200},
+         attempt=3, max_attempts=3, inserted_at=ago(hours=1), attempted_at=ago(minutes=20),
+         discarded_at=ago(minutes=20, seconds=-2), attempted_by=["node-a", NODE_A], tags=["billing"],
+         errors=[_err(1, ago(minutes=50), "card declined"), _err(2, ago(minutes=40), "card declined"),
+                 _err(3, ago(minutes=20), "gateway timed out")]),
+    dict(id=4, state="retryable", queue="default", worker="app.workers.Charge", args={"account_id": 8, "cents": 500},
+         attempt=2, inserted_at=ago(minutes=30), attempted_at=ago(minutes=5), scheduled_at=later(minutes=4),
+         attempted_by=["node-b", NODE_B], tags=["billing"],
+         errors=[_err(1, ago(minutes=25), "connection refused"), _err(2, ago(minutes=5), "connection refused")]),
+    dict(id=5, state="cancelled", queue="mailers", worker="app.workers.Newsletter", args={"issue": 12},
+         attempt=0, inserted_at=ago(minutes=50), cancelled_at=ago(minutes=45)),
+    dict(id=6, state="executing", queue="default", worker="app.workers.Report", args={"report": "weekly"},
+         attempt=1, inserted_at=ago(minutes=2), attempted_at=ago(seconds=12), attempted_by=["node-a", NODE_A],
+         node_id=NODE_A),
+    dict(id=7, state="executing", queue="mailers", worker="app.workers.Welcome", args={"email": "bob@example.com"},
+         attempt=1, inserted_at=ago(minutes=1), attempted_at=ago(seconds=3), attempted_by=["node-b", NODE_B],
+         node_id=NODE_B, tags=["email"]),
+    dict(id=8, state="scheduled", queue="mailers", worker="app.workers.Reminder", args={"user_id": 42},
+         inserted_at=ago(minutes=10), scheduled_at=later(minutes=5), tags=["email"]),
+    dict(id=9, state="scheduled", queue="default", worker="app.workers.Cleanup", args={},
+         inserted_at=ago(hours=1), scheduled_at=later(hours=2)),
+    dict(id=10, state="available", queue="media", worker="app.workers.Thumbnail", args={"image": "a.png", "w": 64},
+         inserted_at=ago(minutes=8), scheduled_at=ago(minutes=8), priority=1),
+    dict(id=11, state="available", queue="media", worker="app.workers.Thumbnail", args={"image": "b.png", "w": 64},
+         inserted_at=ago(minutes=6), scheduled_at=ago(minutes=6), priority=0),
+    dict(id=12, state="available", queue="reports", worker="app.workers.Report", args={"report": "monthly"},
+         inserted_at=ago(minutes=3), scheduled_at=ago(minutes=3)),
+    dict(id=13, state="available", queue="default", worker="app.workers.Sync", args={"account_id": 7},
+         inserted_at=ago(seconds=20), scheduled_at=ago(seconds=20), meta={"source": "api"}),
+    dict(id=14, state="completed", queue="default", worker="app.workers.Sync", args={"account_id": 9},
+         attempt=2, inserted_at=ago(minutes=15), attempted_at=ago(minutes=14), completed_at=ago(minutes=14, seconds=-3),
+         attempted_by=["node-b", NODE_B], errors=[_err(1, ago(minutes=15), "deadlock detected")]),
+    # a workflow: fetch -> (resize, scan) -> publish
+    dict(id=15, state="completed", queue="media", worker="app.workers.Fetch", args={"url": "https://example.com/x"},
+         attempt=1, inserted_at=ago(minutes=4), attempted_at=ago(minutes=4), completed_at=ago(minutes=4, seconds=-2),
+         attempted_by=["node-a", NODE_A], workflow_id=WORKFLOW, workflow_name="ingest", workflow_step="fetch"),
+    dict(id=16, state="available", queue="media", worker="app.workers.Resize", args={"size": 640},
+         inserted_at=ago(minutes=4), scheduled_at=ago(minutes=3), workflow_id=WORKFLOW, workflow_name="ingest",
+         workflow_step="resize", workflow_deps=["fetch"]),
+    dict(id=17, state="executing", queue="default", worker="app.workers.Scan", args={"deep": True},
+         attempt=1, inserted_at=ago(minutes=4), attempted_at=ago(seconds=40), attempted_by=["node-a", NODE_A],
+         node_id=NODE_A, workflow_id=WORKFLOW, workflow_name="ingest", workflow_step="scan", workflow_deps=["fetch"]),
+    dict(id=18, state="held", queue="default", worker="app.workers.Publish", args={"channel": "web"},
+         inserted_at=ago(minutes=4), workflow_id=WORKFLOW, workflow_name="ingest", workflow_step="publish",
+         workflow_deps=["resize", "scan"]),
+]
+
+STATS = {  # queue -> completed per minute for the last 10 minutes, oldest first
+    "default": [3, 5, 4, 8, 12, 9, 7, 10, 14, 11],
+    "mailers": [1, 0, 2, 2, 1, 3, 0, 1, 2, 4],
+}
+
+
+def seed(conn: psycopg.Connection, prefix: str) -> None:
+    """Fill a migrated, empty schema with the data set (in one transaction)."""
+    s = sql.Identifier(prefix)
+
+    def t(name: str) -> sql.Composed:
+        return sql.SQL("{}.{}").format(s, sql.Identifier(f"lysmore_{name}"))
+
+    with conn.transaction():
+        conn.execute(
+            sql.SQL("INSERT INTO {} (id, name, host, pid, started_at, heartbeat_at) VALUES "
+                    "(%s, 'node-a', 'web-1', 101, %s, %s), (%s, 'node-b', 'web-2', 202, %s, %s),"
+                    "(%s, 'node-old', 'web-3', 303, %s, %s)").format(t("nodes")),
+            (NODE_A, ago(hours=2), ago(seconds=1), NODE_B, ago(hours=1), ago(seconds=2),
+             NODE_OLD, ago(days=1), ago(minutes=5)),
+        )
+        conn.execute(
+            sql.SQL("INSERT INTO {} (node_id, node_name, epoch, elected_at, expires_at) VALUES (%s, 'node-a', 3, %s, %s)")
+            .format(t("leader")),
+            (NODE_A, ago(hours=2), later(seconds=30)),
+        )
+        producers = [
+            (NODE_A, "default", 10, False, 2), (NODE_A, "mailers", 5, False, 0),
+            (NODE_B, "default", 10, False, 0), (NODE_B, "mailers", 5, False, 1), (NODE_B, "media", 2, False, 0),
+            (NODE_OLD, "default", 4, False, 0),
+        ]
+        for node, queue, limit, paused, running in producers:
+            conn.execute(
+                sql.SQL("INSERT INTO {} (node_id, queue, local_limit, paused, running, updated_at)"
+                        " VALUES (%s, %s, %s, %s, %s, %s)").format(t("producers")),
+                (node, queue, limit, paused, running, ago(seconds=1)),
+            )
+        settings = [
+            ("media", "node-b", True, None, None, None),
+            ("reports", "*", True, None, None, None),
+            ("mailers", "*", None, None, {"allowed": 3}, None),
+            ("default", "*", None, None, None, {"allowed": 100, "period": 60}),
+        ]
+        for queue, node, paused, limit, glob, rate in settings:
+            conn.execute(
+                sql.SQL("INSERT INTO {} (queue, node, paused, local_limit, global_limit, rate_limit, updated_at)"
+                        " VALUES (%s, %s, %s, %s, %s, %s, %s)").format(t("queue_settings")),
+                (queue, node, paused, limit, Jsonb(glob) if glob else None, Jsonb(rate) if rate else None,
+                 ago(minutes=1)),
+            )
+        for job in JOBS:
+            row = {
+                "state": "available", "args": {}, "meta": {}, "tags": [], "priority": 0, "attempt": 0,
+                "max_attempts": 20, "errors": [], "scheduled_at": None, "attempted_at": None,
+                "completed_at": None, "cancelled_at": None, "discarded_at": None, "attempted_by": None,
+                "node_id": None, "workflow_id": None, "workflow_name": None, "workflow_step": None,
+                "workflow_deps": [],
+                **job,
+            }
+            if row["scheduled_at"] is None:
+                row["scheduled_at"] = row["inserted_at"]
+            cols = list(row)
+            values = [Jsonb(v) if c in ("args", "meta", "errors") else v for c, v in row.items()]
+            conn.execute(
+                sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
+                    t("jobs"), sql.SQL(", ").join(map(sql.Identifier, cols)),
+                    sql.SQL(", ").join(sql.Placeholder() * len(cols)),
+                ),
+                values,
+            )
+        conn.execute(
+            sql.SQL("SELECT setval(pg_get_serial_sequence(%s, 'id'), 1000)"),
+            (f'"{prefix}".lysmore_jobs',),
+        )
+        end = NOW.replace(second=0, microsecond=0)
+        for queue, series in STATS.items():
+            for i, n in enumerate(series):
+                minute = end - timedelta(minutes=len(series) - i)
+                conn.execute(
+                    sql.SQL("INSERT INTO {} (queue, minute, completed, failed) VALUES (%s, %s, %s, %s)")
+                    .format(t("stats_minutely")),
+                    (queue, minute, n, 1 if queue == "default" and i % 4 == 0 else 0),
+                )
+        conn.execute(
+            sql.SQL("INSERT INTO {} (at, actor, action, targets, outcome, detail) VALUES "
+                    "(%s, 'ops@10.0.0.5', 'pause_queue', %s, 'allowed', %s),"
+                    "(%s, 'intern', 'delete_jobs', %s, 'denied', %s)").format(t("audit")),
+            (ago(minutes=30), Jsonb(["reports"]), Jsonb({"queue": "reports"}),
+             ago(minutes=10), Jsonb([3]), Jsonb({"reason": "read-only"})),
+        )
+
+
+
+
+__all__ = ["JOBS", "NOW", "clock", "seed"]

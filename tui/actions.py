@@ -1,0 +1,144 @@
+"""The one action registry: keys, footer, help, palette, permission and confirmation in one place.
+
+Screens turn these entries into key bindings; the help screen and the command palette read
+them; the gate reads ``permission``. Lowercase keys never change anything: every entry with a
+permission has an uppercase key and goes through the gate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PERMISSIONS: tuple[str, ...] = ("pause_queues", "scale_queues", "cancel_jobs", "retry_jobs", "delete_jobs")
+
+SCREEN_TITLES: dict[str, str] = {
+    "queues": "Queues",
+    "queue": "Queue",
+    "jobs": "Jobs",
+    "job": "Job",
+    "nodes": "Nodes",
+    "workflows": "Workflows",
+    "workflow": "Workflow",
+    "audit": "Audit",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """One thing a user can do: its key, where it applies, and what it needs."""
+
+    id: str
+    key: str
+    label: str
+    help: str
+    scopes: tuple[str, ...]
+    permission: str | None = None
+    footer: bool = True
+    key_display: str | None = None
+    palette: str | None = None
+    bulk: bool = False
+
+    @property
+    def changes(self) -> bool:
+        """Whether this action changes anything (and so goes through the gate)."""
+        return self.permission is not None
+
+    @property
+    def display_key(self) -> str:
+        """The key as the help screen shows it."""
+        return self.key_display or self.key
+
+
+ACTIONS: tuple[Action, ...] = (
+    # everywhere
+    Action("view_queues", "1", "Queues", "show the Queues screen", ("app",), footer=False,
+           palette="view: queues"),
+    Action("view_jobs", "2", "Jobs", "show the Jobs screen", ("app",), footer=False, palette="view: jobs"),
+    Action("view_nodes", "3", "Nodes", "show the Nodes screen", ("app",), footer=False, palette="view: nodes"),
+    Action("view_workflows", "4", "Workflows", "show the Workflows screen", ("app",), footer=False,
+           palette="view: workflows"),
+    Action("view_audit", "5", "Audit", "show the Audit screen", ("app",), footer=False, palette="view: audit"),
+    Action("refresh_now", "ctrl+r", "Refresh", "refresh now", ("app",), footer=False, key_display="^r",
+           palette="refresh: now"),
+    Action("freeze", "z", "Freeze", "freeze or unfreeze live updates", ("app",), footer=False,
+           palette="refresh: freeze / unfreeze"),
+    Action("faster", "plus", "Faster", "refresh faster (1, 2, 5, 15, 30, 60 s, off)", ("app",), footer=False,
+           key_display="+"),
+    Action("slower", "minus", "Slower", "refresh slower", ("app",), footer=False, key_display="-"),
+    Action("help", "question_mark", "Help", "show this help", ("app",), key_display="?"),
+    Action("palette", "colon", "Palette", "open the command palette (also ctrl+p)", ("app",), footer=False,
+           key_display=":"),
+    Action("quit", "q", "Quit", "quit the dashboard", ("app",), footer=False),
+    # lists
+    Action("open", "enter", "Open", "open the row under the cursor", ("queues", "jobs", "workflows"),
+           key_display="enter"),
+    Action("back", "escape", "Back", "go back (a modal closes first)", ("queue", "job", "workflow"),
+           key_display="esc"),
+    Action("back", "escape", "Clear", "clear the marks, then the filter, then the state", ("jobs",),
+           footer=False, key_display="esc"),
+    Action("filter", "slash", "Filter", "filter jobs (see the syntax below)", ("jobs",), key_display="/"),
+    Action("mark", "space", "Mark", "mark or unmark the job under the cursor", ("jobs",)),
+    Action("mark_visible", "a", "Mark all", "mark every job on this page (again: unmark)", ("jobs",),
+           footer=False),
+    Action("select_all", "A", "Select matching", "select every job that matches (shows the count first)",
+           ("jobs",), footer=False, palette="jobs: select all matching"),
+    Action("next_page", "right_square_bracket", "Next page", "next page (older jobs)", ("jobs",),
+           footer=False, key_display="]"),
+    Action("prev_page", "left_square_bracket", "Prev page", "previous page (newer jobs)", ("jobs",),
+           footer=False, key_display="["),
+    Action("toggle_sidebar", "s", "States", "move between the state list and the jobs table", ("jobs",),
+           footer=False),
+    # changes: uppercase keys, one gate
+    Action("pause", "P", "Pause", "pause or resume the queue on every node", ("queues",),
+           permission="pause_queues", palette="queue: pause / resume"),
+    Action("pause", "P", "Pause", "pause or resume the queue on the node under the cursor", ("queue",),
+           permission="pause_queues", palette="queue: pause / resume on node"),
+    Action("pause", "P", "Pause", "pause or resume all queues of the node (drain before a deploy)",
+           ("nodes",), permission="pause_queues", palette="node: pause / resume all queues"),
+    Action("scale", "S", "Scale", "set the queue's local limit on every node", ("queues",),
+           permission="scale_queues", palette="queue: scale"),
+    Action("scale", "S", "Scale", "set the queue's local limit on the node under the cursor", ("queue",),
+           permission="scale_queues", palette="queue: scale on node"),
+    Action("cancel", "C", "Cancel", "cancel the marked jobs (or this one)", ("jobs", "job"),
+           permission="cancel_jobs", palette="jobs: cancel selected", bulk=True),
+    Action("retry", "R", "Retry", "retry the marked jobs (or this one) now", ("jobs", "job"),
+           permission="retry_jobs", palette="jobs: retry selected", bulk=True),
+    Action("delete", "D", "Delete", "delete the marked jobs (or this one)", ("jobs", "job"),
+           permission="delete_jobs", palette="jobs: delete selected", bulk=True),
+)
+
+
+def actions_for(scope: str) -> tuple[Action, ...]:
+    """The actions that apply on ``scope`` (a screen name, or ``app`` for everywhere)."""
+    return tuple(a for a in ACTIONS if scope in a.scopes)
+
+
+def action(scope: str, action_id: str) -> Action | None:
+    """The entry for ``action_id`` on ``scope`` (falling back to the app-wide one)."""
+    for a in ACTIONS:
+        if a.id == action_id and scope in a.scopes:
+            return a
+    for a in ACTIONS:
+        if a.id == action_id and "app" in a.scopes:
+            return a
+    return None
+
+
+def gated_for_key(scope: str, key: str) -> Action | None:
+    """The changing action bound to ``key`` on ``scope``, if any."""
+    for a in actions_for(scope):
+        if a.changes and a.key == key:
+            return a
+    return None
+
+
+def help_sections(scope: str) -> list[tuple[str, list[tuple[str, str, str | None]]]]:
+    """(title, [(key, help, permission)]) for this screen, then for everywhere."""
+    title = SCREEN_TITLES.get(scope, scope)
+    here = [(a.display_key, a.help, a.permission) for a in actions_for(scope)]
+    everywhere = [(a.display_key, a.help, a.permission) for a in actions_for("app")]
+    everywhere.insert(0, ("1-5", "Queues / Jobs / Nodes / Workflows / Audit", None))
+    everywhere = [e for e in everywhere if e[0] not in {"1", "2", "3", "4", "5"}]
+    everywhere.append(("j k ↑ ↓ g G pgup pgdn", "move in lists", None))
+    sections = [(title, here)] if here else []
+    return [*sections, ("Everywhere", everywhere)]

@@ -1,0 +1,473 @@
+"""The dashboard application: modes for the five views, the refresh loop, and the change gate's UI.
+
+Reads happen in a thread worker against ``Store``; the next refresh is scheduled only after the
+previous one finished, backs off when the database is slow or failing (the header then says
+``stale Ns``), and is skipped while a modal is open or the view is frozen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, ClassVar
+
+import psycopg
+from textual import events, work
+from textual.app import App
+from textual.binding import Binding, BindingType
+from textual.timer import Timer
+from textual.worker import get_current_worker
+
+from engine import Engine
+
+from .access import Access, resolve_access
+from .actions import PERMISSIONS, actions_for
+from .control import Gate, Request, Verdict, plural, scale_request
+from .data import Store
+from .filters import Filter
+from .model import Cluster
+from .palette import DashboardCommands
+from .presenters import header_text, refresh_label
+from .screens.base import DataScreen
+from .screens.jobs import JobsScreen
+from .screens.modals import ConfirmScreen, HelpScreen, ScaleScreen
+from .screens.others import AuditScreen, NodesScreen, WorkflowsScreen
+from .screens.queues import QueuesScreen
+from .widgets import StatusBar
+
+log = logging.getLogger("lysmore.tui")
+
+RATES: tuple[float, ...] = (1.0, 2.0, 5.0, 15.0, 30.0, 60.0)
+MAX_BACKOFF = 60.0
+LOW_BANDWIDTH_MIN_RATE = 5.0
+MIN_SIZE = (60, 15)
+VIEW_MODES = {
+    "view_queues": "queues", "view_jobs": "jobs", "view_nodes": "nodes",
+    "view_workflows": "workflows", "view_audit": "audit",
+}
+
+
+def database_label(url: str | None) -> str:
+    """``host/dbname`` from a URL (never the password); ``embedded`` when there is none."""
+    if not url:
+        return "embedded"
+    try:
+        info = psycopg.conninfo.conninfo_to_dict(url)
+    except Exception:
+        return "database"
+    host = str(info.get("host") or "local")
+    if host.startswith("/"):
+        host = "local"
+    return f"{host}/{info.get('dbname') or info.get('user') or '?'}"
+
+
+def _app_bindings() -> list[BindingType]:
+    return [
+        Binding(a.key, a.id, a.label, show=a.footer, key_display=a.key_display, id=f"app.{a.id}")
+        for a in actions_for("app")
+    ]
+
+
+class DashboardApp(App[int]):
+    """Lysmore's terminal dashboard over one instance (database + prefix)."""
+
+    CSS_PATH = "dashboard.tcss"
+    TITLE = "Lysmore"
+    MODES: ClassVar[dict[str, Any]] = {
+        "queues": QueuesScreen, "jobs": JobsScreen, "nodes": NodesScreen,
+        "workflows": WorkflowsScreen, "audit": AuditScreen,
+    }
+    DEFAULT_MODE = "queues"
+    COMMANDS = App.COMMANDS | {DashboardCommands}
+    BINDINGS: ClassVar[list[BindingType]] = _app_bindings()
+
+    def __init__(
+        self,
+        database_url: str | None = None,
+        prefix: str | None = None,
+        read_only: bool = False,
+        refresh: float | None = 2.0,
+        resolver: Any = None,
+        low_bandwidth: bool = False,
+        mouse: bool = True,
+        *,
+        clock: Callable[[], datetime] | None = None,
+        engine: Engine | None = None,
+        database_name: str | None = None,
+        handle_hangup: bool = False,
+        cursor_blink: bool = True,
+        badges: tuple[str, ...] = (),
+    ) -> None:
+        self._own_engine = engine is None
+        self.engine = engine if engine is not None else Engine(database_url=database_url, prefix=prefix)
+        self.access: Access = resolve_access(resolver, read_only)
+        super().__init__()
+        self.store = Store(self.engine, clock=clock)
+        self.gate = Gate(self.engine, self.access)
+        self.low_bandwidth = low_bandwidth
+        self.mouse = mouse
+        self.database_name = database_name or database_label(
+            database_url if database_url is not None else os.environ.get("LYSMORE_DATABASE_URL")
+        )
+        rate = self.access.refresh if self.access.refresh is not None else refresh
+        if not rate or rate <= 0:
+            self.rate: float | None = None
+        else:
+            self.rate = max(float(rate), LOW_BANDWIDTH_MIN_RATE) if low_bandwidth else float(rate)
+        self.frozen = False
+        self.cluster: Cluster | None = None
+        self._timer: Timer | None = None
+        self._started = time.monotonic()
+        self._last_ok: float | None = None
+        self._error: str | None = None
+        self._slow = False
+        self._backoff: float | None = None
+        self._load_started: float | None = None
+        self._handle_hangup = handle_hangup
+        self.cursor_blink = cursor_blink
+        self.badges = tuple(badges)
+        self.refreshes = 0
+        if low_bandwidth:
+            self.animation_level = "none"
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def on_mount(self) -> None:
+        self.set_interval(1.0, self._tick_header, name="header")
+        if self._handle_hangup:
+            try:
+                asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.exit)
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass
+
+    def on_unmount(self) -> None:
+        self._cancel_timer()
+        if not self._own_engine:
+            return
+        try:
+            self.engine.stop()  # closes the pool: the dashboard leaves no connection behind
+        except Exception as exc:
+            log.warning("closing the dashboard's connections: %s", exc)
+
+    def on_resize(self, event: events.Resize) -> None:
+        small = event.size.width < MIN_SIZE[0] or event.size.height < MIN_SIZE[1]
+        self.set_class(small, "-too-small")
+
+    # -- refresh ------------------------------------------------------------------------------
+    def data_screen(self) -> DataScreen | None:
+        """The data screen on top of the stack (under any modal)."""
+        for screen in reversed(self.screen_stack):
+            if isinstance(screen, DataScreen):
+                return screen
+        return None
+
+    def screen_resumed(self, screen: DataScreen) -> None:
+        """A data screen became visible again: show the header and load it now."""
+        self.update_header()
+        self.request_refresh()
+
+    def request_refresh(self) -> None:
+        """Load the visible screen now (the timer restarts when it finishes)."""
+        self._cancel_timer()
+        screen = self.screen
+        if not isinstance(screen, DataScreen):
+            self._schedule(self.rate or 1.0)
+            return
+        loader = screen.loader()
+        if loader is None:
+            return
+        self._load_started = time.monotonic()
+        self._load(screen, loader)
+
+    @work(thread=True, exclusive=True, group="refresh", exit_on_error=False)
+    def _load(self, screen: DataScreen, loader: Callable[[Store], Any]) -> None:
+        worker = get_current_worker()
+        started = time.monotonic()
+        snapshot: Any = None
+        error: BaseException | None = None
+        try:
+            snapshot = loader(self.store)
+        except Exception as exc:
+            error = exc
+        elapsed = time.monotonic() - started
+        if worker.is_cancelled:
+            return
+        try:
+            self.call_from_thread(self._loaded, screen, snapshot, error, elapsed)
+        except RuntimeError:
+            pass  # the app is closing
+
+    def _loaded(self, screen: DataScreen, snapshot: Any, error: BaseException | None, elapsed: float) -> None:
+        self.refreshes += 1
+        self._load_started = None
+        if error is None:
+            self._last_ok = time.monotonic()
+            self._error = None
+            self.cluster = getattr(snapshot, "cluster", self.cluster)
+            if screen.is_attached:
+                screen.apply(snapshot)
+        else:
+            self._error = _short_error(error)
+            log.info("dashboard refresh failed: %s", error)
+            if screen.is_attached:
+                screen.show_error(f"refresh failed: {self._error}")
+        self._slow = self.rate is not None and elapsed > max(0.5, self.rate / 2)
+        if error is not None or self._slow:
+            base = self.rate or RATES[1]
+            self._backoff = min(MAX_BACKOFF, max(base, (self._backoff or base) * 2))
+        else:
+            self._backoff = None
+        if self.rate is not None:
+            self._schedule(self._backoff or self.rate)
+        self.update_header()
+
+    def _schedule(self, delay: float) -> None:
+        self._cancel_timer()
+        self._timer = self.set_timer(delay, self._tick, name="refresh")
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer = None
+
+    def _tick(self) -> None:
+        self._timer = None
+        if self.rate is None:
+            return
+        if self.frozen or not isinstance(self.screen, DataScreen):
+            self._schedule(self.rate)
+            return
+        self.request_refresh()
+
+    @property
+    def last_error(self) -> str | None:
+        """Why the last refresh failed (None when it succeeded)."""
+        return self._error
+
+    def stale_for(self) -> float | None:
+        """Seconds since the last good refresh while refreshes fail, are slow or hang; else None."""
+        now = time.monotonic()
+        hanging = self._load_started is not None and now - self._load_started > max(5.0, 2 * (self.rate or 0))
+        if self._error is None and not self._slow and not hanging:
+            return None
+        return now - (self._last_ok or self._started)
+
+    def _tick_header(self) -> None:
+        if self.stale_for() is not None:
+            self.update_header()
+
+    def update_header(self) -> None:
+        """Redraw the header of the visible data screen."""
+        screen = self.data_screen()
+        if screen is None:
+            return
+        badges = list(self.badges)
+        if self.access.read_only:
+            badges.append("READ-ONLY")
+        if self.frozen:
+            badges.append("FROZEN")
+        if self.low_bandwidth:
+            badges.append("LOW-BW")
+        right = refresh_label(self.rate, self.stale_for(), self.frozen)
+        cluster = self.cluster
+        text = header_text(
+            screen.title_text(), self.database_name, self.engine.prefix,
+            cluster.nodes if cluster else None, cluster.leader if cluster else None,
+            badges, right, max(20, self.size.width),
+        )
+        try:
+            screen.query_one("#status", StatusBar).show_status(text)
+        except Exception:
+            pass
+
+    # -- app-wide actions ---------------------------------------------------------------------
+    def run_registry_action(self, action_id: str) -> None:
+        """Run an app-wide registry action (from the palette)."""
+        self.call_later(self.run_action, action_id)
+
+    def action_view_queues(self) -> None:
+        """Show Queues."""
+        self._switch("view_queues")
+
+    def action_view_jobs(self) -> None:
+        """Show Jobs."""
+        self._switch("view_jobs")
+
+    def action_view_nodes(self) -> None:
+        """Show Nodes."""
+        self._switch("view_nodes")
+
+    def action_view_workflows(self) -> None:
+        """Show Workflows."""
+        self._switch("view_workflows")
+
+    def action_view_audit(self) -> None:
+        """Show Audit."""
+        self._switch("view_audit")
+
+    def _switch(self, action_id: str) -> None:
+        mode = VIEW_MODES[action_id]
+        if self.current_mode != mode:
+            self.switch_mode(mode)
+        elif len(self.screen_stack) > 1:
+            while len(self.screen_stack) > 1:
+                self.pop_screen()
+
+    def action_refresh_now(self) -> None:
+        """Refresh now, even when frozen."""
+        self.request_refresh()
+
+    def action_freeze(self) -> None:
+        """Stop (or restart) live updates."""
+        self.frozen = not self.frozen
+        self.notify("Live updates frozen (z to resume)" if self.frozen else "Live updates resumed")
+        self.update_header()
+        if not self.frozen:
+            self.request_refresh()
+
+    def set_rate(self, rate: float | None) -> None:
+        """Refresh every ``rate`` seconds (None: off)."""
+        self.rate = rate
+        self._backoff = None
+        self._cancel_timer()
+        if rate is not None:
+            self._schedule(rate)
+        self.notify("Refresh off (ctrl+r refreshes now)" if rate is None else f"Refresh every {rate:g}s")
+        self.update_header()
+
+    def action_faster(self) -> None:
+        """One step faster: off -> 60 -> 30 -> 15 -> 5 -> 2 -> 1 s."""
+        if self.rate is None:
+            self.set_rate(RATES[-1])
+            return
+        faster = [r for r in RATES if r < self.rate]
+        self.set_rate(faster[-1] if faster else RATES[0])
+
+    def action_slower(self) -> None:
+        """One step slower, ending at off."""
+        if self.rate is None:
+            return
+        slower = [r for r in RATES if r > self.rate]
+        self.set_rate(slower[0] if slower else None)
+
+    def action_help(self) -> None:
+        """Show help for the visible screen."""
+        if isinstance(self.screen, HelpScreen):
+            return
+        screen = self.data_screen()
+        may = {p: self.access.may(p) for p in PERMISSIONS}
+        self.push_screen(HelpScreen(screen.scope if screen else "queues", may))
+
+    def action_palette(self) -> None:
+        """Open the command palette."""
+        self.action_command_palette()
+
+    def on_key(self, event: events.Key) -> None:
+        """A greyed-out change key still reaches the gate, so the refusal is explained and audited."""
+        screen = self.screen
+        if not isinstance(screen, DataScreen):
+            return
+        from .actions import gated_for_key
+
+        entry = gated_for_key(screen.scope, event.key)
+        if entry is not None and not self.access.may(entry.permission):
+            event.stop()
+            method = getattr(screen, f"action_{entry.id}", None)
+            if method is not None:
+                method()
+
+    # -- the change gate (UI side) ------------------------------------------------------------
+    def attempt(self, request: Request, on_done: Callable[[], None] | None = None) -> None:
+        """Run ``request`` through the gate: refuse (audited), or confirm, then perform (audited)."""
+        verdict = self.gate.check(request)
+        if not verdict.allowed:
+            self._refuse(request, verdict)
+            return
+        lines = [t.label for t in verdict.eligible]
+        note = ""
+        title = request.title
+        if verdict.skipped:
+            skipped = ", ".join(f"{n} {state}" for state, n in verdict.skipped)
+            note = f"Left alone (their state does not allow it): {skipped}."
+            title = f"{request.action.capitalize()} {plural(len(verdict.eligible), 'job')}?"
+        danger = request.action in ("cancel", "delete") or request.bulk
+
+        def answered(ok: bool | None) -> None:
+            if ok:
+                self._perform(request, on_done)
+            else:
+                self._decline(request)
+                self.notify("Nothing changed.")
+
+        self.push_screen(ConfirmScreen(title, lines, note, danger=danger), answered)
+
+    def _refuse(self, request: Request, verdict: Verdict) -> None:
+        what = request.title.rstrip("?")
+        self.notify(f"{what}: {verdict.reason}", title="Not allowed" if verdict.outcome == "denied" else "Nothing to do",
+                    severity="error" if verdict.outcome == "denied" else "warning")
+        self._audit_refusal(request, verdict)
+
+    @work(thread=True, group="actions", exit_on_error=False)
+    def _audit_refusal(self, request: Request, verdict: Verdict) -> None:
+        try:
+            self.gate.refuse(request, verdict)
+        except Exception as exc:
+            log.warning("could not audit a refused action: %s", exc)
+
+    @work(thread=True, group="actions", exit_on_error=False)
+    def _decline(self, request: Request) -> None:
+        try:
+            self.gate.decline(request)
+        except Exception as exc:
+            log.warning("could not audit a declined action: %s", exc)
+
+    @work(thread=True, group="actions", exit_on_error=False)
+    def _perform(self, request: Request, on_done: Callable[[], None] | None) -> None:
+        result = self.gate.perform(request)
+        try:
+            self.call_from_thread(self._performed, result.ok, result.message, on_done)
+        except RuntimeError:
+            pass
+
+    def _performed(self, ok: bool, message: str, on_done: Callable[[], None] | None) -> None:
+        self.notify(message, severity="information" if ok else "error")
+        if ok and on_done is not None:
+            on_done()
+        self.request_refresh()
+
+    def ask_scale(self, queue: str, node: str | None, current: int | None, nodes: int) -> None:
+        """Check the user may scale, ask for the limit, then confirm like any change."""
+        probe = scale_request(queue, None, node, nodes)
+        verdict = self.gate.check(probe)
+        if not verdict.allowed:
+            self._refuse(probe, verdict)
+            return
+        where = f"on {node}" if node else (f"on {plural(nodes, 'node')}" if nodes else "on every node")
+
+        def chosen(limit: int | None) -> None:
+            if limit is not None:
+                self.attempt(scale_request(queue, limit, node, nodes))
+
+        self.push_screen(ScaleScreen(f"Scale queue {queue} {where}", current), chosen)
+
+    def select_matching(self, screen: JobsScreen, state: str | None, flt: Filter) -> None:
+        """Count the jobs matching (capped) in a worker, then let the Jobs screen ask."""
+        self._select(screen, state, flt)
+
+    @work(thread=True, exclusive=True, group="select", exit_on_error=False)
+    def _select(self, screen: JobsScreen, state: str | None, flt: Filter) -> None:
+        try:
+            selection = self.store.select_matching(state, flt)
+        except Exception as exc:
+            self.call_from_thread(self.notify, f"Could not count matching jobs: {_short_error(exc)}", severity="error")
+            return
+        self.call_from_thread(screen.selection_ready, selection)
+
+
+def _short_error(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:200]

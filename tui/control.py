@@ -1,0 +1,286 @@
+"""The one gate every change passes: read-only, then rights, then job states, then (in the UI) a
+confirmation; the change and its audit row are written in one transaction.
+
+A ``Request`` is built from what the user saw when pressing the key (targets with the states
+they had on screen), so a refresh cannot change what an action applies to.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine import TRANSITIONS, Engine, JobState
+
+from .access import Access
+
+log = logging.getLogger("lysmore.tui")
+
+# States each job action may start from; cancel comes from the engine's transition table, retry
+# and delete mirror the engine's RETRYABLE_BY_HAND and DELETABLE (not exported yet).
+JOB_ACTION_FROM: dict[str, frozenset[str]] = {
+    "cancel": frozenset(s.value for s in TRANSITIONS[JobState.CANCELLED]),
+    "retry": frozenset({"scheduled", "retryable", "completed", "discarded", "cancelled"}),
+    "delete": frozenset(s.value for s in JobState) - {"executing"},
+}
+JOB_VERBS = {"cancel": ("Cancelled", "cancel"), "retry": ("Retried", "retry"), "delete": ("Deleted", "delete")}
+TIMEOUT_MS = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One thing an action applies to, as the user saw it."""
+
+    kind: str  # "job", "queue" or "node"
+    key: Any
+    label: str
+    state: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """An attempted change: which action, on which targets, with which parameters."""
+
+    action: str  # registry id: pause, scale, cancel, retry, delete
+    permission: str
+    audit_action: str  # what the audit row says: pause_queue, resume_node, retry_jobs, ...
+    title: str  # the question the confirmation asks
+    targets: tuple[Target, ...]
+    queue: str | None = None
+    node: str | None = None
+    queues: tuple[str, ...] = ()
+    limit: int | None = None
+    nodes_affected: int = 0
+    filter: str | None = None
+    bulk: bool = False
+
+    @property
+    def target_keys(self) -> list[Any]:
+        """The targets as the audit row lists them."""
+        return [t.key for t in self.targets]
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The gate's answer before confirmation: go ahead with ``eligible``, or why not."""
+
+    allowed: bool
+    outcome: str  # "allowed", "denied" (access) or "rejected" (no target in a state that allows it)
+    reason: str
+    eligible: tuple[Target, ...] = ()
+    skipped: tuple[tuple[str, int], ...] = ()  # (state, how many) the action cannot apply to
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """What a performed change did, with the toast to show."""
+
+    ok: bool
+    message: str
+    changed: tuple[Any, ...] = ()
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+def plural(n: int, word: str) -> str:
+    """``1 job``, ``3 jobs``."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def skipped_text(skipped: dict[str, int]) -> str:
+    """`` (2 skipped: executing)`` or empty."""
+    total = sum(skipped.values())
+    if not total:
+        return ""
+    parts = ", ".join(f"{n} {state}" if len(skipped) > 1 else state for state, n in sorted(skipped.items()))
+    return f" ({total} skipped: {parts})"
+
+
+class Gate:
+    """Checks and performs changes for one user, writing an audit row for every attempt."""
+
+    def __init__(self, engine: Engine, access: Access, on_audit: Callable[[], None] | None = None) -> None:
+        self.engine = engine
+        self.access = access
+        self._on_audit = on_audit
+
+    # -- checking -----------------------------------------------------------------------------
+    def check(self, request: Request) -> Verdict:
+        """Read-only, then rights, then job states: may this go to confirmation?"""
+        if not self.access.may(request.permission):
+            return Verdict(False, "denied", self.access.why_not(request.permission))
+        if not request.targets:
+            return Verdict(False, "rejected", "nothing selected")
+        allowed_from = JOB_ACTION_FROM.get(request.action)
+        if allowed_from is None:
+            return Verdict(True, "allowed", "", eligible=request.targets)
+        eligible = tuple(t for t in request.targets if t.state in allowed_from)
+        skipped: dict[str, int] = {}
+        for t in request.targets:
+            if t.state not in allowed_from:
+                skipped[t.state or "gone"] = skipped.get(t.state or "gone", 0) + 1
+        if not eligible:
+            verb = JOB_VERBS[request.action][1]
+            states = ", ".join(f"{n} {s}" for s, n in sorted(skipped.items()))
+            return Verdict(False, "rejected", f"nothing to {verb}: {states}", skipped=tuple(sorted(skipped.items())))
+        return Verdict(True, "allowed", "", eligible=eligible, skipped=tuple(sorted(skipped.items())))
+
+    # -- recording refusals -------------------------------------------------------------------
+    def refuse(self, request: Request, verdict: Verdict) -> None:
+        """Audit a denied or rejected attempt (nothing else changes)."""
+        self._audit(request, verdict.outcome, {"reason": verdict.reason})
+
+    def decline(self, request: Request) -> None:
+        """Audit an attempt the user backed out of at the confirmation."""
+        self._audit(request, "declined", {})
+
+    def _audit(self, request: Request, outcome: str, detail: dict[str, Any]) -> None:
+        detail = {**self._params(request), **detail}
+        self.engine.record_audit(
+            self.access.user, request.audit_action, targets=request.target_keys, outcome=outcome,
+            filter=request.filter, detail=detail,
+        )
+        if self._on_audit:
+            self._on_audit()
+
+    @staticmethod
+    def _params(request: Request) -> dict[str, Any]:
+        params: dict[str, Any] = {}
+        if request.queue is not None:
+            params["queue"] = request.queue
+        if request.node is not None:
+            params["node"] = request.node
+        if request.limit is not None:
+            params["limit"] = request.limit
+        if request.queues:
+            params["queues"] = list(request.queues)
+        return params
+
+    # -- performing ---------------------------------------------------------------------------
+    def perform(self, request: Request) -> Result:
+        """Check again, apply the change and write its audit row in the same transaction."""
+        verdict = self.check(request)
+        if not verdict.allowed:
+            self.refuse(request, verdict)
+            return Result(False, f"Not allowed: {verdict.reason}")
+        try:
+            with self.engine.connection() as conn, conn.transaction():
+                conn.execute("SELECT set_config('statement_timeout', %s, true)", (f"{TIMEOUT_MS}ms",))
+                result = self._apply(conn, request, verdict)
+                detail = {**self._params(request), **result.detail}
+                self.engine.record_audit(
+                    self.access.user, request.audit_action, targets=request.target_keys, outcome="allowed",
+                    filter=request.filter, detail=detail, conn=conn,
+                )
+        except Exception as exc:
+            log.warning("dashboard action %s failed: %s", request.audit_action, exc)
+            try:
+                self._audit(request, "failed", {"error": str(exc)[:500]})
+            except Exception:
+                log.warning("could not audit the failed action %s", request.audit_action)
+            return Result(False, f"{request.title} failed: {exc}")
+        if self._on_audit:
+            self._on_audit()
+        return result
+
+    def _apply(self, conn: Any, request: Request, verdict: Verdict) -> Result:
+        eng = self.engine
+        action = request.action
+        if action in JOB_VERBS:
+            ids = [int(t.key) for t in verdict.eligible]
+            method = {"cancel": eng.cancel_jobs, "retry": eng.retry_jobs, "delete": eng.delete_jobs}[action]
+            changed = method(ids, conn=conn)
+            skipped = dict(verdict.skipped)
+            missed = len(ids) - len(changed)
+            if missed:
+                skipped["changed meanwhile"] = missed
+            done_word = JOB_VERBS[action][0]
+            message = f"{done_word} {plural(len(changed), 'job')}{skipped_text(skipped)}"
+            return Result(True, message, tuple(changed), {"changed": list(changed), "skipped": skipped})
+        if action == "pause" and request.audit_action in ("pause_node", "resume_node"):
+            pause = request.audit_action == "pause_node"
+            assert request.node is not None
+            for queue in request.queues:
+                (eng.pause_queue if pause else eng.resume_queue)(queue, node=request.node, conn=conn)
+            word = "Paused" if pause else "Resumed"
+            return Result(True, f"{word} {plural(len(request.queues), 'queue')} on {request.node}",
+                          tuple(request.queues))
+        if action == "pause":
+            assert request.queue is not None
+            pause = request.audit_action == "pause_queue"
+            (eng.pause_queue if pause else eng.resume_queue)(request.queue, node=request.node, conn=conn)
+            word = "Paused" if pause else "Resumed"
+            return Result(True, f"{word} {request.queue} {self._where(request)}", (request.queue,))
+        if action == "scale":
+            assert request.queue is not None and request.limit is not None
+            eng.scale_queue(request.queue, request.limit, node=request.node, conn=conn)
+            return Result(True, f"Scaled {request.queue} to {request.limit} {self._where(request)}", (request.queue,))
+        raise ValueError(f"unknown action {action!r}")
+
+    @staticmethod
+    def _where(request: Request) -> str:
+        if request.node is not None:
+            return f"on {request.node}"
+        if request.nodes_affected:
+            return f"on {plural(request.nodes_affected, 'node')}"
+        return "on every node"
+
+
+# -- requests built from what the user saw ---------------------------------------------------------
+def queue_pause_request(queue: str, paused: bool, nodes: int) -> Request:
+    """Pause (or, when paused everywhere, resume) a queue on every node."""
+    verb = "resume" if paused else "pause"
+    where = f"on {plural(nodes, 'node')}" if nodes else "on every node"
+    return Request(
+        action="pause", permission="pause_queues", audit_action=f"{verb}_queue",
+        title=f"{verb.capitalize()} queue {queue} {where}?",
+        targets=(Target("queue", queue, f"queue {queue} {where}"),), queue=queue, nodes_affected=nodes,
+    )
+
+
+def queue_node_pause_request(queue: str, node: str, paused: bool) -> Request:
+    """Pause (or resume) one queue on one node."""
+    verb = "resume" if paused else "pause"
+    return Request(
+        action="pause", permission="pause_queues", audit_action=f"{verb}_queue",
+        title=f"{verb.capitalize()} queue {queue} on {node}?",
+        targets=(Target("queue", queue, f"queue {queue} on node {node}"),), queue=queue, node=node,
+    )
+
+
+def node_pause_request(node: str, queues: tuple[str, ...], paused: bool) -> Request:
+    """Pause (or, when all are paused, resume) every queue of a node."""
+    verb = "resume" if paused else "pause"
+    return Request(
+        action="pause", permission="pause_queues", audit_action=f"{verb}_node",
+        title=f"{verb.capitalize()} all {plural(len(queues), 'queue')} on {node}?",
+        targets=tuple(Target("queue", q, f"queue {q} on node {node}") for q in queues) or (
+            Target("node", node, f"node {node} (runs no queues)"),),
+        node=node, queues=queues,
+    )
+
+
+def scale_request(queue: str, limit: int | None, node: str | None = None, nodes: int = 0) -> Request:
+    """Set a queue's local limit on one node or on every node (``limit`` None: not chosen yet)."""
+    where = f"on {node}" if node else (f"on {plural(nodes, 'node')}" if nodes else "on every node")
+    to = "" if limit is None else f" to {limit}"
+    return Request(
+        action="scale", permission="scale_queues", audit_action="scale_queue",
+        title=f"Scale queue {queue}{to} {where}?",
+        targets=(Target("queue", queue, f"queue {queue} {where}" + ("" if limit is None else f": limit {limit}")),),
+        queue=queue, node=node, limit=limit, nodes_affected=nodes,
+    )
+
+
+def jobs_request(action: str, jobs: list[tuple[int, str, str]], filter: str | None = None) -> Request:
+    """Cancel, retry or delete jobs given as (id, state as seen, worker)."""
+    verb = JOB_VERBS[action][1]
+    targets = tuple(
+        Target("job", job_id, f"job {job_id}  {state}  {worker}", state) for job_id, state, worker in jobs
+    )
+    return Request(
+        action=action, permission=f"{verb}_jobs", audit_action=f"{verb}_jobs",
+        title=f"{verb.capitalize()} {plural(len(targets), 'job')}?", targets=targets, filter=filter or None,
+        bulk=len(targets) > 1,
+    )

@@ -1,0 +1,340 @@
+"""Frozen snapshots of what the dashboard reads, handed from the data layer to presenters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+STATES: tuple[str, ...] = (
+    "available", "scheduled", "executing", "retryable",
+    "completed", "discarded", "cancelled", "held",
+)
+WAITING_STATES: frozenset[str] = frozenset({"available", "scheduled", "retryable", "held"})
+
+
+@dataclass(frozen=True, slots=True)
+class Count:
+    """A row count that is exact when small and a planner estimate (shown with ``~``) when large."""
+
+    value: int
+    exact: bool = True
+
+
+# A node whose heartbeat is older than this is shown stale and no longer counted as running queues.
+STALE_AFTER_SECONDS = 15.0
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """A global or rate limit as stored: ``allowed`` per ``period`` (rate), per partition if any."""
+
+    allowed: int
+    period: float | None = None
+    by_worker: bool = False
+    by_args: bool = False
+    keys: tuple[str, ...] | None = None
+
+    @property
+    def partitioned(self) -> bool:
+        """Whether the limit applies per partition (worker and/or args)."""
+        return self.by_worker or self.by_args
+
+    @property
+    def partition(self) -> str | None:
+        """What the limit is split by, for display: ``worker``, ``args.account_id``..."""
+        parts = (["worker"] if self.by_worker else []) + (
+            [f"args.{k}" for k in self.keys] if self.by_args and self.keys else ["args"] if self.by_args else []
+        )
+        return ",".join(parts) or None
+
+
+@dataclass(frozen=True, slots=True)
+class Cluster:
+    """What the header shows about the instance: live nodes and the current leader."""
+
+    nodes: int = 0
+    leader: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueRow:
+    """One queue across the cluster, as the Queues screen shows it."""
+
+    name: str
+    executing: int
+    local_limit: int
+    nodes: int
+    nodes_paused: int
+    paused_everywhere: bool
+    available: Count
+    scheduled: Count
+    retryable: Count
+    oldest_available_at: datetime | None
+    completed_per_minute: tuple[int, ...]
+    failed_per_minute: tuple[int, ...]
+    global_limit: Limit | None = None
+    rate_limit: Limit | None = None
+
+    @property
+    def paused(self) -> bool:
+        """Paused on every node that runs it (or by the '*' setting when no node runs it)."""
+        if self.nodes:
+            return self.nodes_paused >= self.nodes
+        return self.paused_everywhere
+
+
+@dataclass(frozen=True, slots=True)
+class QueuesSnapshot:
+    """The Queues screen: counts by state over the cluster and one row per queue."""
+
+    now: datetime
+    cluster: Cluster
+    states: tuple[tuple[str, Count], ...]
+    queues: tuple[QueueRow, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class QueueNode:
+    """One node's producer of one queue, with the settings that apply to it."""
+
+    node_id: str
+    name: str
+    host: str
+    local_limit: int
+    executing: int
+    paused: bool
+    heartbeat_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class QueueDetailSnapshot:
+    """One queue and the nodes running it."""
+
+    now: datetime
+    cluster: Cluster
+    queue: QueueRow | None
+    nodes: tuple[QueueNode, ...]
+    setting_paused: bool | None = None
+    setting_limit: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JobRow:
+    """A job as one line of the jobs table (args already cut short by the query)."""
+
+    id: int
+    state: str
+    queue: str
+    worker: str
+    attempt: int
+    max_attempts: int
+    priority: int
+    args_preview: str
+    tags: tuple[str, ...]
+    inserted_at: datetime
+    scheduled_at: datetime
+    attempted_at: datetime | None
+    finished_at: datetime | None
+    node: str | None
+    last_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JobsSnapshot:
+    """One keyset page of jobs plus the state counts for the sidebar."""
+
+    now: datetime
+    cluster: Cluster
+    state: str | None
+    filter_text: str
+    rows: tuple[JobRow, ...]
+    has_more: bool
+    page: int
+    states: tuple[tuple[str, Count], ...]
+    total: Count
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One failed attempt as recorded in the job's errors list."""
+
+    attempt: int
+    at: datetime | None
+    error: str
+    traceback: str
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One step of the workflow a job belongs to."""
+
+    job_id: int
+    step: str
+    state: str
+    deps: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class WaitFacts:
+    """What the database says about why a waiting job is not running yet."""
+
+    queue_nodes: tuple[str, ...] = ()
+    paused_nodes: tuple[str, ...] = ()
+    paused_everywhere: bool = False
+    executing_in_queue: int = 0
+    local_limit_total: int = 0
+    global_limit: Limit | None = None
+    holders: tuple[tuple[str, int], ...] = ()
+    rate_limit: Limit | None = None
+    rate_used: int = 0
+    rate_next_at: datetime | None = None
+    ahead: int = 0
+    ahead_higher_priority: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class JobDetail:
+    """Everything the Job detail screen shows about one job."""
+
+    id: int
+    state: str
+    queue: str
+    worker: str
+    args: Any
+    meta: Any
+    tags: tuple[str, ...]
+    priority: int
+    attempt: int
+    max_attempts: int
+    errors: tuple[Attempt, ...]
+    result: Any
+    inserted_at: datetime
+    scheduled_at: datetime
+    attempted_at: datetime | None
+    completed_at: datetime | None
+    cancelled_at: datetime | None
+    discarded_at: datetime | None
+    node: str | None
+    unique_key: str | None = None
+    workflow_id: str | None = None
+    workflow_name: str | None = None
+    workflow_step: str | None = None
+    workflow_deps: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class JobDetailSnapshot:
+    """The job (None when it is gone), its workflow and the facts about its wait."""
+
+    now: datetime
+    cluster: Cluster
+    job_id: int
+    job: JobDetail | None
+    steps: tuple[Step, ...] = ()
+    facts: WaitFacts = field(default_factory=WaitFacts)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeQueue:
+    """One queue as a node runs it."""
+
+    queue: str
+    local_limit: int
+    paused: bool
+    running: int
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRow:
+    """One node (a per-boot identity) with its lease and its queues."""
+
+    id: str
+    name: str
+    host: str
+    pid: int
+    started_at: datetime
+    heartbeat_at: datetime
+    leader: bool
+    queues: tuple[NodeQueue, ...]
+    executing: int
+
+    @property
+    def all_paused(self) -> bool:
+        """True when the node runs queues and every one of them is paused."""
+        return bool(self.queues) and all(q.paused for q in self.queues)
+
+
+@dataclass(frozen=True, slots=True)
+class NodesSnapshot:
+    """The Nodes screen."""
+
+    now: datetime
+    cluster: Cluster
+    nodes: tuple[NodeRow, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRow:
+    """One recorded dashboard action."""
+
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    targets: tuple[Any, ...]
+    outcome: str
+    filter: str | None
+    detail: Any
+
+
+@dataclass(frozen=True, slots=True)
+class AuditSnapshot:
+    """The newest audit rows."""
+
+    now: datetime
+    cluster: Cluster
+    rows: tuple[AuditRow, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowRow:
+    """One workflow: its steps counted by state."""
+
+    id: str
+    name: str
+    total: int
+    by_state: tuple[tuple[str, int], ...]
+    inserted_at: datetime
+
+    def count(self, state: str) -> int:
+        """How many steps are in ``state``."""
+        return dict(self.by_state).get(state, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowsSnapshot:
+    """The Workflows screen."""
+
+    now: datetime
+    cluster: Cluster
+    rows: tuple[WorkflowRow, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowSnapshot:
+    """One workflow's steps, for the dependency tree."""
+
+    now: datetime
+    cluster: Cluster
+    workflow_id: str
+    name: str
+    steps: tuple[Step, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """The ids (with state and worker as seen) of every job matching a filter, up to a cap."""
+
+    ids: tuple[tuple[int, str, str], ...]
+    capped: bool

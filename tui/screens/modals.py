@@ -1,0 +1,171 @@
+"""Modals: the confirmation every change passes, the scale prompt, and the generated help."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Static
+
+from ..actions import help_sections
+from ..filters import FILTER_HELP
+from ..model import STATES
+from ..presenters import STATE_GLYPH, state_text
+
+MAX_LISTED = 8
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    """Lists the exact targets; focus starts on Cancel, ``y`` confirms, Enter never does."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("y", "confirm", "Confirm", id="confirm.yes"),
+        Binding("n,escape", "cancel", "Cancel", id="confirm.no"),
+    ]
+
+    def __init__(self, title: str, lines: Sequence[str], note: str = "", danger: bool = True) -> None:
+        super().__init__()
+        self.title_line = title
+        self.lines = list(lines)
+        self.note = note
+        self.danger = danger
+
+    def compose(self) -> ComposeResult:
+        listed = self.lines[:MAX_LISTED]
+        more = len(self.lines) - len(listed)
+        body = "\n".join(f"• {line}" for line in listed)
+        if more > 0:
+            body += f"\n… and {more} more"
+        with Vertical(id="dialog", classes="dialog"):
+            yield Static(Text(self.title_line, style="bold"), id="confirm-title")
+            yield Static(body, id="confirm-targets")
+            if self.note:
+                yield Static(Text(self.note, style="italic"), id="confirm-note")
+            yield Static(Text("y confirms · n or esc cancels", style="dim"), id="confirm-hint")
+            with Horizontal(classes="buttons"):
+                yield Button("Cancel", id="no", variant="primary")
+                yes = Button("Confirm (y)", id="yes", variant="error" if self.danger else "warning")
+                yes.can_focus = False
+                yield yes
+
+    def on_mount(self) -> None:
+        self.query_one("#no", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.dismiss(event.button.id == "yes")
+
+    def action_confirm(self) -> None:
+        """The only keyboard way to say yes."""
+        self.dismiss(True)
+
+    def action_cancel(self) -> None:
+        """Back out; nothing changes."""
+        self.dismiss(False)
+
+
+class ScaleScreen(ModalScreen[int | None]):
+    """Asks for a queue's new local limit; the change itself is confirmed afterwards."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel", id="scale.cancel")]
+
+    def __init__(self, title: str, current: int | None) -> None:
+        super().__init__()
+        self.title_line = title
+        self.current = current
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog", classes="dialog"):
+            yield Static(Text(self.title_line, style="bold"))
+            now = f"now {self.current}" if self.current is not None else "no limit recorded"
+            yield Static(f"New local limit (0 to 10000; {now}), then Enter. Esc cancels.")
+            field = Input(
+                value="" if self.current is None else str(self.current), type="integer", id="limit",
+                placeholder="limit",
+            )
+            field.cursor_blink = getattr(self.app, "cursor_blink", True)
+            yield field
+            yield Static("", id="scale-error", classes="error-line")
+
+    def on_mount(self) -> None:
+        self.query_one(Input).focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        text = event.value.strip()
+        if not text.isdigit() or not 0 <= int(text) <= 10_000:
+            error = self.query_one("#scale-error", Static)
+            error.update(Text("⚠ enter a whole number from 0 to 10000", style="bold #dc322f"))
+            error.add_class("-show")
+            return
+        self.dismiss(int(text))
+
+    def action_cancel(self) -> None:
+        """Back out."""
+        self.dismiss(None)
+
+
+def help_text(scope: str, may: dict[str, bool]) -> Text:
+    """The help page for ``scope``: its keys, the global keys, the filter syntax, the state legend."""
+    text = Text()
+    for title, entries in help_sections(scope):
+        text.append(f"{title}\n", style="bold underline")
+        for key, what, permission in entries:
+            allowed = permission is None or may.get(permission, False)
+            text.append(f"  {key:<22}", style="bold" if allowed else "dim")
+            text.append(what, style="" if allowed else "dim")
+            if not allowed:
+                text.append("  (not allowed)", style="italic dim")
+            text.append("\n")
+        text.append("\n")
+    text.append("Filter syntax (/ on Jobs)\n", style="bold underline")
+    for example, what in FILTER_HELP:
+        text.append(f"  {example:<28}", style="bold")
+        text.append(f"{what}\n")
+    text.append("\nStates\n", style="bold underline")
+    for state in STATES:
+        text.append("  ")
+        text.append_text(state_text(state))
+        text.append("\n")
+    text.append(
+        "\nUppercase keys change things and always ask first; lowercase keys only look.\n"
+        f"Counts with ~ are estimates; {STATE_GLYPH['executing']} and the other glyphs mark states without colour.",
+        style="italic",
+    )
+    return text
+
+
+class HelpScreen(ModalScreen[None]):
+    """Help generated from the action registry for the screen it was opened on."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,q,question_mark", "close", "Close", id="help.close"),
+        Binding("j,down", "scroll_down", "Down", show=False),
+        Binding("k,up", "scroll_up", "Up", show=False),
+    ]
+
+    def __init__(self, scope: str, may: dict[str, bool]) -> None:
+        super().__init__()
+        self.scope = scope
+        self.may = may
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="help", classes="dialog"):
+            yield Static(help_text(self.scope, self.may))
+
+    def action_close(self) -> None:
+        """Back to the screen."""
+        self.dismiss(None)
+
+    def action_scroll_down(self) -> None:
+        """Scroll the help."""
+        self.query_one("#help", VerticalScroll).scroll_down()
+
+    def action_scroll_up(self) -> None:
+        """Scroll the help."""
+        self.query_one("#help", VerticalScroll).scroll_up()

@@ -1,0 +1,184 @@
+"""The Nodes, Audit and Workflows screens, and one workflow's dependency tree."""
+
+from __future__ import annotations
+
+import json
+from functools import partial
+from typing import ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import BindingType
+from textual.containers import VerticalScroll
+from textual.widgets import DataTable, Static
+
+from ..control import node_pause_request
+from ..model import AuditSnapshot, NodeRow, NodesSnapshot, WorkflowSnapshot, WorkflowsSnapshot
+from ..presenters import (
+    AUDIT_COLUMNS,
+    NODE_COLUMNS,
+    WORKFLOW_COLUMNS,
+    audit_row,
+    fmt_targets,
+    fmt_time,
+    node_row,
+    workflow_row,
+    workflow_tree,
+)
+from ..widgets import KeyedTable
+from .base import Command, DataScreen, Loader, bindings_for
+
+
+class NodesScreen(DataScreen):
+    """One row per node: lease age, leader star, queues and what runs now."""
+
+    scope = "nodes"
+    view_title = "Nodes"
+    BINDINGS: ClassVar[list[BindingType]] = bindings_for("nodes")
+    snapshot: NodesSnapshot | None = None
+
+    def compose_body(self) -> ComposeResult:
+        yield Static("", id="nodes-summary", classes="summary")
+        yield KeyedTable(NODE_COLUMNS, id="nodes-table")
+
+    def loader(self) -> Loader:
+        return lambda store: store.nodes()
+
+    def show(self, snapshot: NodesSnapshot) -> None:
+        leader = snapshot.cluster.leader or "none"
+        self.query_one("#nodes-summary", Static).update(
+            Text.assemble(f"{len(snapshot.nodes)} registered, {snapshot.cluster.nodes} live · leader ",
+                          ("★ " + leader, "bold"), ("  · P pauses all its queues", "dim"))
+        )
+        self.query_one("#nodes-table", KeyedTable).sync([node_row(n, snapshot.now) for n in snapshot.nodes])
+
+    def current(self) -> NodeRow | None:
+        """The node under the cursor, as last shown."""
+        if self.snapshot is None:
+            return None
+        key = self.query_one("#nodes-table", KeyedTable).current_key()
+        return next((n for n in self.snapshot.nodes if n.id == key), None)
+
+    def action_pause(self, node_id: str | None = None) -> None:
+        """Pause every queue of the node, or resume them all when all are paused."""
+        node = self.current() if node_id is None else next(
+            (n for n in (self.snapshot.nodes if self.snapshot else ()) if n.id == node_id), None
+        )
+        if node is None:
+            self.notify("No node under the cursor.", severity="warning")
+            return
+        queues = tuple(q.queue for q in node.queues)
+        if not queues:
+            self.notify(f"{node.name} runs no queues.", severity="warning")
+            return
+        self.dash.attempt(node_pause_request(node.name, queues, node.all_paused))
+
+    def palette_commands(self) -> list[Command]:
+        return [
+            (f"node: {'resume' if n.all_paused else 'pause'} all queues on {n.name}", f"{n.host}/{n.pid}",
+             partial(self.action_pause, n.id))
+            for n in (self.snapshot.nodes if self.snapshot else ())
+        ]
+
+
+class AuditScreen(DataScreen):
+    """Who did what, when, to which targets, allowed or denied."""
+
+    scope = "audit"
+    view_title = "Audit"
+    BINDINGS: ClassVar[list[BindingType]] = bindings_for("audit")
+    snapshot: AuditSnapshot | None = None
+
+    def compose_body(self) -> ComposeResult:
+        yield KeyedTable(AUDIT_COLUMNS, id="audit-table")
+        yield Static("", id="audit-detail", classes="detail")
+
+    def loader(self) -> Loader:
+        return lambda store: store.audit()
+
+    def show(self, snapshot: AuditSnapshot) -> None:
+        self.query_one("#audit-table", KeyedTable).sync([audit_row(a, snapshot.now) for a in snapshot.rows])
+        self._show_detail()
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._show_detail()
+
+    def _show_detail(self) -> None:
+        if self.snapshot is None:
+            return
+        key = self.query_one("#audit-table", KeyedTable).current_key()
+        row = next((a for a in self.snapshot.rows if str(a.id) == key), None)
+        if row is None:
+            text = Text("No actions recorded yet.", style="dim")
+        else:
+            text = Text.assemble(
+                (f"{fmt_time(row.at)} UTC  ", "dim"), (row.actor, "bold"), f"  {row.action}  {row.outcome}\n",
+                f"targets {fmt_targets(row.targets, 200)}",
+                f"\nfilter {row.filter}" if row.filter else "",
+                f"\ndetail {json.dumps(row.detail, default=str)[:300]}" if row.detail else "",
+            )
+        self.query_one("#audit-detail", Static).update(text)
+
+
+class WorkflowsScreen(DataScreen):
+    """One row per workflow with its progress."""
+
+    scope = "workflows"
+    view_title = "Workflows"
+    BINDINGS: ClassVar[list[BindingType]] = bindings_for("workflows")
+    snapshot: WorkflowsSnapshot | None = None
+
+    def compose_body(self) -> ComposeResult:
+        yield Static("", id="workflows-summary", classes="summary")
+        yield KeyedTable(WORKFLOW_COLUMNS, id="workflows-table")
+
+    def loader(self) -> Loader:
+        return lambda store: store.workflows()
+
+    def show(self, snapshot: WorkflowsSnapshot) -> None:
+        summary = f"{len(snapshot.rows)} workflows (newest first)" if snapshot.rows else "No workflows yet."
+        self.query_one("#workflows-summary", Static).update(summary)
+        self.query_one("#workflows-table", KeyedTable).sync([workflow_row(w, snapshot.now) for w in snapshot.rows])
+
+    def action_open(self) -> None:
+        """Show the steps of the workflow under the cursor."""
+        key = self.query_one("#workflows-table", KeyedTable).current_key()
+        if key is not None:
+            self.app.push_screen(WorkflowScreen(key))
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self.action_open()
+
+
+class WorkflowScreen(DataScreen):
+    """One workflow's steps as a dependency tree with their states."""
+
+    scope = "workflow"
+    view_title = "Workflow"
+    BINDINGS: ClassVar[list[BindingType]] = bindings_for("workflow")
+    snapshot: WorkflowSnapshot | None = None
+
+    def __init__(self, workflow_id: str) -> None:
+        super().__init__()
+        self.workflow_id = workflow_id
+
+    def title_text(self) -> str:
+        return f"Workflow {self.workflow_id[:8]}"
+
+    def compose_body(self) -> ComposeResult:
+        with VerticalScroll(id="workflow-body"):
+            yield Static("", id="workflow-tree")
+
+    def loader(self) -> Loader:
+        workflow_id = self.workflow_id
+        return lambda store: store.workflow(workflow_id)
+
+    def show(self, snapshot: WorkflowSnapshot) -> None:
+        text = Text(f"{snapshot.name or 'workflow'} {snapshot.workflow_id}\n", style="bold")
+        for line in workflow_tree(snapshot.steps):
+            text.append("\n")
+            text.append_text(line)
+        if not snapshot.steps:
+            text.append("\nNo steps (pruned or deleted).", style="dim")
+        self.query_one("#workflow-tree", Static).update(text)
