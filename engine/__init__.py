@@ -18,11 +18,13 @@ from ._errors import (
 from ._events import Event
 from ._job import Job, JobSpec
 from ._settings import Settings, load_settings
-from ._states import TRANSITIONS, JobState
+from ._states import DELETABLE, RETRYABLE_BY_HAND, TRANSITIONS, JobState
 from ._worker import Cancel, Discard, Snooze, Worker, default_backoff
 from ._workflow import Workflow
 
 __all__ = [
+    "DELETABLE",
+    "RETRYABLE_BY_HAND",
     "TRANSITIONS",
     "Cancel",
     "ControlResult",

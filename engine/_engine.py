@@ -812,7 +812,9 @@ class Engine:
         c.execute(
             self.q.node_register,
             {"node_id": self.node_id, "name": self.node_name, "host": socket.gethostname(),
-             "pid": os.getpid(), "meta": Jsonb({"queues": sorted(self.queues)})},
+             "pid": os.getpid(),
+             "meta": Jsonb({"queues": sorted(self.queues), "node_ttl": self.node_ttl,
+                            "heartbeat_interval": self.heartbeat_interval})},
         )
 
     def _is_leader(self) -> bool:
@@ -828,7 +830,8 @@ class Engine:
             c.execute(
                 self.q.producer_upsert,
                 {"node_id": self.node_id, "queue": producer.queue, "local_limit": producer.limit,
-                 "paused": producer.paused, "running": producer.running_count(), "meta": Jsonb({})},
+                 "paused": producer.paused, "running": producer.running_count(),
+                 "meta": Jsonb(producer.effective.limits_dict())},
             )
 
     def _wake_all(self) -> None:

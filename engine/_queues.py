@@ -73,6 +73,14 @@ class QueueConfig:
     global_limit: GlobalLimit | None = None
     rate_limit: RateLimit | None = None
 
+    def limits_dict(self) -> dict[str, Any]:
+        """The limits in force, as stored in the producer row for dashboards."""
+        return {
+            "local_limit": self.local_limit,
+            "global_limit": self.global_limit.as_dict() if self.global_limit else None,
+            "rate_limit": self.rate_limit.as_dict() if self.rate_limit else None,
+        }
+
     def with_overrides(
         self, local_limit: int | None, global_limit: GlobalLimit | None, rate_limit: RateLimit | None
     ) -> QueueConfig:

@@ -87,7 +87,12 @@ def _text(value: str | None) -> str | None:
 
 
 def _error_entry(job: Job, message: str, tb: str | None = None) -> dict[str, Any]:
-    return {"attempt": job.attempt, "error": _text(message), "traceback": _text(tb)}
+    entry: dict[str, Any] = {"attempt": job.attempt, "error": _text(message), "traceback": _text(tb)}
+    if job.attempted_by:  # where and when this attempt ran, for the dashboard's timeline
+        entry["node"] = job.attempted_by[0]
+    if job.attempted_at is not None:
+        entry["started_at"] = job.attempted_at.isoformat()
+    return entry
 
 
 def _describe(exc: BaseException) -> tuple[str, str | None]:

@@ -138,6 +138,39 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    import psycopg
+
+    from demo.runner import DEFAULT_PREFIX, DemoOptions, run
+
+    try:
+        options = DemoOptions(
+            database_url=args.database_url, prefix=args.prefix or DEFAULT_PREFIX, nodes=args.nodes,
+            speed=args.speed, rate=args.rate, chaos=args.chaos, headless=args.headless,
+            duration=args.duration, every=args.every, grace=args.grace, seed=args.seed,
+            max_backlog=args.max_backlog, refresh=args.refresh, mouse=not args.no_mouse,
+            low_bandwidth=args.low_bandwidth, log_file=args.log_file,
+        )
+    except ValueError as exc:
+        print(f"lysmore demo: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return run(options)
+    except psycopg.OperationalError as exc:
+        print(f"lysmore demo: {exc}", file=sys.stderr)
+        return 2
+
+
+def _cmd_dashboard(args: argparse.Namespace) -> int:
+    from tui import run_dashboard
+
+    return run_dashboard(
+        database_url=args.database_url, prefix=args.prefix, read_only=args.read_only,
+        refresh=args.refresh, mouse=not args.no_mouse, low_bandwidth=args.low_bandwidth,
+        resolver=args.resolver,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lysmore", description="PostgreSQL-backed background jobs.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -163,10 +196,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-migrate", action="store_true", help="do not migrate the schema before starting")
     p.set_defaults(fn=_cmd_worker)
 
+    p = sub.add_parser("dashboard", help="the terminal dashboard: watch and steer an instance")
+    _common(p)
+    p.add_argument("--read-only", action="store_true", help="no action may change anything")
+    p.add_argument("--refresh", type=float, default=None, help="seconds between refreshes (default: resolver's, 2)")
+    p.add_argument("--no-mouse", action="store_true", help="keyboard only")
+    p.add_argument("--low-bandwidth", action="store_true", help="fewer frames, no sparklines, slower refresh")
+    p.add_argument("--resolver", help="dotted path of an access resolver class")
+    p.set_defaults(fn=_cmd_dashboard)
+
     p = sub.add_parser("status", help="nodes, leader and queues of an instance")
     _common(p)
     p.add_argument("--json", action="store_true", help="print one JSON object with keys nodes and queues")
     p.set_defaults(fn=_cmd_status)
+
+    p = sub.add_parser("demo", help="run the chaotic demo workload on N nodes, with the dashboard")
+    p.add_argument("--database-url", help="PostgreSQL URL (default: LYSMORE_DATABASE_URL, else embedded)")
+    p.add_argument("--prefix", help="schema of the demo instance (default: demo)")
+    p.add_argument("--nodes", type=int, default=2, help="nodes to run, each its own Engine (default 2)")
+    p.add_argument("--speed", type=float, default=1.0, help="run X times faster than real time (default 1)")
+    p.add_argument("--rate", type=float, help="jobs inserted per second on average (default 2.2 x nodes x speed)")
+    p.add_argument("--chaos", action="store_true", help="a visitor pauses and scales queues; the demo heals")
+    p.add_argument("--headless", action="store_true", help="no dashboard: a progress line, then a summary")
+    p.add_argument("--duration", type=float, help="stop after SECONDS (default: run until quit or Ctrl-C)")
+    p.add_argument("--every", type=float, default=5.0, help="seconds between progress lines (default 5)")
+    p.add_argument("--grace", type=float, default=5.0, help="seconds running jobs get on stop (default 5)")
+    p.add_argument("--seed", type=int, help="random seed of the load and the chaos")
+    p.add_argument("--max-backlog", type=int, default=1000, help="stop feeding a queue with this many waiting (default 1000)")
+    p.add_argument("--refresh", type=float, default=1.0, help="dashboard refresh in seconds (default 1)")
+    p.add_argument("--no-mouse", action="store_true", help="dashboard without mouse support")
+    p.add_argument("--low-bandwidth", action="store_true", help="dashboard for slow links")
+    p.add_argument("--log-file", help="where logs go while the dashboard runs (default: a temp file)")
+    p.set_defaults(fn=_cmd_demo)
     return parser
 
 

@@ -12,18 +12,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine import TRANSITIONS, Engine, JobState
+from engine import DELETABLE, RETRYABLE_BY_HAND, TRANSITIONS, Engine, JobState
 
 from .access import Access
 
 log = logging.getLogger("lysmore.tui")
 
-# States each job action may start from; cancel comes from the engine's transition table, retry
-# and delete mirror the engine's RETRYABLE_BY_HAND and DELETABLE (not exported yet).
+# States each job action may start from, as the engine defines them.
 JOB_ACTION_FROM: dict[str, frozenset[str]] = {
     "cancel": frozenset(s.value for s in TRANSITIONS[JobState.CANCELLED]),
-    "retry": frozenset({"scheduled", "retryable", "completed", "discarded", "cancelled"}),
-    "delete": frozenset(s.value for s in JobState) - {"executing"},
+    "retry": frozenset(s.value for s in RETRYABLE_BY_HAND),
+    "delete": frozenset(s.value for s in DELETABLE),
 }
 JOB_VERBS = {"cancel": ("Cancelled", "cancel"), "retry": ("Retried", "retry"), "delete": ("Deleted", "delete")}
 TIMEOUT_MS = 10_000

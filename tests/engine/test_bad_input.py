@@ -246,7 +246,8 @@ def test_unknown_worker_is_discarded_and_the_node_keeps_running(make_engine, wor
     assert row.discarded_at is not None
     (entry,) = row.errors
     assert worker in entry["error"] and "not found" in entry["error"]
-    assert set(entry) == {"attempt", "at", "error", "traceback"}
+    assert set(entry) == {"attempt", "at", "error", "traceback", "node", "started_at"}
+    assert entry["node"] == row.attempted_by[0] and entry["started_at"] == row.attempted_at.isoformat()
     # the node still runs jobs of that queue
     fine = eng.insert(Plain.new({}))
     assert wait_end(eng, log, fine.id).state is JobState.COMPLETED

@@ -146,7 +146,8 @@ def test_raise_is_retryable_with_backoff_and_error_entry(make_engine, conn) -> N
     assert row.state is JobState.RETRYABLE
     assert row.attempt == 1 and row.max_attempts == 3
     (entry,) = row.errors
-    assert set(entry) == {"attempt", "at", "error", "traceback"}
+    assert set(entry) == {"attempt", "at", "error", "traceback", "node", "started_at"}
+    assert entry["node"] == row.attempted_by[0] and entry["started_at"] == row.attempted_at.isoformat()
     assert entry["attempt"] == 1
     assert entry["error"] == "ValueError: boom 1"
     assert "Traceback" in entry["traceback"] and "ValueError: boom 1" in entry["traceback"]
