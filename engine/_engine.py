@@ -98,6 +98,7 @@ class Engine:
         stats_retention: float = 86_400.0,
         cron_retention: float = 7 * 86_400.0,
         crontab: Sequence[Any] | None = None,
+        connect_timeout: float = 15.0,
     ) -> None:
         settings = load_settings(
             prefix=prefix, node=node, poll_interval=poll_interval, stage_interval=stage_interval,
@@ -119,6 +120,9 @@ class Engine:
                 raise InvalidConfig(f"{label} must be a positive number of seconds, got {value!r}")
         if prune_max_age is not None and (not isinstance(prune_max_age, (int, float)) or prune_max_age <= 0):
             raise InvalidConfig(f"prune_max_age must be positive seconds or None (keep history), got {prune_max_age!r}")
+        if not isinstance(connect_timeout, (int, float)) or connect_timeout <= 0:
+            raise InvalidConfig(f"connect_timeout must be a positive number of seconds, got {connect_timeout!r}")
+        self.connect_timeout = float(connect_timeout)
         self.node_ttl = float(node_ttl)
         self.orphan_after = float(orphan_after)
         self.prune_max_age = None if prune_max_age is None else float(prune_max_age)
@@ -168,11 +172,12 @@ class Engine:
             if self._pool is None:
                 pool = ConnectionPool(
                     self.database_url, min_size=1, max_size=self._pool_size,
-                    kwargs={"autocommit": True}, open=False, name=f"lysmore-{self.prefix}",
+                    kwargs={"autocommit": True, "connect_timeout": max(1, round(self.connect_timeout))},
+                    open=False, name=f"lysmore-{self.prefix}",
                     reconnect_timeout=0, check=idle_check(lambda: self._pool),
                 )
                 try:
-                    pool.open(wait=True, timeout=15)
+                    pool.open(wait=True, timeout=self.connect_timeout)
                 except Exception as exc:
                     pool.close()
                     raise psycopg.OperationalError(
