@@ -1,0 +1,150 @@
+"""Error monitoring as the seed's demo has it: hear failures, log them, keep the recent ones."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from engine import Event
+
+log = logging.getLogger("lysmore.demo.errors")
+
+END_KINDS = ("success", "failure", "discard", "cancel", "snooze", "timeout")
+
+
+def short_worker(name: str) -> str:
+    """``demo.workers.WelcomeMailer`` -> ``WelcomeMailer``."""
+    return name.rsplit(".", 1)[-1]
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorRecord:
+    """One failed attempt as the monitor saw it."""
+
+    at: float  # time.time()
+    kind: str  # failure (will retry), discard (out of attempts) or timeout
+    node: str
+    queue: str
+    worker: str
+    job_id: int
+    attempt: int
+    max_attempts: int
+    error: str
+
+    def line(self) -> str:
+        """``ReceiptMailer#123 (2/5, demo-1): DemoError: SMTP 450 ...`` for logs and the progress line."""
+        return (f"{self.worker}#{self.job_id} ({self.attempt}/{self.max_attempts}, {self.node}) "
+                f"{'discarded' if self.kind == 'discard' else self.kind}: {self.error}")
+
+
+class ErrorMonitor:
+    """Subscribe with ``engine.subscribe(monitor, kinds=ErrorMonitor.KINDS)`` on every node.
+
+    Each failure is logged (INFO; discards as WARNING, at most one a ``notify_every`` seconds with a
+    count of those held back, like an error tracker's notifications) and kept in a ring.
+    """
+
+    KINDS = ("failure", "discard", "timeout")
+
+    def __init__(self, size: int = 200, notify_every: float = 10.0,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.recent: deque[ErrorRecord] = deque(maxlen=size)
+        self.counts: Counter[str] = Counter()  # by kind
+        self.by_worker: Counter[str] = Counter()
+        self.notify_every = notify_every
+        self._clock = clock
+        self._held_back = 0
+        self._last_notice = float("-inf")
+        self._lock = threading.Lock()
+
+    def __call__(self, event: Event) -> None:
+        job = event.job
+        if job is None or event.kind not in self.KINDS:
+            return
+        message = _describe(event)
+        record = ErrorRecord(
+            at=self._clock(), kind=event.kind, node=(job.attempted_by or ["?"])[0], queue=job.queue,
+            worker=short_worker(job.worker), job_id=job.id, attempt=job.attempt,
+            max_attempts=job.max_attempts, error=message,
+        )
+        notice: int | None = None
+        with self._lock:
+            self.recent.append(record)
+            self.counts[event.kind] += 1
+            self.by_worker[record.worker] += 1
+            if event.kind == "discard":
+                if record.at - self._last_notice >= self.notify_every:
+                    notice, self._held_back, self._last_notice = self._held_back, 0, record.at
+                else:
+                    self._held_back += 1
+        log.info("job failed: %s", record.line(), extra={"job_id": job.id, "queue": job.queue})
+        if notice is not None:
+            more = f" (and {notice} more since the last notice)" if notice else ""
+            log.warning("job discarded: %s%s", record.line(), more)
+
+    @property
+    def total(self) -> int:
+        with self._lock:
+            return sum(self.counts.values())
+
+    def last(self, n: int = 5) -> list[ErrorRecord]:
+        """The ``n`` most recent errors, newest first."""
+        with self._lock:
+            return list(self.recent)[-n:][::-1]
+
+    def summary(self, width: int = 70) -> str:
+        """``errors 42 (3 discarded) last: ...`` for the progress line."""
+        with self._lock:
+            total = sum(self.counts.values())
+            discarded = self.counts["discard"]
+            last = self.recent[-1] if self.recent else None
+        if not total:
+            return "errors 0"
+        text = f"errors {total:,}" + (f" ({discarded:,} discarded)" if discarded else "")
+        if last is not None:
+            line = last.line()
+            text += " last " + (line if len(line) <= width else line[: width - 1] + "…")
+        return text
+
+    def top_workers(self, n: int = 3) -> list[tuple[str, int]]:
+        with self._lock:
+            return self.by_worker.most_common(n)
+
+
+def _describe(event: Event) -> str:
+    error = event.error
+    if error is not None:
+        return f"{type(error).__name__}: {error}"
+    if event.kind == "discard":
+        return "discarded by its worker"
+    if event.kind == "timeout":
+        return f"ran past its timeout ({event.duration or 0:g}s)"
+    return event.kind
+
+
+class Tally:
+    """Counts job starts and ends on the nodes it subscribes to, for jobs per second."""
+
+    KINDS = ("start", *END_KINDS)
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def __call__(self, event: Event) -> None:
+        with self._lock:
+            self.counts[event.kind] += 1
+
+    def finished(self) -> int:
+        """Attempts that ended, however they ended."""
+        with self._lock:
+            return sum(self.counts[k] for k in END_KINDS)
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return dict(self.counts)
