@@ -112,17 +112,22 @@ class Producer:
 
     # -- the loop --------------------------------------------------------------------------------
     def _run(self) -> None:
+        """Fetch when woken (insert, freed slot, control) or when the poll is due; between times,
+        wake at least every second for the checks that keep running jobs honest."""
         last_lost_check = last_reconcile = time.monotonic()
         last_settings = 0.0
         failures = 0
+        poll_due = 0.0
+        woken = True
         while self._fetching:
             now = time.monotonic()
+            fetched = False
             try:
                 if self._settings_dirty or now - last_settings > SETTINGS_REFRESH_INTERVAL:
                     self._settings_dirty = False
                     last_settings = now
                     self._apply_settings()
-                if now - last_lost_check > LOST_CHECK_INTERVAL:
+                if now - last_lost_check >= LOST_CHECK_INTERVAL:
                     last_lost_check = now
                     self._check_lost()
                 if now - last_reconcile > RECONCILE_INTERVAL and self._begin_reconcile():
@@ -131,22 +136,25 @@ class Producer:
                         self.engine._reconcile(self)
                     finally:
                         self._reconciling = False
-                fetched = self._fetch_once()
+                rate_due = self._rate_wake_at and now >= self._rate_wake_at
+                if woken or rate_due or now >= poll_due:
+                    fetched = self._fetch_once()
+                    if not fetched:
+                        poll_due = now + jittered(self.engine.poll_interval)
                 failures = 0
             except Exception as exc:
                 failures += 1
                 log.warning("producer %s: %s; retrying", self.queue, exc, extra={"queue": self.queue})
                 self._wake.wait(min(0.05 * 2**failures, 5.0) * jittered(1.0))
                 self._wake.clear()
+                woken = True
                 continue
             if fetched:
                 continue  # there may be more and free slots left: fetch again straight away
-            wait = jittered(self.engine.poll_interval)
+            wait = min(poll_due, last_lost_check + LOST_CHECK_INTERVAL) - time.monotonic()
             if self._rate_wake_at:
-                wait = max(0.0, min(wait, self._rate_wake_at - time.monotonic()))
-            if self.running_count():  # the ownership check keeps its own pace, whatever the poll
-                wait = min(wait, LOST_CHECK_INTERVAL)
-            self._wake.wait(wait)
+                wait = min(wait, self._rate_wake_at - time.monotonic())
+            woken = self._wake.wait(max(0.0, wait))
             self._wake.clear()
         self._stopped.set()
 
