@@ -8,6 +8,7 @@ from __future__ import annotations
 from ._cron import CronEntry
 from ._engine import ControlResult, Engine
 from ._errors import (
+    DatabaseUnavailable,
     InvalidConfig,
     InvalidJob,
     InvalidTransition,
@@ -27,6 +28,7 @@ __all__ = [
     "RETRYABLE_BY_HAND",
     "TRANSITIONS",
     "Cancel",
+    "DatabaseUnavailable",
     "ControlResult",
     "CronEntry",
     "Discard",

@@ -22,7 +22,7 @@ from psycopg_pool import ConnectionPool
 from ._acker import Acker
 from ._cron import Cron, parse_crontab
 from ._embedded import embedded_url
-from ._errors import InvalidConfig, JobNotFound
+from ._errors import DatabaseUnavailable, InvalidConfig, JobNotFound
 from ._events import Event, Events, Handler
 from ._job import Job, JobSpec, check_queue_name, specs_json
 from ._leader import Leadership
@@ -180,7 +180,7 @@ class Engine:
                     pool.open(wait=True, timeout=self.connect_timeout)
                 except Exception as exc:
                     pool.close()
-                    raise psycopg.OperationalError(
+                    raise DatabaseUnavailable(
                         f"cannot connect to PostgreSQL at {redact_url(self.database_url)}: {exc}"
                     ) from None
                 self._pool = pool
@@ -494,6 +494,14 @@ class Engine:
                 return ControlResult(queue, None if node == "*" else node, acked, pending)
             time.sleep(delay)
             delay = min(delay * 2, 0.1)
+
+    def reset_queue(self, queue: str, *, node: str | None = None) -> None:
+        """Forget persisted pause/scale settings of ``queue`` (for one node name, or all of them),
+        so nodes run it as configured again."""
+        check_queue_name(queue)
+        with self.connection() as c:
+            c.execute(self.q.queue_settings_reset, {"queue": queue, "node": node, "channel": self.channel})
+        self._control({"kind": "control", "queue": queue, "node": node or "*"})
 
     def record_audit(
         self,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import psycopg
+
 
 class LysmoreError(Exception):
     """Base class of every error the engine raises on purpose."""
@@ -21,6 +23,10 @@ class JobNotFound(LysmoreError, LookupError):
 
 class InvalidTransition(LysmoreError):
     """A job cannot move from its current state to the one asked for."""
+
+
+class DatabaseUnavailable(LysmoreError, psycopg.OperationalError):
+    """PostgreSQL could not be reached; the message names the server (never its password)."""
 
 
 class NotMigrated(LysmoreError):

@@ -245,7 +245,8 @@ class Producer:
     def _finish(self, outcome: Outcome) -> None:
         self.engine._acker.add(outcome)
         self.engine.events.emit(
-            Event(outcome.kind, outcome.job, outcome.duration, outcome.exception, outcome.result)
+            Event(outcome.kind, outcome.job, outcome.duration, outcome.exception, outcome.result,
+                  detail=outcome.error)  # the error entry: the reason of a Cancel or Discard too
         )
 
     def _check_lost(self) -> None:

@@ -317,3 +317,21 @@ def test_reconcile_releases_rows_whose_fetch_answer_was_lost(make_engine, conn, 
     stored = eng.get_job(job.id)
     assert stored.state.value == "available" and stored.attempt == 0
     assert eng._reconcile(eng._producers["q"]) == 0
+
+
+def test_reset_queue_forgets_persisted_control(make_engine) -> None:  # type: ignore[no-untyped-def]
+    eng = make_engine(queues={"q": 3}, node="a").start()
+    eng.pause_queue("q")
+    eng.scale_queue("q", 9)
+    assert eng._producers["q"].paused and eng._producers["q"].limit == 9
+    eng.reset_queue("q")
+    wait_for(lambda: not eng._producers["q"].paused and eng._producers["q"].limit == 3, what="config again")
+
+
+def test_unreachable_database_is_a_clear_lysmore_error() -> None:
+    from engine import DatabaseUnavailable
+
+    eng = Engine("postgresql://someone:hunter2@127.0.0.1:1/nowhere", connect_timeout=1)
+    with pytest.raises(DatabaseUnavailable, match="127.0.0.1") as caught:
+        eng.migrate()
+    assert "hunter2" not in str(caught.value)
