@@ -161,6 +161,22 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         return 2
 
 
+def _cmd_screenshots(args: argparse.Namespace) -> int:
+    """Run the demo for a while, then drive the real dashboard over it and save every screen."""
+    import threading
+
+    from demo.runner import Demo, DemoOptions
+    from tui.screenshots import main as shoot
+
+    demo = Demo(DemoOptions(database_url=args.database_url, prefix=args.prefix, nodes=3, speed=args.speed,
+                            seed=7, headless=True)).start()
+    try:
+        threading.Event().wait(args.warmup)  # let the queues fill and every state appear
+        return shoot(["--database-url", demo.database_url, "--prefix", demo.prefix, "--out", args.out])
+    finally:
+        demo.stop()
+
+
 def _cmd_dashboard(args: argparse.Namespace) -> int:
     from tui import run_dashboard
 
@@ -169,6 +185,33 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
         refresh=args.refresh, mouse=not args.no_mouse, low_bandwidth=args.low_bandwidth,
         resolver=args.resolver,
     )
+
+
+def _cmd_licensing_serve(args: argparse.Namespace) -> int:
+    from licensing.serve import serve
+
+    logging.getLogger("licensing").setLevel(logging.INFO)
+    return serve(host=args.host, port=args.port)
+
+
+def _cmd_licensing_keygen(args: argparse.Namespace) -> int:
+    from licensing.keys import generate_signing_key, load_signing_key, public_key_text
+
+    private = generate_signing_key()
+    print(f"LYSMORE_LICENSING_LICENSE_SIGNING_KEY={private}")
+    print(f"# public key (publish it for offline checks): {public_key_text(load_signing_key(private))}")
+    return 0
+
+
+def _add_licensing(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("licensing", help="the licensing app (Stripe payments and webhooks on a private instance)")
+    lsub = p.add_subparsers(dest="licensing_command", required=True, metavar="ACTION")
+    s = lsub.add_parser("serve", help="run the webhook endpoint and a node; local Stripe sandbox and SMTP sink when unset")
+    s.add_argument("--host", help="address to listen on (default LYSMORE_LICENSING_HOST or 127.0.0.1)")
+    s.add_argument("--port", type=int, help="port to listen on, 0 for any (default LYSMORE_LICENSING_PORT or 8000)")
+    s.set_defaults(fn=_cmd_licensing_serve)
+    k = lsub.add_parser("keygen", help="print a new Ed25519 license signing key and its public key")
+    k.set_defaults(fn=_cmd_licensing_keygen)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -195,6 +238,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grace", type=float, default=15.0, help="seconds to let jobs finish on stop (default 15)")
     p.add_argument("--no-migrate", action="store_true", help="do not migrate the schema before starting")
     p.set_defaults(fn=_cmd_worker)
+
+    p = sub.add_parser("screenshots", help="regenerate the dashboard's SVG screenshots over a running demo")
+    p.add_argument("--database-url", help="PostgreSQL URL (default: LYSMORE_DATABASE_URL, else embedded)")
+    p.add_argument("--prefix", default="screenshots", help="schema for the demo it runs (default screenshots)")
+    p.add_argument("--out", default="screenshots", help="folder for the SVG files (default screenshots)")
+    p.add_argument("--warmup", type=float, default=20.0, help="seconds of demo before the shots (default 20)")
+    p.add_argument("--speed", type=float, default=20.0, help="demo speed (default 20)")
+    p.set_defaults(fn=_cmd_screenshots)
 
     p = sub.add_parser("dashboard", help="the terminal dashboard: watch and steer an instance")
     _common(p)
@@ -228,6 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--low-bandwidth", action="store_true", help="dashboard for slow links")
     p.add_argument("--log-file", help="where logs go while the dashboard runs (default: a temp file)")
     p.set_defaults(fn=_cmd_demo)
+    _add_licensing(sub)
     return parser
 
 

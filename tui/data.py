@@ -341,23 +341,35 @@ class Store:
         return {q: at for q, at in rows if at is not None}
 
     def _stats(self, conn: psycopg.Connection, now: datetime) -> dict[str, tuple[list[int], list[int]]]:
-        """Completed and failed per minute for the last complete minutes, oldest first."""
-        end = now.replace(second=0, microsecond=0)
-        start = end - timedelta(minutes=STATS_MINUTES)
+        """Completed and failed per minute, oldest first: the complete minutes, then a last slot
+        that is the rate over the sliding minute up to ``now`` (this minute so far plus the part
+        of the previous one still inside it), so a fresh queue does not read 0 for a minute."""
+        current = now.replace(second=0, microsecond=0)
+        start = current - timedelta(minutes=STATS_MINUTES)
         rows = conn.execute(
             self._sql(
                 "SELECT queue, minute, completed, failed + discarded FROM {stats_minutely}"
-                " WHERE minute >= %s AND minute < %s"
+                " WHERE minute >= %s AND minute <= %s"
             ),
-            (start, end),
+            (start, current),
         ).fetchall()
         out: dict[str, tuple[list[int], list[int]]] = {}
+        partial: dict[str, tuple[int, int]] = {}
         for queue, minute, completed, failed in rows:
             done, bad = out.setdefault(queue, ([0] * STATS_MINUTES, [0] * STATS_MINUTES))
+            if minute == current:
+                partial[queue] = (int(completed), int(failed))
+                continue
             slot = int((minute - start).total_seconds() // 60)
             if 0 <= slot < STATS_MINUTES:
                 done[slot] += int(completed)
                 bad[slot] += int(failed)
+        left = 1.0 - (now - current).total_seconds() / 60.0
+        for queue, (done, bad) in out.items():
+            cur_done, cur_bad = partial.get(queue, (0, 0))
+            done.append(round(cur_done + done[-1] * left))
+            bad.append(round(cur_bad + bad[-1] * left))
+            del done[0], bad[0]
         return out
 
     def _queue_rows(
