@@ -27,7 +27,7 @@ from engine import Engine
 
 from .access import Access, resolve_access
 from .actions import PERMISSIONS, actions_for
-from .control import Gate, Request, Verdict, plural, scale_request
+from .control import Gate, Request, ScaleChange, Verdict, plural, scale_request
 from .data import Store
 from .filters import Filter
 from .model import Cluster
@@ -448,9 +448,10 @@ class DashboardApp(App[int]):
             return
         where = f"on {node}" if node else (f"on {plural(nodes, 'node')}" if nodes else "on every node")
 
-        def chosen(limit: int | None) -> None:
-            if limit is not None:
-                self.attempt(scale_request(queue, limit, node, nodes))
+        def chosen(change: ScaleChange | None) -> None:
+            if change is not None:
+                self.attempt(scale_request(queue, change.local, node, nodes,
+                                           global_limit=change.global_allowed, rate_limit=change.rate))
 
         self.push_screen(ScaleScreen(f"Scale queue {queue} {where}", current), chosen)
 

@@ -7,6 +7,7 @@ they had on screen), so a refresh cannot change what an action applies to.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -51,6 +52,8 @@ class Request:
     node: str | None = None
     queues: tuple[str, ...] = ()
     limit: int | None = None
+    global_limit: int | None = None
+    rate_limit: tuple[int, float] | None = None  # (allowed, period seconds)
     nodes_affected: int = 0
     filter: str | None = None
     bulk: bool = False
@@ -212,9 +215,15 @@ class Gate:
             word = "Paused" if pause else "Resumed"
             return Result(True, f"{word} {request.queue} {self._where(request)}", (request.queue,))
         if action == "scale":
-            assert request.queue is not None and request.limit is not None
-            eng.scale_queue(request.queue, request.limit, node=request.node, conn=conn)
-            return Result(True, f"Scaled {request.queue} to {request.limit} {self._where(request)}", (request.queue,))
+            assert request.queue is not None
+            rate = request.rate_limit
+            eng.scale_queue(
+                request.queue, request.limit, global_limit=request.global_limit,
+                rate_limit={"allowed": rate[0], "period": rate[1]} if rate else None,
+                node=request.node, conn=conn,
+            )
+            return Result(True, f"Scaled {request.queue} to {limits_text(request)} {self._where(request)}",
+                          (request.queue,))
         raise ValueError(f"unknown action {action!r}")
 
     @staticmethod
@@ -260,16 +269,75 @@ def node_pause_request(node: str, queues: tuple[str, ...], paused: bool) -> Requ
     )
 
 
-def scale_request(queue: str, limit: int | None, node: str | None = None, nodes: int = 0) -> Request:
-    """Set a queue's local limit on one node or on every node (``limit`` None: not chosen yet)."""
+@dataclass(frozen=True, slots=True)
+class ScaleChange:
+    """What the scale prompt asked for: any of a local limit, a global limit, a rate limit."""
+
+    local: int | None = None
+    global_allowed: int | None = None
+    rate: tuple[int, float] | None = None
+
+
+SCALE_HELP = "a whole number (local limit), global N, or rate N/SECONDS; several with commas"
+
+
+def parse_scale(text: str) -> ScaleChange:
+    """``"20"``, ``"global 10"``, ``"rate 20/30"`` or several joined by commas; ValueError says why."""
+    local: int | None = None
+    global_allowed: int | None = None
+    rate: tuple[int, float] | None = None
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if not parts:
+        raise ValueError(f"enter {SCALE_HELP}")
+    for part in parts:
+        words = part.split()
+        kind, value = ("local", words[0]) if len(words) == 1 else (words[0].lower(), " ".join(words[1:]))
+        if kind in ("local", "l") and value.isdigit() and int(value) <= 10_000:
+            local = int(value)
+        elif kind in ("global", "g") and value.isdigit() and int(value) <= 10_000:
+            global_allowed = int(value)
+        elif kind in ("rate", "r") and "/" in value:
+            allowed, _, period = value.partition("/")
+            try:
+                allowed_n, period_s = int(allowed), float(period)
+            except ValueError:
+                raise ValueError(f"rate takes N/SECONDS, e.g. rate 20/30; got {value!r}") from None
+            if not (0 <= allowed_n <= 10_000 and 0 < period_s <= 7 * 86_400):
+                raise ValueError("rate needs 0 to 10000 starts per 0 to 604800 seconds")
+            rate = (allowed_n, period_s)
+        else:
+            raise ValueError(f"{part!r} is not {SCALE_HELP} (0 to 10000)")
+    return ScaleChange(local, global_allowed, rate)
+
+
+def limits_text(request: Request) -> str:
+    """``3``, ``global 10``, ``rate 20/30s``, joined: what a scale request sets."""
+    parts = []
+    if request.limit is not None:
+        parts.append(str(request.limit))
+    if request.global_limit is not None:
+        parts.append(f"global {request.global_limit}")
+    if request.rate_limit is not None:
+        parts.append(f"rate {request.rate_limit[0]}/{request.rate_limit[1]:g}s")
+    return ", ".join(parts)
+
+
+def scale_request(
+    queue: str, limit: int | None, node: str | None = None, nodes: int = 0, *,
+    global_limit: int | None = None, rate_limit: tuple[int, float] | None = None,
+) -> Request:
+    """Set a queue's limits on one node or on every node (nothing chosen yet: just a probe)."""
     where = f"on {node}" if node else (f"on {plural(nodes, 'node')}" if nodes else "on every node")
-    to = "" if limit is None else f" to {limit}"
-    return Request(
+    request = Request(
         action="scale", permission="scale_queues", audit_action="scale_queue",
-        title=f"Scale queue {queue}{to} {where}?",
-        targets=(Target("queue", queue, f"queue {queue} {where}" + ("" if limit is None else f": limit {limit}")),),
-        queue=queue, node=node, limit=limit, nodes_affected=nodes,
+        title="", targets=(), queue=queue, node=node, limit=limit, global_limit=global_limit,
+        rate_limit=rate_limit, nodes_affected=nodes,
     )
+    chosen = limits_text(request)
+    to = f" to {chosen}" if chosen else ""
+    label = f"queue {queue} {where}" + (f": limit {chosen}" if chosen else "")
+    return dataclasses.replace(request, title=f"Scale queue {queue}{to} {where}?",
+                               targets=(Target("queue", queue, label),))
 
 
 def jobs_request(action: str, jobs: list[tuple[int, str, str]], filter: str | None = None) -> Request:

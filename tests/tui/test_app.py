@@ -463,3 +463,29 @@ async def test_low_bandwidth_mode(make_app: AppFactory) -> None:
         assert "LOW-BW" in text and "DEMO" in text and "⟳ 60s" in text
         assert "▃" not in text  # no sparklines
         assert " 11 " in text  # the completed-per-minute number stays
+
+
+async def test_scale_global_and_rate_limits_from_the_queues_screen(make_app: AppFactory, conn: psycopg.Connection,
+                                                                   seeded: str) -> None:
+    app = make_app()
+    async with app.run_test(size=(100, 30), notifications=True) as pilot:
+        await settle(pilot)
+        await pilot.press("S")
+        await settle(pilot)
+        assert isinstance(app.screen, ScaleScreen)
+        field = app.focused
+        field.value = "rate twenty"
+        await pilot.press("enter")
+        await settle(pilot)
+        assert "rate" in screen_text(app) and isinstance(app.screen, ScaleScreen)
+        field.value = "global 4, rate 5/10"
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, ConfirmScreen)
+        assert "Scale queue default to global 4, rate 5/10s" in screen_text(app), screen_text(app)
+        await pilot.press("y")
+        await settle(pilot)
+    row = conn.execute(
+        sql.SQL("SELECT global_limit, rate_limit FROM {}.lysmore_queue_settings WHERE queue = 'default' AND node = '*'")
+        .format(sql.Identifier(seeded))).fetchone()
+    assert row == ({"allowed": 4}, {"allowed": 5, "period": 10.0})

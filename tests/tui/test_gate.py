@@ -197,3 +197,14 @@ def test_queue_and_node_control(eng: Engine, conn: psycopg.Connection, seeded: s
     assert s[("default", "node-b")][0] is True and s[("media", "node-b")][0] is True
     actions = [r[1] for r in audit_rows(conn, seeded)]
     assert actions == ["pause_queue", "resume_queue", "pause_queue", "scale_queue", "pause_node"]
+
+
+def test_parse_scale_accepts_local_global_and_rate() -> None:
+    from tui.control import ScaleChange, parse_scale
+
+    assert parse_scale("20") == ScaleChange(local=20)
+    assert parse_scale("global 10") == ScaleChange(global_allowed=10)
+    assert parse_scale("5, g 3, r 20/30") == ScaleChange(5, 3, (20, 30.0))
+    for bad in ("", "abc", "global -1", "rate 20", "rate 5/0", "local 20000"):
+        with pytest.raises(ValueError):
+            parse_scale(bad)

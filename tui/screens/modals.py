@@ -13,6 +13,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Static
 
 from ..actions import help_sections
+from ..control import ScaleChange, parse_scale
 from ..filters import FILTER_HELP
 from ..model import STATES
 from ..presenters import STATE_GLYPH, state_text
@@ -69,8 +70,8 @@ class ConfirmScreen(ModalScreen[bool]):
         self.dismiss(False)
 
 
-class ScaleScreen(ModalScreen[int | None]):
-    """Asks for a queue's new local limit; the change itself is confirmed afterwards."""
+class ScaleScreen(ModalScreen[ScaleChange | None]):
+    """Asks for a queue's new limits (local, global, rate); the change is confirmed afterwards."""
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel", id="scale.cancel")]
 
@@ -83,10 +84,11 @@ class ScaleScreen(ModalScreen[int | None]):
         with Vertical(id="dialog", classes="dialog"):
             yield Static(Text(self.title_line, style="bold"))
             now = f"now {self.current}" if self.current is not None else "no limit recorded"
-            yield Static(f"New local limit (0 to 10000; {now}), then Enter. Esc cancels.")
+            yield Static(f"Local limit ({now}), or global N, or rate N/SECONDS; commas for several. "
+                         "Enter applies, Esc cancels.")
             field = Input(
-                value="" if self.current is None else str(self.current), type="integer", id="limit",
-                placeholder="limit",
+                value="" if self.current is None else str(self.current), id="limit",
+                placeholder="20  |  global 10  |  rate 20/30",
             )
             field.cursor_blink = getattr(self.app, "cursor_blink", True)
             yield field
@@ -97,13 +99,14 @@ class ScaleScreen(ModalScreen[int | None]):
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
-        text = event.value.strip()
-        if not text.isdigit() or not 0 <= int(text) <= 10_000:
+        try:
+            change = parse_scale(event.value)
+        except ValueError as exc:
             error = self.query_one("#scale-error", Static)
-            error.update(Text("⚠ enter a whole number from 0 to 10000", style="bold #dc322f"))
+            error.update(Text(f"⚠ {exc}", style="bold #dc322f"))
             error.add_class("-show")
             return
-        self.dismiss(int(text))
+        self.dismiss(change)
 
     def action_cancel(self) -> None:
         """Back out."""
