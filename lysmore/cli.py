@@ -203,7 +203,7 @@ def _cmd_licensing_keygen(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_licensing(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _add_licensing(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("licensing", help="the licensing app (Stripe payments and webhooks on a private instance)")
     lsub = p.add_subparsers(dest="licensing_command", required=True, metavar="ACTION")
     s = lsub.add_parser("serve", help="run the webhook endpoint and a node; local Stripe sandbox and SMTP sink when unset")

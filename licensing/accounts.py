@@ -1,0 +1,190 @@
+"""Accounts (users with email, plan, Stripe customer, payment method and subscription) and their rows."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from .db import Sql, one
+
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+INFO_FIELDS = ("email", "name")
+
+
+class AccountError(ValueError):
+    """A sign-up or change that cannot be accepted (unknown plan, bad email, taken email, no account)."""
+
+
+@dataclass(frozen=True)
+class Account:
+    """One customer account as stored."""
+
+    id: int
+    email: str
+    name: str | None
+    plan: str | None
+    payment_method: str | None
+    customer_request: dict[str, Any] | None
+    stripe_customer_id: str | None
+    subscription_id: str | None
+    subscription_status: str | None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Account:
+        """Build an Account from a ``dict_row`` of the accounts table."""
+        return cls(**{name: row[name] for name in cls.__dataclass_fields__})
+
+
+def check_email(email: object) -> str:
+    """Return ``email`` if it looks like an address, else raise ``AccountError``."""
+    if not isinstance(email, str) or len(email) > 254 or not EMAIL.match(email):
+        raise AccountError(f"not an e-mail address: {email!r}")
+    return email
+
+
+def check_info(info: object) -> dict[str, str]:
+    """Validate an ``info`` change: a non-empty dict of ``email`` and/or ``name`` strings."""
+    if not isinstance(info, dict) or not info or set(info) - set(INFO_FIELDS):
+        raise AccountError(f"info takes {INFO_FIELDS}, got {info!r}")
+    out: dict[str, str] = {}
+    for key, value in info.items():
+        if not isinstance(value, str) or not value or len(value) > 254:
+            raise AccountError(f"info[{key!r}] must be a non-empty string")
+        out[key] = check_email(value) if key == "email" else value
+    return out
+
+
+def insert_account(
+    conn: psycopg.Connection, q: Sql, *, email: str, name: str | None, plan: str, payment_method: str | None
+) -> Account:
+    """Insert a new account row (in the caller's transaction)."""
+    try:
+        with conn.transaction():
+            row = one(
+                conn,
+                q("INSERT INTO {s}.accounts (email, name, plan, payment_method) VALUES (%s, %s, %s, %s) RETURNING *"),
+                [email, name, plan, payment_method],
+            )
+    except psycopg.errors.UniqueViolation:
+        raise AccountError(f"an account with e-mail {email!r} exists already") from None
+    assert row is not None
+    return Account.from_row(row)
+
+
+def load(conn: psycopg.Connection, q: Sql, account_id: int, *, for_update: bool = False) -> Account | None:
+    """The account with ``account_id``, or None."""
+    lock = " FOR UPDATE" if for_update else ""
+    row = one(conn, q("SELECT * FROM {s}.accounts WHERE id = %s" + lock), [account_id])
+    return Account.from_row(row) if row else None
+
+
+def find_by_customer(conn: psycopg.Connection, q: Sql, customer_id: str) -> Account | None:
+    """The account whose Stripe customer is ``customer_id``, or None."""
+    row = one(conn, q("SELECT * FROM {s}.accounts WHERE stripe_customer_id = %s"), [customer_id])
+    return Account.from_row(row) if row else None
+
+
+def set_plan(conn: psycopg.Connection, q: Sql, account_id: int, plan: str, payment_method: str | None) -> Account:
+    """Record a wanted plan (and a new payment method, if given)."""
+    row = one(
+        conn,
+        q(
+            "UPDATE {s}.accounts SET plan = %s, payment_method = coalesce(%s, payment_method), updated_at = now() "
+            "WHERE id = %s RETURNING *"
+        ),
+        [plan, payment_method, account_id],
+    )
+    if row is None:
+        raise AccountError(f"no account {account_id}")
+    return Account.from_row(row)
+
+
+def set_info(conn: psycopg.Connection, q: Sql, account_id: int, info: dict[str, str]) -> Account:
+    """Record changed details in our table."""
+    try:
+        with conn.transaction():
+            row = one(
+                conn,
+                q(
+                    "UPDATE {s}.accounts SET email = coalesce(%(email)s, email), name = coalesce(%(name)s, name), "
+                    "updated_at = now() WHERE id = %(id)s RETURNING *"
+                ),
+                {"email": info.get("email"), "name": info.get("name"), "id": account_id},
+            )
+    except psycopg.errors.UniqueViolation:
+        raise AccountError(f"another account has e-mail {info.get('email')!r}") from None
+    if row is None:
+        raise AccountError(f"no account {account_id}")
+    return Account.from_row(row)
+
+
+def remember_customer_request(conn: psycopg.Connection, q: Sql, account_id: int, params: dict[str, Any]) -> dict[str, Any]:
+    """Store the customer-create parameters once; every retry sends exactly what was stored first."""
+    row = one(
+        conn,
+        q(
+            "UPDATE {s}.accounts SET customer_request = coalesce(customer_request, %s) "
+            "WHERE id = %s RETURNING customer_request"
+        ),
+        [Jsonb(params), account_id],
+    )
+    if row is None:
+        raise AccountError(f"no account {account_id}")
+    stored: dict[str, Any] = row["customer_request"]
+    return stored
+
+
+def forget_customer_request(conn: psycopg.Connection, q: Sql, account_id: int) -> None:
+    """Drop a stored customer request that Stripe refused (while no customer is recorded)."""
+    conn.execute(
+        q("UPDATE {s}.accounts SET customer_request = NULL WHERE id = %s AND stripe_customer_id IS NULL"),
+        [account_id],
+    )
+
+
+def record_customer(conn: psycopg.Connection, q: Sql, account_id: int, customer_id: str) -> None:
+    """Record the Stripe customer right after Stripe answered (first one wins)."""
+    conn.execute(
+        q(
+            "UPDATE {s}.accounts SET stripe_customer_id = %s, updated_at = now() "
+            "WHERE id = %s AND stripe_customer_id IS NULL"
+        ),
+        [customer_id, account_id],
+    )
+
+
+def record_payment_method(conn: psycopg.Connection, q: Sql, account_id: int, old: str, new: str) -> None:
+    """Replace a payment method id by the id Stripe gave it when attaching (test magic ids)."""
+    conn.execute(
+        q("UPDATE {s}.accounts SET payment_method = %s, updated_at = now() WHERE id = %s AND payment_method = %s"),
+        [new, account_id, old],
+    )
+
+
+def record_subscription(
+    conn: psycopg.Connection, q: Sql, account_id: int, subscription_id: str, status: str | None, plan: str | None
+) -> None:
+    """Record the subscription, its status and the plan it is on."""
+    conn.execute(
+        q(
+            "UPDATE {s}.accounts SET subscription_id = %s, subscription_status = %s, "
+            "plan = coalesce(%s, plan), updated_at = now() WHERE id = %s"
+        ),
+        [subscription_id, status, plan, account_id],
+    )
+
+
+def plan_price(conn: psycopg.Connection, q: Sql, plan: str) -> str | None:
+    """The Stripe price of a plan, from the plans table."""
+    row = one(conn, q("SELECT stripe_price FROM {s}.plans WHERE name = %s"), [plan])
+    return str(row["stripe_price"]) if row else None
+
+
+def plan_of_price(conn: psycopg.Connection, q: Sql, price: str | None) -> str | None:
+    """The plan a Stripe price belongs to, from the plans table."""
+    row = one(conn, q("SELECT name FROM {s}.plans WHERE stripe_price = %s ORDER BY name LIMIT 1"), [price])
+    return str(row["name"]) if row else None

@@ -1,0 +1,148 @@
+"""The licensing app's tables, in a schema of their own (``<prefix>_licensing``), and their idempotent migration."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+
+log = logging.getLogger("licensing.db")
+
+# Append-only: each entry runs once per schema, in order, under a transaction-scoped advisory lock.
+MIGRATIONS: list[tuple[int, str]] = [
+    (
+        1,
+        """
+        CREATE TABLE {s}.plans (
+            name         text PRIMARY KEY,
+            stripe_price text NOT NULL,
+            updated_at   timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE TABLE {s}.accounts (
+            id                 bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            email              text NOT NULL UNIQUE,
+            name               text,
+            plan               text REFERENCES {s}.plans (name),
+            payment_method     text,
+            customer_request   jsonb,
+            stripe_customer_id text UNIQUE,
+            subscription_id    text UNIQUE,
+            subscription_status text,
+            inserted_at        timestamptz NOT NULL DEFAULT now(),
+            updated_at         timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE TABLE {s}.stripe_events (
+            id          text PRIMARY KEY,
+            type        text NOT NULL,
+            livemode    boolean NOT NULL DEFAULT false,
+            payload     jsonb NOT NULL,
+            workflow_id uuid,
+            received_at timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE TABLE {s}.hex_keys (
+            id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            account_id       bigint NOT NULL REFERENCES {s}.accounts (id),
+            subscription_id  text NOT NULL UNIQUE,
+            key_hash         text NOT NULL UNIQUE,
+            key_prefix       text NOT NULL,
+            created_by_event text,
+            created_at       timestamptz NOT NULL DEFAULT now(),
+            revoked_at       timestamptz,
+            ends_at          timestamptz,
+            revoked_by_event text
+        );
+        CREATE TABLE {s}.licenses (
+            id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            account_id       bigint NOT NULL REFERENCES {s}.accounts (id),
+            subscription_id  text NOT NULL UNIQUE,
+            plan             text,
+            key_id           text,
+            license          text,
+            created_by_event text,
+            issued_at        timestamptz NOT NULL DEFAULT date_trunc('second', now()),
+            revoked_at       timestamptz,
+            ends_at          timestamptz,
+            revoked_by_event text
+        );
+        CREATE TABLE {s}.mails (
+            event_id   text NOT NULL,
+            step       text NOT NULL,
+            recipient  text NOT NULL,
+            subject    text NOT NULL,
+            message_id text NOT NULL,
+            sent_at    timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (event_id, step)
+        );
+        """,
+    ),
+]
+
+
+def schema_for(prefix: str) -> str:
+    """The schema of the app tables that belong to the engine instance ``prefix``."""
+    return f"{prefix}_licensing"
+
+
+class Sql:
+    """SQL text with ``{s}`` standing for the app schema, composed once per statement."""
+
+    def __init__(self, schema: str) -> None:
+        self.schema = schema
+        self._ident = sql.Identifier(schema)
+        self._cache: dict[str, sql.Composed] = {}
+
+    def __call__(self, text: str) -> sql.Composed:
+        """``text`` with the schema filled in (placeholders ``%s`` / ``%(name)s`` are kept)."""
+        composed = self._cache.get(text)
+        if composed is None:
+            composed = sql.SQL(text).format(s=self._ident)
+            self._cache[text] = composed
+        return composed
+
+
+def migrate(conn: psycopg.Connection, schema: str, plans: Mapping[str, str]) -> list[int]:
+    """Create or upgrade the app schema and upsert the plans; idempotent and safe to run concurrently."""
+    q = Sql(schema)
+    applied: list[int] = []
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('lysmore.licensing.migrate'), hashtext(%s))", [schema])
+        conn.execute(q("CREATE SCHEMA IF NOT EXISTS {s}"))
+        conn.execute(
+            q("CREATE TABLE IF NOT EXISTS {s}.migrations (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())")
+        )
+        done = {row[0] for row in conn.execute(q("SELECT version FROM {s}.migrations"))}
+        for version, text in MIGRATIONS:
+            if version in done:
+                continue
+            log.info("applying licensing migration %d to %s", version, schema)
+            conn.execute(q(text))
+            conn.execute(q("INSERT INTO {s}.migrations (version) VALUES (%s)"), [version])
+            applied.append(version)
+        for name, price in plans.items():
+            conn.execute(
+                q(
+                    "INSERT INTO {s}.plans (name, stripe_price) VALUES (%s, %s) "
+                    "ON CONFLICT (name) DO UPDATE SET stripe_price = excluded.stripe_price, updated_at = now() "
+                    "WHERE plans.stripe_price IS DISTINCT FROM excluded.stripe_price"
+                ),
+                [name, price],
+            )
+    return applied
+
+
+def one(conn: psycopg.Connection, query: sql.Composed, params: Any = None) -> dict[str, Any] | None:
+    """The first row of ``query`` as a dict, or None."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(query, params)
+        return cur.fetchone()
+
+
+def all_rows(conn: psycopg.Connection, query: sql.Composed, params: Any = None) -> list[dict[str, Any]]:
+    """Every row of ``query`` as dicts."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(query, params)
+        return cur.fetchall()

@@ -1,0 +1,219 @@
+"""The Stripe webhook endpoint (Starlette): verify, then record the event and insert its workflow in one transaction."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import stripe
+from psycopg.types.json import Jsonb
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from engine import Workflow
+
+from .accounts import AccountError
+from .context import META_KEY
+from .db import one
+from .workers import (
+    FarewellWorker,
+    HexWorker,
+    LicenseWorker,
+    NotifyWorker,
+    RevokeHexWorker,
+    RevokeLicenseWorker,
+    WelcomeWorker,
+)
+
+if TYPE_CHECKING:
+    from .app import LicensingApp
+
+log = logging.getLogger("licensing.webhooks")
+
+#: The event types the app acts on (and registers for); others are recorded and answered 200.
+EVENT_TYPES = (
+    "customer.subscription.created",
+    "customer.subscription.updated",
+    "customer.subscription.deleted",
+)
+EVENT_ID = re.compile(r"^evt_[A-Za-z0-9_]{1,250}$")
+SIGNUP_MAX_BYTES = 65_536
+
+
+class Rejected(Exception):
+    """A request the endpoint refuses, with the status to answer."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What recording one event did."""
+
+    event_id: str
+    duplicate: bool
+    workflow_id: str | None
+
+
+def workflow_for(app: LicensingApp, event: dict[str, Any]) -> Workflow | None:
+    """The workflow an event starts, or None for events that only get recorded."""
+    kind = event["type"]
+    obj = event["data"]["object"]
+    if kind not in EVENT_TYPES or obj.get("object") != "subscription" or not isinstance(obj.get("id"), str):
+        return None
+    args = {"event": event["id"], "subscription": obj["id"], "customer": obj.get("customer")}
+    meta = {META_KEY: app.prefix}
+    if kind == "customer.subscription.created":
+        return (
+            Workflow(name=kind)
+            .add("hex", HexWorker.new(args, meta=meta))
+            .add("license", LicenseWorker.new(args, meta=meta))
+            .add("welcome", WelcomeWorker.new(args, meta=meta), deps=["hex", "license"])
+            .add("notify", NotifyWorker.new({**args, "kind": "created"}, meta=meta), deps=["hex", "license"])
+        )
+    if kind == "customer.subscription.deleted":
+        return _revoke_workflow(kind, {**args, "kind": "deleted", "ends_at": None}, meta)
+    previous = event["data"].get("previous_attributes") or {}
+    if obj.get("cancel_at_period_end") is True and previous.get("cancel_at_period_end") is False:
+        ends = obj.get("cancel_at")
+        return _revoke_workflow(f"{kind}:cancel", {**args, "kind": "cancelled", "ends_at": ends}, meta)
+    return None
+
+
+def _revoke_workflow(name: str, args: dict[str, Any], meta: dict[str, Any]) -> Workflow:
+    return (
+        Workflow(name=name)
+        .add("revoke_hex", RevokeHexWorker.new(args, meta=meta))
+        .add("revoke_license", RevokeLicenseWorker.new(args, meta=meta))
+        .add("farewell", FarewellWorker.new(args, meta=meta), deps=["revoke_hex", "revoke_license"])
+        .add("notify", NotifyWorker.new(args, meta=meta), deps=["revoke_hex", "revoke_license"])
+    )
+
+
+def parse_event(body: bytes, signature: str | None, secret: str, tolerance: int) -> dict[str, Any]:
+    """Verify the signature with the SDK, then check the event's shape; raises ``Rejected``."""
+    if not signature:
+        raise Rejected(400, "missing Stripe-Signature header")
+    try:
+        stripe.Webhook.construct_event(body, signature, secret, tolerance=tolerance)
+    except stripe.SignatureVerificationError as exc:
+        raise Rejected(400, f"signature check failed: {exc.user_message or exc}") from None
+    except Exception:  # the SDK parses the JSON after the signature: non-UTF-8, non-JSON, not an object
+        raise Rejected(400, "the body is not a JSON event") from None
+    try:
+        event = json.loads(body)
+    except ValueError:
+        raise Rejected(400, "the body is not JSON") from None
+    if b"\\u0000" in body:
+        raise Rejected(400, "the event contains a NUL character")
+    data = event.get("data") if isinstance(event, dict) else None
+    if (
+        not isinstance(event, dict)
+        or event.get("object") != "event"
+        or not isinstance(event.get("id"), str)
+        or not EVENT_ID.match(event["id"])
+        or not isinstance(event.get("type"), str)
+        or not 0 < len(event["type"]) <= 255
+        or not isinstance(data, dict)
+        or not isinstance(data.get("object"), dict)
+    ):
+        raise Rejected(400, "the JSON is not a Stripe event")
+    return event
+
+
+def record_event(app: LicensingApp, event: dict[str, Any]) -> Recorded:
+    """Insert the event row and its workflow in one transaction; a known event id inserts nothing."""
+    workflow = workflow_for(app, event)
+    with app.engine.atomic() as c:
+        row = one(
+            c,
+            app.q(
+                "INSERT INTO {s}.stripe_events (id, type, livemode, payload, workflow_id) "
+                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING RETURNING id"
+            ),
+            [event["id"], event["type"], bool(event.get("livemode")), Jsonb(event),
+             workflow.id if workflow else None],
+        )
+        if row is None:
+            return Recorded(event["id"], True, None)
+        if workflow is not None:
+            app.engine.insert_all(workflow, conn=c)
+    return Recorded(event["id"], False, str(workflow.id) if workflow else None)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    length = request.headers.get("content-length")
+    if length is not None:
+        if not length.isdigit():
+            raise Rejected(400, "bad Content-Length")
+        if int(length) > limit:
+            raise Rejected(413, f"body over {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise Rejected(413, f"body over {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def build_web_app(app: LicensingApp) -> Starlette:
+    """The HTTP app: ``POST /webhooks/stripe``, ``POST /accounts`` (sign-up) and ``GET /health``."""
+    secret = app.webhook_secret()
+    settings = app.settings
+
+    async def stripe_webhook(request: Request) -> Response:
+        try:
+            body = await _read_body(request, settings.webhook_max_bytes)
+            event = parse_event(body, request.headers.get("stripe-signature"), secret, settings.webhook_tolerance)
+        except Rejected as exc:
+            log.warning("webhook rejected (%d): %s", exc.status, exc.reason)
+            return JSONResponse({"error": exc.reason}, status_code=exc.status)
+        done = await run_in_threadpool(record_event, app, event)
+        if done.duplicate:
+            log.info("webhook %s %s: already recorded", event["id"], event["type"])
+        else:
+            log.info("webhook %s %s: recorded, workflow %s", event["id"], event["type"], done.workflow_id)
+        return JSONResponse({"received": True, "duplicate": done.duplicate, "workflow": done.workflow_id})
+
+    async def sign_up(request: Request) -> Response:
+        try:
+            body = await _read_body(request, SIGNUP_MAX_BYTES)
+            data = json.loads(body)
+            if not isinstance(data, dict):
+                raise ValueError
+        except Rejected as exc:
+            return JSONResponse({"error": exc.reason}, status_code=exc.status)
+        except ValueError:
+            return JSONResponse({"error": "send a JSON object"}, status_code=400)
+        try:
+            account, job = await run_in_threadpool(
+                lambda: app.sign_up(
+                    email=data.get("email"), name=data.get("name"), plan=data.get("plan"),
+                    payment_method=data.get("payment_method"),
+                )
+            )
+        except AccountError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=422)
+        return JSONResponse({"account": account.id, "job": job.id}, status_code=201)
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"ok": True, "instance": app.prefix})
+
+    return Starlette(
+        routes=[
+            Route("/webhooks/stripe", stripe_webhook, methods=["POST"]),
+            Route("/accounts", sign_up, methods=["POST"]),
+            Route("/health", health, methods=["GET"]),
+        ]
+    )
