@@ -671,6 +671,11 @@ class Engine:
         log.warning("released %d jobs of %s whose fetch answer was lost", released, producer.queue)
         return released
 
+    def prune(self) -> int:
+        """Run one pruning round now, whoever leads; returns the jobs deleted (0 when history is
+        kept: ``prune_max_age=None``)."""
+        return prune(self, force=True)
+
     def queue_counts(self) -> Counts:
         """Jobs per queue and state: exact for small tables, planner estimates for large ones."""
         return queue_counts(self)

@@ -313,6 +313,11 @@ class Job:
                 self._cancel = threading.Event()
             return self._cancel
 
+    @property
+    def prefix(self) -> str | None:
+        """The instance (schema) this job belongs to, when an Engine handed it out."""
+        return None if self._engine is None else str(self._engine.prefix)
+
     def workflow_results(self, steps: list[str] | None = None) -> dict[str, Any]:
         """Recorded results of this step's dependencies (or of ``steps``), by step name."""
         if self.workflow_id is None:

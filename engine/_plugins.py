@@ -34,16 +34,17 @@ def lifeline(engine: Engine) -> int:
     return len(rows)
 
 
-def prune(engine: Engine) -> int:
-    """Delete finished jobs older than ``prune_max_age`` in bounded batches; leader only."""
-    if engine.prune_max_age is None or not engine._is_leader():
+def prune(engine: Engine, *, force: bool = False) -> int:
+    """Delete finished jobs older than ``prune_max_age`` in bounded batches; leader only, unless
+    ``force`` (one round on demand)."""
+    if engine.prune_max_age is None or not (force or engine._is_leader()):
         return 0
     total = 0
     with engine.connection() as c:
         for _ in range(PRUNE_MAX_BATCHES):
             cur = c.execute(engine.q.prune, {"max_age": engine.prune_max_age, "limit": PRUNE_BATCH})
             total += cur.rowcount
-            if cur.rowcount < PRUNE_BATCH or not engine._is_leader():
+            if cur.rowcount < PRUNE_BATCH or not (force or engine._is_leader()):
                 break
     if total:
         log.info("pruned %d finished jobs", total)

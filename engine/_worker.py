@@ -115,9 +115,12 @@ class Worker:
         max_attempts: int | None = None,
         scheduled_at: datetime | None = None,
         schedule_in: float | None = None,
-        unique: dict[str, Any] | None = None,
+        unique: dict[str, Any] | bool | None = None,
     ) -> JobSpec:
-        """Build a validated job for this worker; options override the class defaults."""
+        """Build a validated job for this worker; options override the class defaults.
+
+        ``unique=False`` drops the class's uniqueness for this one job.
+        """
         return JobSpec.build(
             worker=cls.name,
             queue=cls.queue if queue is None else queue,

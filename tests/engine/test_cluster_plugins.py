@@ -335,3 +335,16 @@ def test_unreachable_database_is_a_clear_lysmore_error() -> None:
     with pytest.raises(DatabaseUnavailable, match="127.0.0.1") as caught:
         eng.migrate()
     assert "hunter2" not in str(caught.value)
+
+
+def test_prune_on_demand_and_job_prefix(make_engine, conn, prefix) -> None:  # type: ignore[no-untyped-def]
+    keeper = make_engine(prune_max_age=None)
+    pruner = make_engine(prune_max_age=60, node="p")
+    job = keeper.insert(Quick.new())
+    conn.execute(f"""UPDATE "{prefix}".lysmore_jobs SET state = 'completed', completed_at = now() - interval '1 hour'""")
+    assert keeper.prune() == 0
+    assert pruner.prune() == 1
+    assert keeper.insert(Quick.new()).prefix is None  # not handed out by a node
+    fetched = keeper._fetch("q", 1)[0]
+    fetched._engine = keeper
+    assert fetched.prefix == prefix and fetched.id != job.id
