@@ -1,7 +1,7 @@
 """Lysmore's demo: generated workers with fake data, a bursty load, chaos, on the seed's queues.
 
 ``lysmore demo`` runs it; ``demo.runner.Demo`` is the same thing as a library. Imports ``engine``
-(and Faker) only; the dashboard (``tui``) is imported lazily by the interactive mode.
+(and Faker) only; the command line hands the interactive mode its dashboard.
 """
 
 from __future__ import annotations

@@ -362,18 +362,6 @@ def run_headless(options: DemoOptions, out: TextIO | None = None, stop: threadin
     return 0
 
 
-def load_dashboard() -> Callable[..., Any] | None:
-    """``tui.DashboardApp`` when the dashboard package can be imported, else None."""
-    try:
-        import tui
-
-        app: Callable[..., Any] = tui.DashboardApp
-    except (ImportError, AttributeError) as exc:
-        log.info("dashboard not importable: %s", exc)
-        return None
-    return app
-
-
 def default_log_file(prefix: str) -> Path:
     """Where the interactive demo logs while the dashboard owns the terminal."""
     try:
@@ -409,7 +397,7 @@ def run_interactive(options: DemoOptions, out: TextIO | None = None,
                     app_factory: Callable[..., Any] | None = None) -> int:
     """Nodes and load in background threads, the dashboard in the foreground; quitting stops all."""
     out = out or sys.stdout
-    factory = app_factory or load_dashboard()
+    factory = app_factory
     if factory is None:
         emit("lysmore demo: the dashboard (package 'tui') cannot be imported here; running headless "
              "instead (Ctrl-C stops it)", out)
@@ -460,8 +448,12 @@ def _quit_when(app: Any, stop: threading.Event, duration: float | None) -> None:
             log.debug("closing the dashboard: %s", exc)
 
 
-def run(options: DemoOptions, out: TextIO | None = None) -> int:
-    """``lysmore demo``: headless when asked (or without a dashboard), else with the dashboard."""
+def run(options: DemoOptions, out: TextIO | None = None, app_factory: Callable[..., Any] | None = None) -> int:
+    """``lysmore demo``: headless when asked (or with no dashboard given), else with the dashboard.
+
+    The demo imports only the engine; the command line hands it the dashboard (``app_factory``,
+    e.g. ``tui.DashboardApp``), keeping the arrows one way.
+    """
     if options.headless:
         return run_headless(options, out)
-    return run_interactive(options, out)
+    return run_interactive(options, out, app_factory)

@@ -154,8 +154,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"lysmore demo: {exc}", file=sys.stderr)
         return 2
+    app_factory: object = None
+    if not args.headless:
+        try:
+            import tui
+
+            app_factory = tui.DashboardApp
+        except ImportError as exc:
+            logging.getLogger("lysmore.cli").info("dashboard not importable: %s", exc)
     try:
-        return run(options)
+        return run(options, app_factory=app_factory)  # type: ignore[arg-type]
     except psycopg.OperationalError as exc:
         print(f"lysmore demo: {exc}", file=sys.stderr)
         return 2
