@@ -159,11 +159,11 @@ class Producer:
         self._stopped.set()
 
     def _assist(self) -> None:
-        """A second fetcher for queues without global or rate limits: while one fetch waits for
-        its commit, the next can already be on its way, so throughput is not one commit per batch.
-        Limited queues fetch under a lock anyway, so there it stays idle."""
+        """A second fetcher: while one fetch waits for its commit, the next can already be on its
+        way, so throughput is not one commit per batch. Under a global limit the two queue at the
+        queue's lock in the database, which keeps the limit exact. Rate-limited queues use one."""
         while self._fetching:
-            limited = self.effective.global_limit is not None or self.effective.rate_limit is not None
+            limited = self.effective.rate_limit is not None
             try:
                 if not limited and self._fetch_once():
                     continue

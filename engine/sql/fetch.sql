@@ -6,13 +6,15 @@ WITH picked AS (
     ORDER BY priority, scheduled_at, id
     LIMIT %(demand)s
     FOR UPDATE SKIP LOCKED
+),
+claimed AS (
+    UPDATE {prefix}.lysmore_jobs AS j
+    SET state = 'executing',
+        attempt = j.attempt + 1,
+        attempted_at = now(),
+        attempted_by = ARRAY[%(node_name)s::text, %(node_id)s::text],
+        node_id = %(node_id)s
+    WHERE j.id = ANY(ARRAY(SELECT id FROM picked))  -- by primary key, whatever the plan guesses
+    RETURNING j.*
 )
-UPDATE {prefix}.lysmore_jobs AS j
-SET state = 'executing',
-    attempt = j.attempt + 1,
-    attempted_at = now(),
-    attempted_by = ARRAY[%(node_name)s::text, %(node_id)s::text],
-    node_id = %(node_id)s
-FROM picked
-WHERE j.id = picked.id
-RETURNING j.*
+SELECT * FROM claimed ORDER BY priority, scheduled_at, id

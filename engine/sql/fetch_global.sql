@@ -28,13 +28,15 @@ picked AS (
     ORDER BY priority, scheduled_at, id
     LIMIT (SELECT greatest(n, 0) FROM budget)
     FOR UPDATE SKIP LOCKED
+),
+claimed AS (
+    UPDATE {prefix}.lysmore_jobs AS j
+    SET state = 'executing',
+        attempt = j.attempt + 1,
+        attempted_at = clock_timestamp(),
+        attempted_by = ARRAY[%(node_name)s::text, %(node_id)s::text],
+        node_id = %(node_id)s
+    WHERE j.id = ANY(ARRAY(SELECT id FROM picked))  -- by primary key: the planner cannot size the LIMIT
+    RETURNING j.*
 )
-UPDATE {prefix}.lysmore_jobs AS j
-SET state = 'executing',
-    attempt = j.attempt + 1,
-    attempted_at = clock_timestamp(),
-    attempted_by = ARRAY[%(node_name)s::text, %(node_id)s::text],
-    node_id = %(node_id)s
-FROM picked
-WHERE j.id = picked.id
-RETURNING j.*
+SELECT * FROM claimed ORDER BY priority, scheduled_at, id

@@ -74,8 +74,7 @@ claimed AS (
         attempted_at = (SELECT ts FROM clock),
         attempted_by = ARRAY[%(node_name)s::text, %(node_id)s::text],
         node_id = %(node_id)s
-    FROM picked
-    WHERE j.id = picked.id
+    WHERE j.id = ANY(ARRAY(SELECT id FROM picked))  -- by primary key: the LIMIT is not plannable
     RETURNING j.*
 ),
 logged AS (
@@ -90,4 +89,4 @@ trimmed AS (
     WHERE %(r_allowed)s::int IS NOT NULL AND r.queue = %(queue)s
       AND r.started_at <= clock.ts - make_interval(secs => %(r_period)s)
 )
-SELECT * FROM claimed
+SELECT * FROM claimed ORDER BY priority, scheduled_at, id
