@@ -87,3 +87,12 @@ def make_engine(database_url: str, prefix: str) -> Iterator[EngineFactory]:
     yield factory
     for eng in made:
         eng.stop(grace=1)
+
+
+@pytest.fixture
+def nodes() -> Iterator[list[Any]]:
+    """Worker processes (tests.cluster.Node) a test starts; every one is killed afterwards."""
+    started: list[Any] = []
+    yield started
+    for node in started:
+        node.kill()

@@ -37,14 +37,6 @@ def _leader(conn: psycopg.Connection, prefix: str) -> tuple[Any, ...] | None:
     ).fetchone()
 
 
-@pytest.fixture
-def nodes() -> Any:
-    started: list[Node] = []
-    yield started
-    for node in started:
-        node.kill()
-
-
 def test_kill_nine_chaos_loses_nothing(make_engine, conn, database_url, prefix, nodes) -> None:  # type: ignore[no-untyped-def]
     eng: Engine = make_engine()
     _ledger(conn, prefix)

@@ -62,14 +62,6 @@ def _done(conn: psycopg.Connection, prefix: str, total: int) -> bool:
     return row is not None and row[0] == total
 
 
-@pytest.fixture
-def nodes() -> Any:
-    started: list[Node] = []
-    yield started
-    for node in started:
-        node.kill()
-
-
 def _start(nodes: list[Node], count: int, url: str, prefix: str, queues: dict[str, Any], **env: str) -> list[Node]:
     made = [Node(f"n{i}", url, prefix, CLUSTER_QUEUES=json.dumps(queues), **env).start() for i in range(count)]
     nodes.extend(made)
