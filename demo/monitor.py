@@ -121,7 +121,8 @@ def _describe(event: Event) -> str:
     if error is not None:
         return f"{type(error).__name__}: {error}"
     if event.kind == "discard":
-        return "discarded by its worker"
+        reason = (event.detail or {}).get("error")  # the job's error entry: "discarded: <reason>"
+        return str(reason) if reason else "discarded by its worker"
     if event.kind == "timeout":
         return f"ran past its timeout ({event.duration or 0:g}s)"
     return event.kind
