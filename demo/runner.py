@@ -6,7 +6,6 @@ import getpass
 import logging
 import os
 import random
-import re
 import signal
 import sys
 import tempfile
@@ -18,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from engine import Engine
+from engine import Engine, redact_url
 
 from .chaos import Miscreant, configured_limit, reset_queues
 from .load import LoadGenerator, LoadMix
@@ -88,11 +87,6 @@ class DemoResolver:
     def resolve_refresh(self, user: str) -> float | None:
         """One second."""
         return 1.0
-
-
-def redact(url: str) -> str:
-    """``url`` with its password hidden."""
-    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
 
 
 @dataclass
@@ -338,7 +332,7 @@ def run_headless(options: DemoOptions, out: TextIO | None = None, stop: threadin
             demo.start()
             emit(f"Lysmore demo (headless): {options.nodes} nodes, speed {options.speed:g}x, "
                  f"~{options.jobs_per_second:,.1f} jobs/s, prefix {demo.prefix}, "
-                 f"database {redact(demo.database_url)}" + (", chaos on" if options.chaos else ""), out)
+                 f"database {redact_url(demo.database_url)}" + (", chaos on" if options.chaos else ""), out)
             assert demo.started_at is not None
             deadline = demo.started_at + options.duration if options.duration else None
             next_line = demo.started_at + options.every

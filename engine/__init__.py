@@ -18,7 +18,7 @@ from ._errors import (
 )
 from ._events import Event
 from ._job import Job, JobSpec
-from ._settings import Settings, load_settings
+from ._settings import Settings, load_settings, redact_url
 from ._states import DELETABLE, RETRYABLE_BY_HAND, TRANSITIONS, JobState
 from ._worker import Cancel, Discard, Snooze, Worker, default_backoff
 from ._workflow import Workflow
@@ -49,4 +49,5 @@ __all__ = [
     "Workflow",
     "default_backoff",
     "load_settings",
+    "redact_url",
 ]

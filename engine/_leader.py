@@ -24,7 +24,6 @@ class Leadership:
         self.epoch: int | None = None
         self._valid_until = 0.0
         self._lock = threading.Lock()
-        self.terms = 0
 
     def is_leader(self) -> bool:
         """True while this node holds a lease it renewed recently enough to trust."""
@@ -54,7 +53,6 @@ class Leadership:
             self.epoch = int(row[0])
             self._valid_until = sent + self.lease * SAFETY
             if was != self.epoch:
-                self.terms += 1
                 log.info("became leader", extra={"node": self.engine.node_name, "epoch": self.epoch})
 
     def resign(self) -> None:

@@ -30,10 +30,6 @@ class Periodic:
     def start(self) -> None:
         self._thread.start()
 
-    def kick(self) -> None:
-        """Run the next round now instead of at the end of the interval."""
-        self._kick.set()
-
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
         self._kick.set()

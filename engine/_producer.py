@@ -60,7 +60,6 @@ class Producer:
         self._wake = threading.Event()
         self._assist_wake = threading.Event()  # the second fetcher's own, so neither spins
         self._fetching = True
-        self._stopped = threading.Event()
         self._settings_dirty = True
         self._reserved = 0  # slots promised to fetches in flight
         self._reconciling = False
@@ -156,7 +155,6 @@ class Producer:
                 wait = min(wait, self._rate_wake_at - time.monotonic())
             woken = self._wake.wait(max(0.0, wait))
             self._wake.clear()
-        self._stopped.set()
 
     def _assist(self) -> None:
         """A second fetcher: while one fetch waits for its commit, the next can already be on its

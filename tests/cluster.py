@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -62,3 +63,11 @@ class Node:
             self.proc.kill()
             self.proc.wait(5)
             return None
+
+
+def create_ledger(conn: Any, prefix: str) -> None:
+    """The table cluster_app's jobs write one row to per run: (job, attempt, node, start time)."""
+    conn.execute(
+        f'CREATE TABLE "{prefix}".ledger (job_id bigint NOT NULL, attempt int NOT NULL, node text NOT NULL, '
+        "at timestamptz NOT NULL DEFAULT now())"
+    )

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -49,3 +50,14 @@ class EventLog:
     def kinds(self) -> list[str]:
         with self._cond:
             return [e.kind for e in self.events]
+
+
+def max_in_window(starts: Sequence[datetime], window: timedelta) -> int:
+    """The most starts in any sliding window (t - window, t]: the engine's rate-limit rule."""
+    starts = sorted(starts)
+    best, lo = 0, 0
+    for hi, t in enumerate(starts):
+        while starts[lo] <= t - window:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best

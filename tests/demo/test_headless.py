@@ -20,6 +20,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from tests.helpers import max_in_window
+
 ROOT = Path(__file__).resolve().parents[2]
 RATE_ALLOWED, RATE_PERIOD = 20, timedelta(seconds=30)
 MEDIA_LIMIT = 10
@@ -63,17 +65,6 @@ def watch(proc: subprocess.Popen[str], conn: psycopg.Connection, prefix: str, ti
             if datetime.now() > deadline:
                 proc.kill()
                 raise AssertionError(f"the demo did not finish within {timeout}s") from None
-
-
-def max_in_window(starts: list[datetime], window: timedelta) -> int:
-    """The most starts in any window (t - period, t], the engine's sliding window."""
-    starts = sorted(starts)
-    best, lo = 0, 0
-    for hi, t in enumerate(starts):
-        while starts[lo] <= t - window:
-            lo += 1
-        best = max(best, hi - lo + 1)
-    return best
 
 
 def test_the_window_count_matches_the_engines_rule() -> None:

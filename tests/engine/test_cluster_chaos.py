@@ -11,18 +11,11 @@ import psycopg
 import pytest
 
 from engine import Engine
-from tests.cluster import Node
+from tests.cluster import Node, create_ledger
 from tests.cluster_app import LedgerJob
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.slow
-
-
-def _ledger(conn: psycopg.Connection, prefix: str) -> None:
-    conn.execute(
-        f'CREATE TABLE "{prefix}".ledger (job_id bigint NOT NULL, attempt int NOT NULL, node text NOT NULL, '
-        "at timestamptz NOT NULL DEFAULT now())"
-    )
 
 
 def _count(conn: psycopg.Connection, prefix: str, where: str) -> int:
@@ -39,7 +32,7 @@ def _leader(conn: psycopg.Connection, prefix: str) -> tuple[Any, ...] | None:
 
 def test_kill_nine_chaos_loses_nothing(make_engine, conn, database_url, prefix, nodes) -> None:  # type: ignore[no-untyped-def]
     eng: Engine = make_engine()
-    _ledger(conn, prefix)
+    create_ledger(conn, prefix)
     total = 10_000
     eng.insert_all([LedgerJob.new({"n": i}) for i in range(total)])
     names = ["n1", "n2", "n3"]
@@ -77,7 +70,7 @@ def test_kill_nine_chaos_loses_nothing(make_engine, conn, database_url, prefix, 
 
 def test_leader_killed_one_new_leader_and_cron_exact(make_engine, conn, database_url, prefix, nodes) -> None:  # type: ignore[no-untyped-def]
     make_engine()
-    _ledger(conn, prefix)
+    create_ledger(conn, prefix)
     env = {"CLUSTER_CRON": "* * * * * */2", "CLUSTER_LEASE": "3", "CLUSTER_NODE_TTL": "3"}
     procs = {name: Node(name, database_url, prefix, **env).start() for name in ("a", "b", "c")}
     nodes.extend(procs.values())
@@ -141,7 +134,7 @@ def test_paused_leader_loses_lease_and_stays_follower(make_engine, conn, databas
 
 def test_restarted_node_with_same_name_is_new_and_orphans_are_rescued(make_engine, conn, database_url, prefix, nodes) -> None:  # type: ignore[no-untyped-def]
     eng: Engine = make_engine()
-    _ledger(conn, prefix)
+    create_ledger(conn, prefix)
     env = {"CLUSTER_NODE_TTL": "2", "CLUSTER_LEASE": "2"}
     old = Node("same", database_url, prefix, **env).start()
     nodes.append(old)

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from engine import Engine
-from tests.cluster import Node
+from tests.cluster import Node, create_ledger
 from tests.cluster_app import LedgerJob
 from tests.helpers import wait_for
 
@@ -51,7 +51,7 @@ def test_nodes_survive_a_postgres_restart(private_server: Any, mode: str) -> Non
     eng = Engine(url, prefix=prefix)
     eng.migrate()
     with psycopg.connect(url, autocommit=True) as c:
-        c.execute(f'CREATE TABLE "{prefix}".ledger (job_id bigint, attempt int, node text, at timestamptz DEFAULT now())')
+        create_ledger(c, prefix)
     total = 3000
     eng.insert_all([LedgerJob.new({"n": i}) for i in range(total)])
     eng.stop()

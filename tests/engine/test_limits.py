@@ -12,9 +12,9 @@ import psycopg
 import pytest
 
 from engine import Engine, InvalidConfig
-from tests.cluster import Node
+from tests.cluster import Node, create_ledger
 from tests.cluster_app import LedgerJob, OtherLedgerJob
-from tests.helpers import wait_for
+from tests.helpers import max_in_window, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -53,10 +53,6 @@ class Sampler:
                 self._stop.wait(0.01)
 
 
-def _ledger(conn: psycopg.Connection, prefix: str) -> None:
-    conn.execute(f'CREATE TABLE "{prefix}".ledger (job_id bigint, attempt int, node text, at timestamptz DEFAULT now())')
-
-
 def _done(conn: psycopg.Connection, prefix: str, total: int) -> bool:
     row = conn.execute(f"""SELECT count(*) FROM "{prefix}".lysmore_jobs WHERE state = 'completed'""").fetchone()
     return row is not None and row[0] == total
@@ -70,7 +66,7 @@ def _start(nodes: list[Node], count: int, url: str, prefix: str, queues: dict[st
 
 def test_global_limit_holds_across_five_nodes_and_keeps_slots_busy(make_engine, conn, database_url, prefix, nodes) -> None:  # type: ignore[no-untyped-def]
     eng: Engine = make_engine()
-    _ledger(conn, prefix)
+    create_ledger(conn, prefix)
     total = 3000
     eng.insert_all([LedgerJob.new({"ms": [20, 200]}, queue="media") for _ in range(total)])
     with Sampler(database_url, prefix, "media") as sampler:
@@ -86,25 +82,16 @@ def test_global_limit_holds_across_five_nodes_and_keeps_slots_busy(make_engine, 
     assert sorted(per_node) == [f"n{i}" for i in range(5)], per_node
 
 
-def _max_in_window(starts: list[Any], period: float) -> int:
-    best, lo = 0, 0
-    for hi in range(len(starts)):
-        while starts[hi] - starts[lo] >= timedelta(seconds=period):
-            lo += 1
-        best = max(best, hi - lo + 1)
-    return best
-
-
 def test_rate_limit_holds_over_three_nodes_and_runs_near_ideal(make_engine, conn, database_url, prefix, nodes) -> None:  # type: ignore[no-untyped-def]
     eng: Engine = make_engine()
-    _ledger(conn, prefix)
+    create_ledger(conn, prefix)
     total = 200
     eng.insert_all([LedgerJob.new({"ms": [5, 50]}, queue="mail") for _ in range(total)])
     _start(nodes, 3, database_url, prefix, {"mail": {"local_limit": 10, "rate_limit": {"allowed": 20, "period": 3}}})
     wait_for(lambda: _done(conn, prefix, total), timeout=90, what="all mail jobs")
     starts = [r[0] for r in conn.execute(
         f'SELECT attempted_at FROM "{prefix}".lysmore_jobs ORDER BY attempted_at').fetchall()]
-    assert _max_in_window(starts, 3.0) <= 20
+    assert max_in_window(starts, timedelta(seconds=3)) <= 20
     ideal = (total / 20 - 1) * 3  # the last window opens 27 s after the first start
     took = (starts[-1] - starts[0]).total_seconds()
     assert took <= ideal * 1.15, (took, ideal)
@@ -112,7 +99,7 @@ def test_rate_limit_holds_over_three_nodes_and_runs_near_ideal(make_engine, conn
 
 def test_partitioned_global_limit_per_worker(make_engine, conn, database_url, prefix, nodes) -> None:  # type: ignore[no-untyped-def]
     eng: Engine = make_engine()
-    _ledger(conn, prefix)
+    create_ledger(conn, prefix)
     jobs = [LedgerJob.new({"ms": [50, 100]}, queue="part") for _ in range(100)]
     jobs += [OtherLedgerJob.new({"ms": [50, 100]}, queue="part") for _ in range(100)]
     eng.insert_all(jobs)
@@ -128,7 +115,7 @@ def test_partitioned_global_limit_per_worker(make_engine, conn, database_url, pr
 
 def test_partitioned_rate_limit_per_account(make_engine, conn, database_url, prefix, nodes) -> None:  # type: ignore[no-untyped-def]
     eng: Engine = make_engine()
-    _ledger(conn, prefix)
+    create_ledger(conn, prefix)
     # Account 1 has far more work than its rate allows; account 2 must not wait behind it.
     eng.insert_all([LedgerJob.new({"account_id": 1, "ms": [5, 10]}, queue="acct") for _ in range(30)])
     eng.insert_all([LedgerJob.new({"account_id": 2, "ms": [5, 10]}, queue="acct") for _ in range(10)])
@@ -142,7 +129,7 @@ def test_partitioned_rate_limit_per_account(make_engine, conn, database_url, pre
         starts = [r[0] for r in conn.execute(
             f"""SELECT attempted_at FROM "{prefix}".lysmore_jobs WHERE args->>'account_id' = %s
                 AND attempted_at IS NOT NULL ORDER BY attempted_at""", [str(account)]).fetchall()]
-        assert _max_in_window(starts, 2.0) <= 5
+        assert max_in_window(starts, timedelta(seconds=2)) <= 5
     # Account 1 is still far from done when account 2 finished: the partitions are independent.
     left = conn.execute(
         f"""SELECT count(*) FROM "{prefix}".lysmore_jobs WHERE args->>'account_id' = '1' AND state <> 'completed'"""
@@ -152,7 +139,7 @@ def test_partitioned_rate_limit_per_account(make_engine, conn, database_url, pre
 
 def test_killed_node_slots_come_back_after_lifeline_without_exceeding(make_engine, conn, database_url, prefix, nodes) -> None:  # type: ignore[no-untyped-def]
     eng: Engine = make_engine()
-    _ledger(conn, prefix)
+    create_ledger(conn, prefix)
     total = 400
     eng.insert_all([LedgerJob.new({"ms": [100, 300]}, queue="media") for _ in range(total)])
     env = {"CLUSTER_NODE_TTL": "2", "CLUSTER_LEASE": "2", "CLUSTER_HEARTBEAT": "0.5"}

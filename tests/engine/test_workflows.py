@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from engine import InvalidJob, Job, Worker, Workflow
-from tests.cluster import Node
+from tests.cluster import Node, create_ledger
 from tests.cluster_app import StepJob
 from tests.helpers import wait_for
 
@@ -120,7 +120,7 @@ def test_sweeper_resolves_a_step_left_held(make_engine, conn, prefix) -> None:  
 @pytest.mark.slow
 def test_two_hundred_workflows_under_chaos(make_engine, conn, database_url, prefix) -> None:  # type: ignore[no-untyped-def]
     eng = make_engine()
-    conn.execute(f'CREATE TABLE "{prefix}".ledger (job_id bigint, attempt int, node text, at timestamptz)')
+    create_ledger(conn, prefix)
     flows = []
     for i in range(200):
         wf = (Workflow(name=f"flow-{i}")
