@@ -663,7 +663,7 @@ class Engine:
             ).fetchall()
         if not rows:
             return 0
-        known = {run.job.id for run in producer.snapshot()} | self._acker.pending_ids()
+        known = {run.job.id for run in producer.snapshot()} | producer.carried_ids() | self._acker.pending_ids()
         lost = [(r[0], r[1]) for r in rows if r[0] not in known]
         if not lost:
             return 0
@@ -721,13 +721,25 @@ class Engine:
         return self._claim(queue, demand, self.queues.get(queue))[0]
 
     def _claim(
-        self, queue: str, demand: int, limits: QueueConfig | None = None
+        self, queue: str, demand: int, limits: QueueConfig | None = None, done: list[Outcome] | None = None
     ) -> tuple[list[Job], float | None]:
-        """Claim up to ``demand`` jobs; also seconds until a rate window frees a slot, if it is full."""
+        """Claim up to ``demand`` jobs; also seconds until a rate window frees a slot, if it is full.
+
+        ``done`` are finished executions of this globally limited queue, recorded in the same
+        transaction under the queue's lock, just before the fetch counts what is executing: the
+        slots they held are free for this very fetch, and no reader ever sees more executing than
+        the limit. Without this, a slot would wait for a separate ack commit before any fetch
+        could use it. ``done`` is emptied once its outcomes are recorded (whatever happens next).
+        """
         params: dict[str, Any] = {
             "queue": queue, "demand": demand, "node_id": self.node_id, "node_name": self.node_name,
         }
         rate_wait: float | None = None
+        if done and (limits is None or limits.global_limit is None):  # the limit went away meanwhile
+            stale = self._record(done)
+            done.clear()
+            if stale:
+                self._stale(stale)
         with self.connection() as c, c.cursor(row_factory=dict_row) as cur:
             if limits is None or (limits.global_limit is None and limits.rate_limit is None):
                 cur.execute(self.q.fetch, params)
@@ -746,10 +758,19 @@ class Engine:
                 plain_global = r is None and g is not None and g.partition is None
                 # One round trip: the lock and the fetch are separate statements (the fetch must
                 # see what the previous holder committed), sent together in a pipeline.
+                ack = c.cursor()
                 with c.pipeline(), c.transaction():
                     cur.execute(self.q.fetch_lock, {"key": f"{self.prefix}.{queue}"})
+                    if done:  # no wake-up from this ack: the fetch below takes the freed slots
+                        ack.execute(self.q.ack, {**self._ack_params(done), "wake": []})
                     cur.execute(self.q.fetch_global if plain_global else self.q.fetch_limited, params)
                 rows = cur.fetchall()
+                if done:
+                    freed = {row[0] for row in ack.fetchall()}
+                    self._acked(done, freed)
+                    done.clear()
+                    if len(rows) < len(freed):  # ... unless it could not: other nodes may
+                        c.execute(self.q.notify_queues, {"channel": self.channel, "queue": [queue]})
                 if r is not None and len(rows) < demand:
                     row = cur.execute(self.q.rate_next, params).fetchone()
                     value = next(iter(row.values())) if row else None
@@ -759,12 +780,7 @@ class Engine:
 
     def _record(self, outcomes: list[Outcome]) -> list[Outcome]:
         """Write ``outcomes`` in one statement; returns those that were stale (changed nothing)."""
-        columns = list(zip(*(o.params() for o in outcomes), strict=True))
-        names = ("id", "attempt", "state", "delay", "extra_attempts", "error", "result", "meta")
-        params: dict[str, Any] = {n: list(col) for n, col in zip(names, columns, strict=True)}
-        params["node_id"] = self.node_id
-        params["channel"] = self.channel
-        params["wake"] = [name for name, p in self._producers.items() if p.effective.global_limit]
+        params = self._ack_params(outcomes)
         workflows = sorted(
             {o.job.workflow_id for o in outcomes if o.job.workflow_id is not None and o.state in FINAL_STATES},
             key=str,
@@ -783,6 +799,28 @@ class Engine:
         for queue in {o.job.queue for o in outcomes} & set(params["wake"]):
             self._producers[queue].wake()  # global slots freed: fetch again without waiting to hear it
         return [o for o in outcomes if o.job.id not in hit]
+
+    def _ack_params(self, outcomes: Sequence[Outcome]) -> dict[str, Any]:
+        columns = list(zip(*(o.params() for o in outcomes), strict=True))
+        names = ("id", "attempt", "state", "delay", "extra_attempts", "error", "result", "meta")
+        params: dict[str, Any] = {n: list(col) for n, col in zip(names, columns, strict=True)}
+        params["node_id"] = self.node_id
+        params["channel"] = self.channel
+        params["wake"] = [name for name, p in self._producers.items() if p.effective.global_limit]
+        return params
+
+    def _acked(self, done: list[Outcome], hit: set[int]) -> None:
+        """Count outcomes a fetch recorded, and announce the stale ones."""
+        self._count("acked", len(hit))
+        stale = [o for o in done if o.job.id not in hit]
+        if stale:
+            self._stale(stale)
+
+    def _flush(self, timeout: float) -> bool:
+        """Wait until every outcome so far is recorded, wherever it waits; False on timeout."""
+        deadline = time.monotonic() + timeout
+        settled = all([p.flush(deadline) for p in self._producers.values()])
+        return self._acker.flush(max(0.0, deadline - time.monotonic())) and settled
 
     def _stale(self, outcomes: list[Outcome]) -> None:
         self._count("stale_acks", len(outcomes))

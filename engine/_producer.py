@@ -63,6 +63,9 @@ class Producer:
         self._settings_dirty = True
         self._reserved = 0  # slots promised to fetches in flight
         self._reconciling = False
+        self._done: list[Outcome] = []  # finished here, to be recorded by the next fetch (global limit)
+        self._carrying = 0  # outcomes a fetch in flight is recording
+        self._settled = threading.Condition(self._lock)
         self._thread = threading.Thread(target=self._run, name=f"lysmore-producer-{self.queue}", daemon=True)
         self._helper = threading.Thread(target=self._assist, name=f"lysmore-fetcher-{self.queue}", daemon=True)
 
@@ -81,7 +84,10 @@ class Producer:
         self._assist_wake.set()
 
     def stop_fetching(self) -> None:
-        self._fetching = False
+        with self._lock:
+            self._fetching = False
+            done, self._done = self._done, []
+        self._hand_over(done)
         self._wake.set()
         self._assist_wake.set()
 
@@ -92,6 +98,20 @@ class Producer:
     def running_count(self) -> int:
         with self._lock:
             return len(self.running)
+
+    def flush(self, deadline: float) -> bool:
+        """Send waiting outcomes to the acker and wait out fetches recording some; False if
+        ``deadline`` (monotonic) came first."""
+        with self._lock:
+            done, self._done = self._done, []
+        self._hand_over(done)
+        with self._settled:
+            return self._settled.wait_for(lambda: not self._carrying, max(0.0, deadline - time.monotonic()))
+
+    def carried_ids(self) -> set[int]:
+        """Jobs finished here whose outcome waits for the next fetch to record it."""
+        with self._lock:
+            return {o.job.id for o in self._done}
 
     def snapshot(self) -> list[Running]:
         with self._lock:
@@ -183,25 +203,46 @@ class Producer:
             return True
 
     def _fetch_once(self) -> bool:
-        """Fetch and start jobs if any slot is free; True when it filled every slot it asked for."""
+        """Fetch and start jobs if any slot is free; True when it filled every slot it asked for.
+
+        Outcomes waiting in ``_done`` go with the fetch; when there is no fetch to carry them
+        (paused, stopping, reconciling, every slot busy) they go to the acker.
+        """
         with self._lock:
-            if self.paused or not self._fetching or self._reconciling:
-                return False
+            done, self._done = self._done, []
             demand = self.limit - len(self.running) - self._reserved
-            if demand <= 0:
-                return False
-            self._reserved += demand
+            if self.paused or not self._fetching or self._reconciling or demand <= 0:
+                if demand <= 0 and self._reserved and self._fetching:
+                    self._done, done = done, []  # the fetch in flight wakes us when it returns
+                demand = 0
+            else:
+                self._reserved += demand
+                self._carrying += len(done)
+        if not demand:
+            self._hand_over(done)
+            return False
+        carried = list(done)
         try:
             self._rate_wake_at = 0.0
-            jobs, rate_wait = self.engine._claim(self.queue, demand, self.effective)
+            jobs, rate_wait = self.engine._claim(self.queue, demand, self.effective, done)
             if rate_wait is not None:
                 self._rate_wake_at = time.monotonic() + rate_wait
             for job in jobs:
                 self._start(job)
         finally:
+            self._hand_over(done)  # still there only if the fetch failed before recording them
             with self._lock:
                 self._reserved -= demand
+                self._carrying -= len(carried)
+                self._settled.notify_all()
+                waiting = bool(self._done)
+            if waiting:
+                self._wake.set()
         return len(jobs) == demand and self._free() > 0
+
+    def _hand_over(self, done: list[Outcome]) -> None:
+        for outcome in done:
+            self.engine._acker.add(outcome)
 
     def _start(self, job: Job) -> None:
         job._engine = self.engine
@@ -224,7 +265,7 @@ class Producer:
             if run.timer is not None:
                 run.timer.cancel()
             if run.claim():
-                self._finish(outcome)
+                self._finish(outcome, carry=True)
         finally:
             with self._lock:
                 self.running.pop(job.id, None)
@@ -240,8 +281,19 @@ class Producer:
             self.engine.events.emit(Event("timeout", run.job, seconds))
             self._finish(outcome)
 
-    def _finish(self, outcome: Outcome) -> None:
-        self.engine._acker.add(outcome)
+    def _finish(self, outcome: Outcome, carry: bool = False) -> None:
+        """Hand the outcome on to be recorded: under a global limit, to the fetch this finish
+        wakes (``carry``: the caller wakes it), which frees the slot in the database as it takes
+        it again; otherwise, and for workflow steps (recorded under the workflow's lock), to the
+        acker."""
+        carried = False
+        if carry and self.effective.global_limit is not None and outcome.job.workflow_id is None:
+            with self._lock:
+                if self._fetching and not self.paused:
+                    self._done.append(outcome)
+                    carried = True
+        if not carried:
+            self.engine._acker.add(outcome)
         self.engine.events.emit(
             Event(outcome.kind, outcome.job, outcome.duration, outcome.exception, outcome.result,
                   detail=outcome.error)  # the error entry: the reason of a Cancel or Discard too

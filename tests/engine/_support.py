@@ -42,7 +42,7 @@ def wait_end(
         lambda evs: any(e.job is not None and e.job.id == job_id and e.kind in wanted for e in evs),
         timeout,
     )
-    assert eng._acker.flush(5), "acks were not recorded in time"
+    assert eng._flush(5), "acks were not recorded in time"
     return eng.get_job(job_id)
 
 

@@ -82,7 +82,7 @@ def _settled(eng, job):  # type: ignore[no-untyped-def]
     """Wait until the execution's thread has returned and anything it acked is recorded."""
     assert done(job.args["key"]).wait(10)
     wait_for(lambda: eng._producers[Q].running_count() == 0, what="the thread to finish")
-    assert eng._acker.flush(5)
+    assert eng._flush(5)
     return eng.get_job(job.id)
 
 
@@ -172,7 +172,7 @@ def test_timeout_fails_the_attempt_and_the_late_return_changes_nothing(make_engi
     eng, log = start_node(make_engine, {Q: 2})
     job = eng.insert(SlowCooperative.new({"key": new_key()}))
     row = wait_end(eng, log, job.id, kinds=["timeout"])
-    assert eng._acker.flush(5)
+    assert eng._flush(5)
     row = eng.get_job(job.id)
     assert row.state is JobState.RETRYABLE
     (entry,) = row.errors
