@@ -21,6 +21,7 @@ from psycopg_pool import ConnectionPool
 
 from ._acker import Acker
 from ._cron import Cron, parse_crontab
+from ._deadlines import Deadlines
 from ._embedded import embedded_url
 from ._errors import DatabaseUnavailable, InvalidConfig, JobNotFound
 from ._events import Event, Events, Handler
@@ -149,6 +150,7 @@ class Engine:
         self._producers: dict[str, Producer] = {}
         self._pool_threads = ThreadPool(f"lysmore-job-{self.prefix}")
         self._acker = Acker(self, self._stale)
+        self._deadlines = Deadlines()
         self._notifier: Notifier | None = None
         self._loops: list[Periodic] = []
         self._idle = threading.Condition()

@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from ._deadlines import Deadline
 from ._events import Event
 from ._job import Job
 from ._loop import jittered
@@ -33,7 +34,7 @@ class Running:
     started: float = field(default_factory=time.monotonic)
     lock: threading.Lock = field(default_factory=threading.Lock)
     claimed: bool = False
-    timer: threading.Timer | None = None
+    timer: Deadline | None = None
 
     def claim(self) -> bool:
         """True for the first caller only: the finished thread, the timeout, a cancel or stop."""
@@ -252,9 +253,7 @@ class Producer:
         cls = resolve_worker(job.worker)
         timeout = getattr(cls, "timeout", None) if cls else None
         if timeout:
-            run.timer = threading.Timer(timeout, self._timed_out, args=(run, timeout))
-            run.timer.daemon = True
-            run.timer.start()
+            run.timer = self.engine._deadlines.call_in(timeout, lambda: self._timed_out(run, timeout))
         self.engine._pool_threads.submit(lambda: self._execute(run))
 
     def _execute(self, run: Running) -> None:
