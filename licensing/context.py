@@ -1,4 +1,4 @@
-"""Which licensing app a job belongs to: apps register by engine prefix, jobs carry it in their meta."""
+"""Which licensing app a job belongs to: apps register by engine prefix, the prefix a job runs under."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ if TYPE_CHECKING:
 _apps: dict[str, LicensingApp] = {}
 _lock = threading.Lock()
 
-#: The meta key naming the instance (engine prefix) a licensing job belongs to; not a secret.
+#: The meta key naming the instance (engine prefix) a licensing job was inserted for; not a secret.
+#: Shown in the dashboard; a job handed to ``app_for`` by hand (no engine) is found by it.
 META_KEY = "licensing"
 
 
@@ -31,8 +32,9 @@ def unregister(app: LicensingApp) -> None:
 
 
 def app_for(job: Job) -> LicensingApp:
-    """The app registered for the instance named in ``job.meta``; raises when this process has none."""
-    prefix = job.meta.get(META_KEY)
+    """The app registered for the instance running ``job`` (or named in its meta, for a job not
+    handed out by an engine); raises when this process has none."""
+    prefix = job.prefix or job.meta.get(META_KEY)
     with _lock:
         app = _apps.get(prefix) if isinstance(prefix, str) else None
     if app is None:
