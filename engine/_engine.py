@@ -759,13 +759,18 @@ class Engine:
                 )
                 plain_global = r is None and g is not None and g.partition is None
                 # One round trip: the lock and the fetch are separate statements (the fetch must
-                # see what the previous holder committed), sent together in a pipeline.
+                # see what the previous holder committed), sent together in a pipeline. BEGIN and
+                # COMMIT are statements of the pipeline too: psycopg's transaction() block would
+                # add round trips of its own.
+                # On an error the pooled connection's context rolls the transaction back.
                 ack = c.cursor()
-                with c.pipeline(), c.transaction():
+                with c.pipeline():
+                    c.execute("BEGIN")
                     cur.execute(self.q.fetch_lock, {"key": f"{self.prefix}.{queue}"})
                     if done:  # no wake-up from this ack: the fetch below takes the freed slots
                         ack.execute(self.q.ack, {**self._ack_params(done), "wake": []})
                     cur.execute(self.q.fetch_global if plain_global else self.q.fetch_limited, params)
+                    c.execute("COMMIT")
                 rows = cur.fetchall()
                 if done:
                     freed = {row[0] for row in ack.fetchall()}

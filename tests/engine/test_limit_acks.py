@@ -9,6 +9,8 @@ lost by the reconciler.
 
 from __future__ import annotations
 
+import logging
+
 from psycopg import sql
 
 from engine import Worker
@@ -140,3 +142,27 @@ def test_flush_waits_for_outcomes_held_by_a_producer(make_engine, conn, prefix) 
     producer._done.append(run_job(claimed))
     assert eng._flush(5)
     assert _states(conn, prefix, [job.id]) == {job.id: "completed"}
+
+
+def test_a_failed_fetch_keeps_its_outcomes_and_leaves_the_connection_clean(make_engine, conn, prefix, caplog) -> None:  # type: ignore[no-untyped-def]
+    caplog.set_level(logging.WARNING, logger="psycopg")
+    eng = make_engine(queues={Q: {"global_limit": 2}}, pool_size=1)  # one connection: the next claim reuses it
+    cfg = eng.queues[Q]
+    eng.insert_all([Quick.new({"n": i}) for i in range(4)])
+    jobs, _ = eng._claim(Q, 2, cfg)
+    done = [run_job(job) for job in jobs]
+    eng.q._cache["fetch_global"] = sql.SQL("SELECT 1 / 0")  # the fetch fails after the ack ran
+    try:
+        eng._claim(Q, 2, cfg, done)
+    except Exception as exc:
+        assert "division by zero" in str(exc)
+    else:
+        raise AssertionError("the broken fetch did not fail")
+    assert len(done) == 2  # not recorded: the ack went back with the failed transaction
+    # The engine ended the transaction itself: the pool got the connection back idle.
+    assert not [r for r in caplog.records if r.name.startswith("psycopg")], caplog.text
+    assert set(_states(conn, prefix, [j.id for j in jobs]).values()) == {"executing"}
+    del eng.q._cache["fetch_global"]
+    fetched, _ = eng._claim(Q, 2, cfg, done)
+    assert done == [] and len(fetched) == 2
+    assert set(_states(conn, prefix, [j.id for j in jobs]).values()) == {"completed"}
