@@ -187,11 +187,17 @@ def _cmd_screenshots(args: argparse.Namespace) -> int:
 
 def _cmd_dashboard(args: argparse.Namespace) -> int:
     from tui import run_dashboard
+    from tui.keymap import KeymapError, load_keymap
 
+    try:
+        keymap = load_keymap(args.keymap)  # checked here so a bad keymap is one line, before the screen switches
+    except KeymapError as exc:
+        print(f"lysmore dashboard: {exc}", file=sys.stderr)
+        return 2
     return run_dashboard(
         database_url=args.database_url, prefix=args.prefix, read_only=args.read_only,
         refresh=args.refresh, mouse=not args.no_mouse, low_bandwidth=args.low_bandwidth,
-        resolver=args.resolver,
+        resolver=args.resolver, keymap=keymap,
     )
 
 
@@ -262,6 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-mouse", action="store_true", help="keyboard only")
     p.add_argument("--low-bandwidth", action="store_true", help="fewer frames, no sparklines, slower refresh")
     p.add_argument("--resolver", help="dotted path of an access resolver class")
+    p.add_argument("--keymap", metavar="PATH",
+                   help="TOML file of key remaps, [keys] action = \"key\" (default: $LYSMORE_KEYMAP, "
+                        "else ~/.config/lysmore/keys.toml)")
     p.set_defaults(fn=_cmd_dashboard)
 
     p = sub.add_parser("status", help="nodes, leader and queues of an instance")

@@ -31,8 +31,12 @@ def run_dashboard(
     mouse: bool = True,
     low_bandwidth: bool = False,
     resolver: Any = None,
+    keymap: Any = None,
 ) -> int:
-    """Run the dashboard in this terminal until the user quits; returns a process exit code."""
+    """Run the dashboard in this terminal until the user quits; returns a process exit code.
+
+    ``keymap``: a ``tui.keymap.Keymap``, or the path of a keymap file (None: the user's own).
+    """
     import logging
     import os
 
@@ -45,7 +49,7 @@ def run_dashboard(
     try:
         app = DashboardApp(
             database_url=database_url, prefix=prefix, read_only=read_only, refresh=refresh,
-            resolver=resolver, low_bandwidth=low_bandwidth, mouse=mouse, handle_hangup=True,
+            resolver=resolver, low_bandwidth=low_bandwidth, mouse=mouse, handle_hangup=True, keymap=keymap,
         )
     except (LysmoreError, ValueError) as exc:
         logging.getLogger("lysmore.tui").error("cannot start the dashboard: %s", exc)

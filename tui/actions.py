@@ -3,11 +3,17 @@
 Screens turn these entries into key bindings; the help screen and the command palette read
 them; the gate reads ``permission``. Lowercase keys never change anything: every entry with a
 permission has an uppercase key and goes through the gate.
+
+A user keymap (``tui.keymap``) moves an action to another key everywhere it appears.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .keymap import Keymap
 
 PERMISSIONS: tuple[str, ...] = ("pause_queues", "scale_queues", "cancel_jobs", "retry_jobs", "delete_jobs")
 
@@ -21,6 +27,7 @@ SCREEN_TITLES: dict[str, str] = {
     "workflow": "Workflow",
     "audit": "Audit",
 }
+SCREENS: tuple[str, ...] = tuple(SCREEN_TITLES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,40 +112,50 @@ ACTIONS: tuple[Action, ...] = (
            permission="retry_jobs", palette="jobs: retry selected", bulk=True),
     Action("delete", "D", "Delete", "delete the marked jobs (or this one)", ("jobs", "job"),
            permission="delete_jobs", palette="jobs: delete selected", bulk=True),
+    # A workflow is cancelled through the same engine path as its jobs, so it needs the same right.
+    Action("cancel", "C", "Cancel", "cancel every unfinished step of the workflow", ("workflows", "workflow"),
+           permission="cancel_jobs", palette="workflow: cancel"),
 )
 
 
-def actions_for(scope: str) -> tuple[Action, ...]:
-    """The actions that apply on ``scope`` (a screen name, or ``app`` for everywhere)."""
-    return tuple(a for a in ACTIONS if scope in a.scopes)
+def actions_for(scope: str, keymap: Keymap | None = None) -> tuple[Action, ...]:
+    """The actions that apply on ``scope`` (a screen name, or ``app`` for everywhere), keys remapped."""
+    found = tuple(a for a in ACTIONS if scope in a.scopes)
+    return keymap.apply_all(found) if keymap else found
 
 
-def action(scope: str, action_id: str) -> Action | None:
+def action(scope: str, action_id: str, keymap: Keymap | None = None) -> Action | None:
     """The entry for ``action_id`` on ``scope`` (falling back to the app-wide one)."""
-    for a in ACTIONS:
-        if a.id == action_id and scope in a.scopes:
-            return a
-    for a in ACTIONS:
-        if a.id == action_id and "app" in a.scopes:
-            return a
+    for wanted in (scope, "app"):
+        for a in ACTIONS:
+            if a.id == action_id and wanted in a.scopes:
+                return keymap.apply(a) if keymap else a
     return None
 
 
-def gated_for_key(scope: str, key: str) -> Action | None:
+def gated_for_key(scope: str, key: str, keymap: Keymap | None = None) -> Action | None:
     """The changing action bound to ``key`` on ``scope``, if any."""
-    for a in actions_for(scope):
+    for a in actions_for(scope, keymap):
         if a.changes and a.key == key:
             return a
     return None
 
 
-def help_sections(scope: str) -> list[tuple[str, list[tuple[str, str, str | None]]]]:
-    """(title, [(key, help, permission)]) for this screen, then for everywhere."""
+HelpEntry = tuple[str, str, str | None, str]  # (key as shown, what it does, permission, action id)
+VIEW_IDS = ("view_queues", "view_jobs", "view_nodes", "view_workflows", "view_audit")
+
+
+def help_sections(scope: str, keymap: Keymap | None = None) -> list[tuple[str, list[HelpEntry]]]:
+    """(title, [(key, help, permission, action id)]) for this screen, then for everywhere."""
     title = SCREEN_TITLES.get(scope, scope)
-    here = [(a.display_key, a.help, a.permission) for a in actions_for(scope)]
-    everywhere = [(a.display_key, a.help, a.permission) for a in actions_for("app")]
-    everywhere.insert(0, ("1-5", "Queues / Jobs / Nodes / Workflows / Audit", None))
-    everywhere = [e for e in everywhere if e[0] not in {"1", "2", "3", "4", "5"}]
-    everywhere.append(("j k ↑ ↓ g G pgup pgdn", "move in lists", None))
+    here = [(a.display_key, a.help, a.permission, a.id) for a in actions_for(scope, keymap)]
+    everywhere = [(a.display_key, a.help, a.permission, a.id) for a in actions_for("app", keymap)]
+    views = [e for e in everywhere if e[3] in VIEW_IDS]
+    everywhere = [e for e in everywhere if e[3] not in VIEW_IDS]
+    if [e[0] for e in views] == ["1", "2", "3", "4", "5"]:
+        everywhere.insert(0, ("1-5", "Queues / Jobs / Nodes / Workflows / Audit", None, "view_*"))
+    else:
+        everywhere[:0] = views
+    everywhere.append(("j k ↑ ↓ g G pgup pgdn", "move in lists", None, ""))
     sections = [(title, here)] if here else []
     return [*sections, ("Everywhere", everywhere)]

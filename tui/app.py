@@ -2,7 +2,8 @@
 
 Reads happen in a thread worker against ``Store``; the next refresh is scheduled only after the
 previous one finished, backs off when the database is slow or failing (the header then says
-``stale Ns``), and is skipped while a modal is open or the view is frozen.
+``stale Ns``), and is skipped while a modal is open or the view is frozen. The user's keymap
+(``keymap.load_keymap``) is checked before anything starts and applied to every binding by id.
 """
 
 from __future__ import annotations
@@ -26,10 +27,12 @@ from textual.worker import get_current_worker
 from engine import Engine
 
 from .access import Access, resolve_access
-from .actions import PERMISSIONS, actions_for
+from .actions import PERMISSIONS, actions_for, gated_for_key
+from .actions import action as find_action
 from .control import Gate, Request, ScaleChange, Verdict, plural, scale_request
 from .data import Store
 from .filters import Filter
+from .keymap import Keymap, key_label, load_keymap
 from .model import Cluster
 from .palette import DashboardCommands
 from .presenters import header_text, refresh_label
@@ -102,11 +105,17 @@ class DashboardApp(App[int]):
         handle_hangup: bool = False,
         cursor_blink: bool = True,
         badges: tuple[str, ...] = (),
+        keymap: Keymap | str | os.PathLike[str] | None = None,
     ) -> None:
+        # The keymap first: a bad one stops the start with its message before anything connects.
+        self.keymap = keymap if isinstance(keymap, Keymap) else load_keymap(keymap)
         self._own_engine = engine is None
         self.engine = engine if engine is not None else Engine(database_url=database_url, prefix=prefix)
         self.access: Access = resolve_access(resolver, read_only)
         super().__init__()
+        self._remapped = self.keymap.binding_keymap()
+        if self._remapped:
+            self.set_keymap(self._remapped)
         self.store = Store(self.engine, clock=clock)
         self.gate = Gate(self.engine, self.access)
         self.low_bandwidth = low_bandwidth
@@ -324,7 +333,8 @@ class DashboardApp(App[int]):
     def action_freeze(self) -> None:
         """Stop (or restart) live updates."""
         self.frozen = not self.frozen
-        self.notify("Live updates frozen (z to resume)" if self.frozen else "Live updates resumed")
+        self.notify(f"Live updates frozen ({self.key_of('freeze')} to resume)" if self.frozen
+                    else "Live updates resumed")
         self.update_header()
         if not self.frozen:
             self.request_refresh()
@@ -336,7 +346,8 @@ class DashboardApp(App[int]):
         self._cancel_timer()
         if rate is not None:
             self._schedule(rate)
-        self.notify("Refresh off (ctrl+r refreshes now)" if rate is None else f"Refresh every {rate:g}s")
+        self.notify(f"Refresh off ({self.key_of('refresh_now')} refreshes now)" if rate is None
+                    else f"Refresh every {rate:g}s")
         self.update_header()
 
     def action_faster(self) -> None:
@@ -360,7 +371,7 @@ class DashboardApp(App[int]):
             return
         screen = self.data_screen()
         may = {p: self.access.may(p) for p in PERMISSIONS}
-        self.push_screen(HelpScreen(screen.scope if screen else "queues", may))
+        self.push_screen(HelpScreen(screen.scope if screen else "queues", may, self.keymap))
 
     def action_palette(self) -> None:
         """Open the command palette."""
@@ -371,14 +382,24 @@ class DashboardApp(App[int]):
         screen = self.screen
         if not isinstance(screen, DataScreen):
             return
-        from .actions import gated_for_key
-
-        entry = gated_for_key(screen.scope, event.key)
+        entry = gated_for_key(screen.scope, event.key, self.keymap)
         if entry is not None and not self.access.may(entry.permission):
             event.stop()
             method = getattr(screen, f"action_{entry.id}", None)
             if method is not None:
                 method()
+
+    # -- keys -------------------------------------------------------------------------------------
+    def key_of(self, action_id: str, scope: str = "app") -> str:
+        """The key of a registry action as shown (after the user's remaps), for hints in messages."""
+        entry = find_action(scope, action_id, self.keymap)
+        return entry.display_key if entry else "?"
+
+    def get_key_display(self, binding: Binding) -> str:
+        """Remapped registry keys are shown the way the help screen shows them."""
+        if not binding.key_display and binding.id in self._remapped:
+            return key_label(binding.key)
+        return super().get_key_display(binding)
 
     # -- the change gate (UI side) ------------------------------------------------------------
     def attempt(self, request: Request, on_done: Callable[[], None] | None = None) -> None:
@@ -394,7 +415,7 @@ class DashboardApp(App[int]):
             skipped = ", ".join(f"{n} {state}" for state, n in verdict.skipped)
             note = f"Left alone (their state does not allow it): {skipped}."
             title = f"{request.action.capitalize()} {plural(len(verdict.eligible), 'job')}?"
-        danger = request.action in ("cancel", "delete") or request.bulk
+        danger = request.action in ("cancel", "delete", "cancel_workflow") or request.bulk
 
         def answered(ok: bool | None) -> None:
             if ok:

@@ -1,5 +1,5 @@
-"""The one gate every change passes: read-only, then rights, then job states, then (in the UI) a
-confirmation; the change and its audit row are written in one transaction.
+"""The one gate every change passes: read-only, then rights, then job (or workflow) states, then
+(in the UI) a confirmation; the change and its audit row are written in one transaction.
 
 A ``Request`` is built from what the user saw when pressing the key (targets with the states
 they had on screen), so a refresh cannot change what an action applies to.
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +26,8 @@ JOB_ACTION_FROM: dict[str, frozenset[str]] = {
     "delete": frozenset(s.value for s in DELETABLE),
 }
 JOB_VERBS = {"cancel": ("Cancelled", "cancel"), "retry": ("Retried", "retry"), "delete": ("Deleted", "delete")}
+# Engine.cancel_workflow cancels the steps a job cancel may start from; any other state is finished.
+WORKFLOW_CANCELS_FROM = JOB_ACTION_FROM["cancel"]
 TIMEOUT_MS = 10_000
 
 
@@ -33,7 +35,7 @@ TIMEOUT_MS = 10_000
 class Target:
     """One thing an action applies to, as the user saw it."""
 
-    kind: str  # "job", "queue" or "node"
+    kind: str  # "job", "queue", "node" or "workflow"
     key: Any
     label: str
     state: str | None = None
@@ -43,7 +45,7 @@ class Target:
 class Request:
     """An attempted change: which action, on which targets, with which parameters."""
 
-    action: str  # registry id: pause, scale, cancel, retry, delete
+    action: str  # registry id (pause, scale, cancel, retry, delete) or cancel_workflow
     permission: str
     audit_action: str  # what the audit row says: pause_queue, resume_node, retry_jobs, ...
     title: str  # the question the confirmation asks
@@ -57,6 +59,8 @@ class Request:
     nodes_affected: int = 0
     filter: str | None = None
     bulk: bool = False
+    workflow: str | None = None  # the workflow as the user knows it: its name, or the start of its id
+    steps_seen: int = 0  # how many steps the user saw the action would change
 
     @property
     def target_keys(self) -> list[Any]:
@@ -114,6 +118,10 @@ class Gate:
             return Verdict(False, "denied", self.access.why_not(request.permission))
         if not request.targets:
             return Verdict(False, "rejected", "nothing selected")
+        if request.action == "cancel_workflow":
+            if not request.steps_seen:
+                return Verdict(False, "rejected", "nothing to cancel: every step has finished")
+            return Verdict(True, "allowed", "", eligible=request.targets)
         allowed_from = JOB_ACTION_FROM.get(request.action)
         if allowed_from is None:
             return Verdict(True, "allowed", "", eligible=request.targets)
@@ -157,6 +165,10 @@ class Gate:
             params["limit"] = request.limit
         if request.queues:
             params["queues"] = list(request.queues)
+        if request.workflow is not None:
+            params["workflow"] = request.workflow
+        if request.action == "cancel_workflow":
+            params["steps_seen"] = request.steps_seen
         return params
 
     # -- performing ---------------------------------------------------------------------------
@@ -200,6 +212,13 @@ class Gate:
             done_word = JOB_VERBS[action][0]
             message = f"{done_word} {plural(len(changed), 'job')}{skipped_text(skipped)}"
             return Result(True, message, tuple(changed), {"changed": list(changed), "skipped": skipped})
+        if action == "cancel_workflow":
+            target = verdict.eligible[0]
+            cancelled = eng.cancel_workflow(str(target.key), conn=conn)
+            meanwhile = request.steps_seen - len(cancelled)
+            note = f"; {meanwhile} finished meanwhile" if meanwhile > 0 else ""
+            message = f"Cancelled workflow {request.workflow or target.key} ({plural(len(cancelled), 'step')}{note})"
+            return Result(True, message, tuple(cancelled), {"changed": list(cancelled)})
         if action == "pause" and request.audit_action in ("pause_node", "resume_node"):
             pause = request.audit_action == "pause_node"
             assert request.node is not None
@@ -350,4 +369,24 @@ def jobs_request(action: str, jobs: list[tuple[int, str, str]], filter: str | No
         action=action, permission=f"{verb}_jobs", audit_action=f"{verb}_jobs",
         title=f"{verb.capitalize()} {plural(len(targets), 'job')}?", targets=targets, filter=filter or None,
         bulk=len(targets) > 1,
+    )
+
+
+def workflow_label(workflow_id: str, name: str | None) -> str:
+    """``ingest`` or, for a workflow without a name, the first part of its id."""
+    return name or workflow_id[:8]
+
+
+def workflow_cancel_request(workflow_id: str, name: str | None, steps: Iterable[tuple[str, int]]) -> Request:
+    """Cancel a workflow's unfinished steps, given its steps counted by state as the user saw them."""
+    pending = {state: n for state, n in steps if state in WORKFLOW_CANCELS_FROM and n}
+    count = sum(pending.values())
+    label = workflow_label(workflow_id, name)
+    states = ", ".join(f"{n} {state}" for state, n in pending.items())
+    what = f"{plural(count, 'step')} to cancel: {states}" if count else "every step has finished"
+    return Request(
+        action="cancel_workflow", permission="cancel_jobs", audit_action="cancel_workflow",
+        title=f"Cancel workflow {label} ({plural(count, 'step')})?",
+        targets=(Target("workflow", workflow_id, f"workflow {label}  {workflow_id}\n  {what}"),),
+        workflow=label, steps_seen=count, bulk=count > 1,
     )

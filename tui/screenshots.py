@@ -22,6 +22,7 @@ from textual.pilot import Pilot
 from textual.widgets import Input
 
 from .app import DashboardApp
+from .keymap import Keymap
 
 log = logging.getLogger("lysmore.tui.screenshots")
 
@@ -122,7 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if fixed.tzinfo is None:
             parser.error("--now needs a time zone, e.g. 2030-01-15T12:00:00+00:00")
         clock = lambda: fixed  # noqa: E731
-    app = DashboardApp(database_url=args.database_url, prefix=args.prefix, clock=clock, cursor_blink=False)
+    app = DashboardApp(database_url=args.database_url, prefix=args.prefix, clock=clock, cursor_blink=False,
+                       keymap=Keymap())  # the default keys, whatever the user's own keys.toml says
     written: list[Path] = []
     problems = asyncio.run(take(app, Path(args.out), args.size, saved=written.append))
     for path in written:  # after the run: while it runs, Textual owns stdout

@@ -12,6 +12,7 @@ from psycopg import sql
 from engine import Engine
 from tests.tui.seed import clock, seed
 from tui.app import DashboardApp
+from tui.keymap import Keymap
 
 AppFactory = Callable[..., DashboardApp]
 
@@ -41,6 +42,7 @@ def make_app(database_url: str, seeded: str) -> AppFactory:
         kwargs.setdefault("database_name", "db/test")
         kwargs.setdefault("cursor_blink", False)
         kwargs.setdefault("refresh", 60)  # no timer refresh in the middle of a test; tests press ctrl+r
+        kwargs.setdefault("keymap", Keymap())  # the default keys, whatever keys.toml this machine has
         return DashboardApp(**kwargs)
 
     return factory

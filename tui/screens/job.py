@@ -73,7 +73,8 @@ class JobScreen(DataScreen):
         job = snapshot.job
         if job is None:
             self.query_one("#job-heading", Static).update(
-                Text(f"job {snapshot.job_id} is gone (deleted or pruned). esc goes back.", style="bold")
+                Text(f"job {snapshot.job_id} is gone (deleted or pruned). {self.dash.key_of('back', self.scope)} goes back.",
+                     style="bold")
             )
             for name in ("why", "timeline", "workflow", "args", "meta", "errors"):
                 self.query_one(f"#job-{name}", Static).update("")
@@ -165,7 +166,7 @@ class JobScreen(DataScreen):
 
     def palette_commands(self) -> list[Command]:
         return [
-            ("job: cancel", "cancel this job", self.action_cancel),
-            ("job: retry", "retry this job now", self.action_retry),
-            ("job: delete", "delete this job", self.action_delete),
+            ("job: cancel", f"cancel this job ({self.dash.key_of('cancel', self.scope)})", self.action_cancel),
+            ("job: retry", f"retry this job now ({self.dash.key_of('retry', self.scope)})", self.action_retry),
+            ("job: delete", f"delete this job ({self.dash.key_of('delete', self.scope)})", self.action_delete),
         ]

@@ -291,12 +291,16 @@ class JobsScreen(DataScreen):
         self._act("delete")
 
     def palette_commands(self) -> list[Command]:
+        def key(action_id: str) -> str:
+            return self.dash.key_of(action_id, self.scope)
+
         commands: list[Command] = [
-            ("jobs: cancel selected", "marked jobs, or the one under the cursor", self.action_cancel),
-            ("jobs: retry selected", "marked jobs, or the one under the cursor", self.action_retry),
-            ("jobs: delete selected", "marked jobs, or the one under the cursor", self.action_delete),
-            ("jobs: select all matching", "count, then mark every match", self.action_select_all),
-            ("jobs: filter", "open the filter bar", self.action_filter),
+            ("jobs: cancel selected", f"marked jobs, or the one under the cursor ({key('cancel')})", self.action_cancel),
+            ("jobs: retry selected", f"marked jobs, or the one under the cursor ({key('retry')})", self.action_retry),
+            ("jobs: delete selected", f"marked jobs, or the one under the cursor ({key('delete')})", self.action_delete),
+            ("jobs: select all matching", f"count, then mark every match ({key('select_all')})",
+             self.action_select_all),
+            ("jobs: filter", f"open the filter bar ({key('filter')})", self.action_filter),
             ("jobs: clear filter", "show every job", partial(self.apply_filter, "")),
         ]
         for state in SIDEBAR:

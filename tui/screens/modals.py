@@ -15,6 +15,7 @@ from textual.widgets import Button, Input, Static
 from ..actions import help_sections
 from ..control import ScaleChange, parse_scale
 from ..filters import FILTER_HELP
+from ..keymap import KEYMAP_ENV, Keymap
 from ..model import STATES
 from ..presenters import STATE_GLYPH, state_text
 
@@ -113,14 +114,21 @@ class ScaleScreen(ModalScreen[ScaleChange | None]):
         self.dismiss(None)
 
 
-def help_text(scope: str, may: dict[str, bool]) -> Text:
-    """The help page for ``scope``: its keys, the global keys, the filter syntax, the state legend."""
+KEY_WIDTH = 10
+ID_WIDTH = 16
+
+
+def help_text(scope: str, may: dict[str, bool], keymap: Keymap | None = None) -> Text:
+    """The help page for ``scope``: its keys (with the action ids a keymap uses), the global keys,
+    the filter syntax, the state legend and how to remap keys."""
     text = Text()
-    for title, entries in help_sections(scope):
+    for title, entries in help_sections(scope, keymap):
         text.append(f"{title}\n", style="bold underline")
-        for key, what, permission in entries:
+        for key, what, permission, action_id in entries:
             allowed = permission is None or may.get(permission, False)
-            text.append(f"  {key:<22}", style="bold" if allowed else "dim")
+            text.append(f"  {key:<{KEY_WIDTH}}", style="bold" if allowed else "dim")
+            pad = max(1, KEY_WIDTH + ID_WIDTH - max(KEY_WIDTH, len(key)) - len(action_id))
+            text.append(action_id + " " * pad, style="dim italic")
             text.append(what, style="" if allowed else "dim")
             if not allowed:
                 text.append("  (not allowed)", style="italic dim")
@@ -140,6 +148,13 @@ def help_text(scope: str, may: dict[str, bool]) -> Text:
         f"Counts with ~ are estimates; {STATE_GLYPH['executing']} and the other glyphs mark states without colour.",
         style="italic",
     )
+    text.append("\n\nRemapping keys\n", style="bold underline")
+    if keymap and keymap.source:
+        text.append(f"Keys remapped from {keymap.source}.\n", style="bold")
+    text.append("Action ids (the grey names above) to keys, in ~/.config/lysmore/keys.toml\n"
+                f"($XDG_CONFIG_HOME honoured), or the file named by ${KEYMAP_ENV} or --keymap:\n")
+    text.append('  [keys]\n  quit = "ctrl+q"\n  filter = "f"\n', style="bold")
+    text.append("Changing actions keep uppercase letters; a key does one thing per screen.", style="italic")
     return text
 
 
@@ -152,14 +167,15 @@ class HelpScreen(ModalScreen[None]):
         Binding("k,up", "scroll_up", "Up", show=False),
     ]
 
-    def __init__(self, scope: str, may: dict[str, bool]) -> None:
+    def __init__(self, scope: str, may: dict[str, bool], keymap: Keymap | None = None) -> None:
         super().__init__()
         self.scope = scope
         self.may = may
+        self.keymap = keymap
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help", classes="dialog"):
-            yield Static(help_text(self.scope, self.may))
+            yield Static(help_text(self.scope, self.may, self.keymap))
 
     def action_close(self) -> None:
         """Back to the screen."""

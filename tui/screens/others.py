@@ -1,4 +1,4 @@
-"""The Nodes, Audit and Workflows screens, and one workflow's dependency tree."""
+"""The Nodes, Audit and Workflows screens, and one workflow's dependency tree (both cancel workflows)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,15 @@ from textual.binding import BindingType
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Static
 
-from ..control import node_pause_request
-from ..model import AuditSnapshot, NodeRow, NodesSnapshot, WorkflowSnapshot, WorkflowsSnapshot
+from ..control import node_pause_request, workflow_cancel_request, workflow_label
+from ..model import (
+    AuditSnapshot,
+    NodeRow,
+    NodesSnapshot,
+    WorkflowRow,
+    WorkflowSnapshot,
+    WorkflowsSnapshot,
+)
 from ..presenters import (
     AUDIT_COLUMNS,
     NODE_COLUMNS,
@@ -48,7 +55,8 @@ class NodesScreen(DataScreen):
         leader = snapshot.cluster.leader or "none"
         self.query_one("#nodes-summary", Static).update(
             Text.assemble(f"{len(snapshot.nodes)} registered, {snapshot.cluster.nodes} live · leader ",
-                          ("★ " + leader, "bold"), ("  · P pauses all its queues", "dim"))
+                          ("★ " + leader, "bold"),
+                          (f"  · {self.dash.key_of('pause', self.scope)} pauses all its queues", "dim"))
         )
         self.query_one("#nodes-table", KeyedTable).sync([node_row(n, snapshot.now) for n in snapshot.nodes])
 
@@ -140,6 +148,13 @@ class WorkflowsScreen(DataScreen):
         self.query_one("#workflows-summary", Static).update(summary)
         self.query_one("#workflows-table", KeyedTable).sync([workflow_row(w, snapshot.now) for w in snapshot.rows])
 
+    def current(self) -> WorkflowRow | None:
+        """The workflow under the cursor, as last shown."""
+        if self.snapshot is None:
+            return None
+        key = self.query_one("#workflows-table", KeyedTable).current_key()
+        return next((w for w in self.snapshot.rows if w.id == key), None)
+
     def action_open(self) -> None:
         """Show the steps of the workflow under the cursor."""
         key = self.query_one("#workflows-table", KeyedTable).current_key()
@@ -149,6 +164,22 @@ class WorkflowsScreen(DataScreen):
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
         self.action_open()
+
+    def action_cancel(self) -> None:
+        """Cancel the unfinished steps of the workflow under the cursor, as last shown."""
+        workflow = self.current()
+        if workflow is None:
+            self.notify("No workflow under the cursor.", severity="warning")
+            return
+        self.dash.attempt(workflow_cancel_request(workflow.id, workflow.name, workflow.by_state))
+
+    def palette_commands(self) -> list[Command]:
+        workflow = self.current()
+        if workflow is None:
+            return []
+        key = self.dash.key_of("cancel", self.scope)
+        return [(f"workflow: cancel {workflow_label(workflow.id, workflow.name)}",
+                 f"cancel its unfinished steps ({key})", self.action_cancel)]
 
 
 class WorkflowScreen(DataScreen):
@@ -182,3 +213,19 @@ class WorkflowScreen(DataScreen):
         if not snapshot.steps:
             text.append("\nNo steps (pruned or deleted).", style="dim")
         self.query_one("#workflow-tree", Static).update(text)
+
+    def action_cancel(self) -> None:
+        """Cancel the unfinished steps of this workflow, as last shown."""
+        snap = self.snapshot
+        if snap is None:
+            self.notify("The workflow has not loaded yet.", severity="warning")
+            return
+        by_state: dict[str, int] = {}
+        for step in snap.steps:
+            by_state[step.state] = by_state.get(step.state, 0) + 1
+        self.dash.attempt(workflow_cancel_request(snap.workflow_id, snap.name, by_state.items()))
+
+    def palette_commands(self) -> list[Command]:
+        key = self.dash.key_of("cancel", self.scope)
+        name = workflow_label(self.workflow_id, self.snapshot.name if self.snapshot else None)
+        return [(f"workflow: cancel {name}", f"cancel its unfinished steps ({key})", self.action_cancel)]

@@ -168,7 +168,9 @@ class QueueScreen(DataScreen):
 
     def palette_commands(self) -> list[Command]:
         return [
-            ("queue: pause / resume on node", "the node under the cursor", self.action_pause),
-            ("queue: scale on node", "the node under the cursor", self.action_scale),
+            ("queue: pause / resume on node", f"the node under the cursor ({self.dash.key_of('pause', self.scope)})",
+             self.action_pause),
+            ("queue: scale on node", f"the node under the cursor ({self.dash.key_of('scale', self.scope)})",
+             self.action_scale),
         ]
 
