@@ -364,6 +364,18 @@ class Engine:
             ids = [r[0] for r in c.execute(self.q.workflow_cancel_ids, {"workflow_id": str(workflow_id)}).fetchall()]
         return self.cancel_jobs(ids, conn=conn) if ids else []
 
+    def retry_workflow(self, workflow_id: uuid.UUID | str, *, conn: psycopg.Connection | None = None) -> list[int]:
+        """Run a workflow's cancelled and discarded steps again; returns their ids.
+
+        Each gets one more attempt. Steps whose dependencies all completed are available at once;
+        the others are held again and promoted as their dependencies complete, in graph order as
+        the first time. Completed and unfinished steps are left as they are.
+        """
+        key = str(workflow_id)
+        with self.connection(conn) as c, c.transaction():
+            c.execute(self.q.workflow_lock, {"ids": [key]})
+            return [r[0] for r in c.execute(self.q.workflow_retry, {"workflow_id": key, "channel": self.channel})]
+
     def workflow_steps(self, workflow_id: uuid.UUID | str) -> list[Job]:
         """Every step of a workflow as stored now (state, step name, dependencies), by id."""
         with self.connection() as c, c.cursor(row_factory=dict_row) as cur:

@@ -35,7 +35,7 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     S.CANCELLED: frozenset(
         {S.AVAILABLE, S.SCHEDULED, S.EXECUTING, S.RETRYABLE, S.HELD}
     ),
-    S.HELD: frozenset(),  # only ever inserted held
+    S.HELD: frozenset({S.CANCELLED, S.DISCARDED}),  # inserted held; or a failed workflow step retried
 }
 
 FINAL_STATES: frozenset[JobState] = frozenset({S.COMPLETED, S.DISCARDED, S.CANCELLED})

@@ -84,6 +84,50 @@ def test_cancelling_a_step_or_the_workflow(make_engine) -> None:  # type: ignore
     assert set(_states(eng, other).values()) == {"cancelled"}
 
 
+class Flaky(Worker, queue="wf", max_attempts=1):
+    """Breaks until the test mends it."""
+
+    mended = False
+
+    def perform(self, job: Job) -> dict[str, Any]:
+        if not Flaky.mended:
+            raise RuntimeError("broken for now")
+        return {"step": job.workflow_step, "deps": job.workflow_results()}
+
+
+def test_retrying_a_failed_workflow_runs_the_failed_steps_in_graph_order(make_engine) -> None:  # type: ignore[no-untyped-def]
+    eng = make_engine(queues={"wf": 4})
+    Flaky.mended = False
+    wf = (Workflow(name="diamond")
+          .add("a", Step.new({"name": "a"}))
+          .add("b", Flaky.new(), deps=["a"])
+          .add("c", Step.new({"name": "c"}), deps=["a"])
+          .add("d", Step.new({"name": "d"}), deps=["b", "c"]))
+    jobs = {j.workflow_step: j for j in eng.insert_all(wf)}
+    eng.drain_queue("wf")
+    assert _states(eng, wf) == {"a": "completed", "b": "discarded", "c": "completed", "d": "cancelled"}
+    Flaky.mended = True
+    assert eng.retry_workflow(wf.id) == sorted([jobs["b"].id, jobs["d"].id])
+    # b's dependency completed: it runs now; d waits for b again instead of running early.
+    assert _states(eng, wf) == {"a": "completed", "b": "available", "c": "completed", "d": "held"}
+    assert eng.drain_queue("wf") == {"completed": 2}
+    steps = {j.workflow_step: j for j in eng.workflow_steps(wf.id)}
+    assert {name: j.state.value for name, j in steps.items()} == dict.fromkeys("abcd", "completed")
+    assert steps["b"].attempt == 2 and steps["b"].max_attempts == 2  # one more attempt, as a retry by hand
+    assert set(steps["d"].result["deps"]) == {"b", "c"}  # d ran after b, with b's result
+    assert eng.retry_workflow(wf.id) == []  # nothing failed: nothing to do
+
+
+def test_retrying_a_cancelled_workflow_starts_again_from_its_roots(make_engine) -> None:  # type: ignore[no-untyped-def]
+    eng = make_engine(queues={"wf": 4})
+    wf = _diamond()
+    eng.insert_all(wf)
+    assert len(eng.cancel_workflow(wf.id)) == 4
+    assert len(eng.retry_workflow(wf.id)) == 4
+    assert _states(eng, wf) == {"a": "available", "b": "held", "c": "held", "d": "held"}
+    assert eng.drain_queue("wf") == {"completed": 4}
+
+
 def test_invalid_graphs_are_refused_and_nothing_is_inserted(make_engine, conn, prefix) -> None:  # type: ignore[no-untyped-def]
     eng = make_engine()
     with pytest.raises(InvalidJob, match="unknown steps"):
