@@ -35,7 +35,9 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     S.CANCELLED: frozenset(
         {S.AVAILABLE, S.SCHEDULED, S.EXECUTING, S.RETRYABLE, S.HELD}
     ),
-    S.HELD: frozenset({S.CANCELLED, S.DISCARDED}),  # inserted held; or a failed workflow step retried
+    # inserted held; or a workflow step retried (by hand or retry_workflow) while a dependency
+    # has not completed: it waits for it again
+    S.HELD: frozenset({S.SCHEDULED, S.RETRYABLE, S.COMPLETED, S.DISCARDED, S.CANCELLED}),
 }
 
 FINAL_STATES: frozenset[JobState] = frozenset({S.COMPLETED, S.DISCARDED, S.CANCELLED})

@@ -207,8 +207,8 @@ def test_exception_whose_str_raises_still_fails_the_job(make_engine) -> None:  #
 @pytest.mark.parametrize("worker", [SnoozeReturned, SnoozeRaised, AsyncSnoozes])
 def test_snooze_reschedules_without_using_an_attempt(make_engine, conn, worker) -> None:  # type: ignore[no-untyped-def]
     eng, log = start_node(make_engine, {Q: 2})
+    before = db_now(conn)  # before the insert: the job may be done before the next line runs
     job = eng.insert(worker.new({}))  # max_attempts=1: a used-up attempt would discard it
-    before = db_now(conn)
     row = wait_end(eng, log, job.id)
     after = db_now(conn)
     seconds = 30 if worker is AsyncSnoozes else 120

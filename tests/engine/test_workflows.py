@@ -118,6 +118,24 @@ def test_retrying_a_failed_workflow_runs_the_failed_steps_in_graph_order(make_en
     assert eng.retry_workflow(wf.id) == []  # nothing failed: nothing to do
 
 
+def test_a_step_retried_by_hand_still_waits_for_its_dependencies(make_engine) -> None:  # type: ignore[no-untyped-def]
+    eng = make_engine(queues={"wf": 4})
+    Flaky.mended = False
+    wf = (Workflow(name="pair")
+          .add("b", Flaky.new())
+          .add("d", Step.new({"name": "d"}), deps=["b"]))
+    jobs = {j.workflow_step: j for j in eng.insert_all(wf)}
+    eng.drain_queue("wf")
+    assert _states(eng, wf) == {"b": "discarded", "d": "cancelled"}
+    assert eng.retry_job(jobs["d"].id)
+    assert _states(eng, wf) == {"b": "discarded", "d": "held"}  # not available: b has not completed
+    assert eng.drain_queue("wf") == {}
+    Flaky.mended = True
+    assert eng.retry_job(jobs["b"].id)
+    assert eng.drain_queue("wf") == {"completed": 2}  # b, then d, promoted when b's ack resolved it
+    assert set(eng.get_job(jobs["d"].id).result["deps"]) == {"b"}
+
+
 def test_retrying_a_cancelled_workflow_starts_again_from_its_roots(make_engine) -> None:  # type: ignore[no-untyped-def]
     eng = make_engine(queues={"wf": 4})
     wf = _diamond()
