@@ -112,9 +112,11 @@ ACTIONS: tuple[Action, ...] = (
            permission="retry_jobs", palette="jobs: retry selected", bulk=True),
     Action("delete", "D", "Delete", "delete the marked jobs (or this one)", ("jobs", "job"),
            permission="delete_jobs", palette="jobs: delete selected", bulk=True),
-    # A workflow is cancelled through the same engine path as its jobs, so it needs the same right.
+    # Cancelling or retrying a workflow does that to its jobs, so it needs the same right as for jobs.
     Action("cancel", "C", "Cancel", "cancel every unfinished step of the workflow", ("workflows", "workflow"),
            permission="cancel_jobs", palette="workflow: cancel"),
+    Action("retry", "R", "Retry", "run the workflow's cancelled and discarded steps again (one more attempt)",
+           ("workflows", "workflow"), permission="retry_jobs", palette="workflow: retry"),
 )
 
 

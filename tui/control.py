@@ -28,6 +28,13 @@ JOB_ACTION_FROM: dict[str, frozenset[str]] = {
 JOB_VERBS = {"cancel": ("Cancelled", "cancel"), "retry": ("Retried", "retry"), "delete": ("Deleted", "delete")}
 # Engine.cancel_workflow cancels the steps a job cancel may start from; any other state is finished.
 WORKFLOW_CANCELS_FROM = JOB_ACTION_FROM["cancel"]
+# Engine.retry_workflow runs these steps again (engine/sql/workflow_retry.sql), in this order of telling.
+WORKFLOW_RETRIES_FROM: tuple[str, ...] = ("discarded", "cancelled")
+# Why a workflow action has nothing to do when the user saw no step it applies to.
+WORKFLOW_NOTHING = {
+    "cancel_workflow": "nothing to cancel: every step has finished",
+    "retry_workflow": "nothing to retry: no step was cancelled or discarded",
+}
 TIMEOUT_MS = 10_000
 
 
@@ -45,7 +52,7 @@ class Target:
 class Request:
     """An attempted change: which action, on which targets, with which parameters."""
 
-    action: str  # registry id (pause, scale, cancel, retry, delete) or cancel_workflow
+    action: str  # registry id (pause, scale, cancel, retry, delete), cancel_workflow or retry_workflow
     permission: str
     audit_action: str  # what the audit row says: pause_queue, resume_node, retry_jobs, ...
     title: str  # the question the confirmation asks
@@ -118,9 +125,9 @@ class Gate:
             return Verdict(False, "denied", self.access.why_not(request.permission))
         if not request.targets:
             return Verdict(False, "rejected", "nothing selected")
-        if request.action == "cancel_workflow":
+        if request.action in WORKFLOW_NOTHING:
             if not request.steps_seen:
-                return Verdict(False, "rejected", "nothing to cancel: every step has finished")
+                return Verdict(False, "rejected", WORKFLOW_NOTHING[request.action])
             return Verdict(True, "allowed", "", eligible=request.targets)
         allowed_from = JOB_ACTION_FROM.get(request.action)
         if allowed_from is None:
@@ -167,7 +174,7 @@ class Gate:
             params["queues"] = list(request.queues)
         if request.workflow is not None:
             params["workflow"] = request.workflow
-        if request.action == "cancel_workflow":
+        if request.action in WORKFLOW_NOTHING:
             params["steps_seen"] = request.steps_seen
         return params
 
@@ -219,6 +226,17 @@ class Gate:
             note = f"; {meanwhile} finished meanwhile" if meanwhile > 0 else ""
             message = f"Cancelled workflow {request.workflow or target.key} ({plural(len(cancelled), 'step')}{note})"
             return Result(True, message, tuple(cancelled), {"changed": list(cancelled)})
+        if action == "retry_workflow":
+            target = verdict.eligible[0]
+            retried = eng.retry_workflow(str(target.key), conn=conn)
+            # The engine retries what has failed now: say so when that is not what the user saw.
+            note = ""
+            if len(retried) < request.steps_seen:
+                note = f"; {request.steps_seen - len(retried)} no longer failed"
+            elif len(retried) > request.steps_seen:
+                note = f"; {len(retried) - request.steps_seen} more failed meanwhile"
+            message = f"Retried workflow {request.workflow or target.key} ({plural(len(retried), 'step')}{note})"
+            return Result(True, message, tuple(retried), {"changed": list(retried)})
         if action == "pause" and request.audit_action in ("pause_node", "resume_node"):
             pause = request.audit_action == "pause_node"
             assert request.node is not None
@@ -387,6 +405,24 @@ def workflow_cancel_request(workflow_id: str, name: str | None, steps: Iterable[
     return Request(
         action="cancel_workflow", permission="cancel_jobs", audit_action="cancel_workflow",
         title=f"Cancel workflow {label} ({plural(count, 'step')})?",
+        targets=(Target("workflow", workflow_id, f"workflow {label}  {workflow_id}\n  {what}"),),
+        workflow=label, steps_seen=count, bulk=count > 1,
+    )
+
+
+def workflow_retry_request(workflow_id: str, name: str | None, steps: Iterable[tuple[str, int]]) -> Request:
+    """Run a workflow's cancelled and discarded steps again, given its steps counted by state as seen."""
+    seen: dict[str, int] = {}
+    for state, n in steps:
+        seen[state] = seen.get(state, 0) + n
+    failed = {state: seen[state] for state in WORKFLOW_RETRIES_FROM if seen.get(state)}
+    count = sum(failed.values())
+    label = workflow_label(workflow_id, name)
+    states = ", ".join(f"{n} {state}" for state, n in failed.items())
+    what = f"{plural(count, 'step')} to run again: {states}" if count else "no step was cancelled or discarded"
+    return Request(
+        action="retry_workflow", permission="retry_jobs", audit_action="retry_workflow",
+        title=f"Retry workflow {label} ({plural(count, 'step')})?",
         targets=(Target("workflow", workflow_id, f"workflow {label}  {workflow_id}\n  {what}"),),
         workflow=label, steps_seen=count, bulk=count > 1,
     )

@@ -1,4 +1,4 @@
-"""The Nodes, Audit and Workflows screens, and one workflow's dependency tree (both cancel workflows)."""
+"""The Nodes, Audit and Workflows screens, and one workflow's dependency tree (both cancel and retry workflows)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,12 @@ from textual.binding import BindingType
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Static
 
-from ..control import node_pause_request, workflow_cancel_request, workflow_label
+from ..control import (
+    node_pause_request,
+    workflow_cancel_request,
+    workflow_label,
+    workflow_retry_request,
+)
 from ..model import (
     AuditSnapshot,
     NodeRow,
@@ -173,13 +178,26 @@ class WorkflowsScreen(DataScreen):
             return
         self.dash.attempt(workflow_cancel_request(workflow.id, workflow.name, workflow.by_state))
 
+    def action_retry(self) -> None:
+        """Run the cancelled and discarded steps of the workflow under the cursor again, as last shown."""
+        workflow = self.current()
+        if workflow is None:
+            self.notify("No workflow under the cursor.", severity="warning")
+            return
+        self.dash.attempt(workflow_retry_request(workflow.id, workflow.name, workflow.by_state))
+
     def palette_commands(self) -> list[Command]:
         workflow = self.current()
         if workflow is None:
             return []
-        key = self.dash.key_of("cancel", self.scope)
-        return [(f"workflow: cancel {workflow_label(workflow.id, workflow.name)}",
-                 f"cancel its unfinished steps ({key})", self.action_cancel)]
+        name = workflow_label(workflow.id, workflow.name)
+        return [
+            (f"workflow: cancel {name}", f"cancel its unfinished steps ({self.dash.key_of('cancel', self.scope)})",
+             self.action_cancel),
+            (f"workflow: retry {name}",
+             f"run its cancelled and discarded steps again ({self.dash.key_of('retry', self.scope)})",
+             self.action_retry),
+        ]
 
 
 class WorkflowScreen(DataScreen):
@@ -214,18 +232,35 @@ class WorkflowScreen(DataScreen):
             text.append("\nNo steps (pruned or deleted).", style="dim")
         self.query_one("#workflow-tree", Static).update(text)
 
-    def action_cancel(self) -> None:
-        """Cancel the unfinished steps of this workflow, as last shown."""
+    def _as_seen(self) -> tuple[WorkflowSnapshot, list[tuple[str, int]]] | None:
+        """This workflow as last shown, with its steps counted by state (None before it has loaded)."""
         snap = self.snapshot
         if snap is None:
             self.notify("The workflow has not loaded yet.", severity="warning")
-            return
+            return None
         by_state: dict[str, int] = {}
         for step in snap.steps:
             by_state[step.state] = by_state.get(step.state, 0) + 1
-        self.dash.attempt(workflow_cancel_request(snap.workflow_id, snap.name, by_state.items()))
+        return snap, list(by_state.items())
+
+    def action_cancel(self) -> None:
+        """Cancel the unfinished steps of this workflow, as last shown."""
+        if seen := self._as_seen():
+            snap, steps = seen
+            self.dash.attempt(workflow_cancel_request(snap.workflow_id, snap.name, steps))
+
+    def action_retry(self) -> None:
+        """Run the cancelled and discarded steps of this workflow again, as last shown."""
+        if seen := self._as_seen():
+            snap, steps = seen
+            self.dash.attempt(workflow_retry_request(snap.workflow_id, snap.name, steps))
 
     def palette_commands(self) -> list[Command]:
-        key = self.dash.key_of("cancel", self.scope)
         name = workflow_label(self.workflow_id, self.snapshot.name if self.snapshot else None)
-        return [(f"workflow: cancel {name}", f"cancel its unfinished steps ({key})", self.action_cancel)]
+        return [
+            (f"workflow: cancel {name}", f"cancel its unfinished steps ({self.dash.key_of('cancel', self.scope)})",
+             self.action_cancel),
+            (f"workflow: retry {name}",
+             f"run its cancelled and discarded steps again ({self.dash.key_of('retry', self.scope)})",
+             self.action_retry),
+        ]
