@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -397,32 +397,38 @@ def workflow_label(workflow_id: str, name: str | None) -> str:
 
 def workflow_cancel_request(workflow_id: str, name: str | None, steps: Iterable[tuple[str, int]]) -> Request:
     """Cancel a workflow's unfinished steps, given its steps counted by state as the user saw them."""
-    pending = {state: n for state, n in steps if state in WORKFLOW_CANCELS_FROM and n}
-    count = sum(pending.values())
-    label = workflow_label(workflow_id, name)
-    states = ", ".join(f"{n} {state}" for state, n in pending.items())
-    what = f"{plural(count, 'step')} to cancel: {states}" if count else "every step has finished"
-    return Request(
-        action="cancel_workflow", permission="cancel_jobs", audit_action="cancel_workflow",
-        title=f"Cancel workflow {label} ({plural(count, 'step')})?",
-        targets=(Target("workflow", workflow_id, f"workflow {label}  {workflow_id}\n  {what}"),),
-        workflow=label, steps_seen=count, bulk=count > 1,
+    return _workflow_request(
+        "cancel_workflow", "cancel_jobs", "Cancel", workflow_id, name, steps, WORKFLOW_CANCELS_FROM,
+        "to cancel", "every step has finished",
     )
 
 
 def workflow_retry_request(workflow_id: str, name: str | None, steps: Iterable[tuple[str, int]]) -> Request:
     """Run a workflow's cancelled and discarded steps again, given its steps counted by state as seen."""
+    return _workflow_request(
+        "retry_workflow", "retry_jobs", "Retry", workflow_id, name, steps, WORKFLOW_RETRIES_FROM,
+        "to run again", "no step was cancelled or discarded",
+    )
+
+
+def _workflow_request(
+    action: str, permission: str, verb: str, workflow_id: str, name: str | None,
+    steps: Iterable[tuple[str, int]], states: Collection[str], doing: str, nothing: str,
+) -> Request:
+    """The request for a workflow action on the steps in ``states``, told in the order of ``states``
+    when it has one (a tuple), else in the order the steps were seen."""
     seen: dict[str, int] = {}
     for state, n in steps:
         seen[state] = seen.get(state, 0) + n
-    failed = {state: seen[state] for state in WORKFLOW_RETRIES_FROM if seen.get(state)}
-    count = sum(failed.values())
+    order = states if isinstance(states, tuple) else tuple(seen)
+    hit = {state: seen[state] for state in order if state in states and seen.get(state)}
+    count = sum(hit.values())
     label = workflow_label(workflow_id, name)
-    states = ", ".join(f"{n} {state}" for state, n in failed.items())
-    what = f"{plural(count, 'step')} to run again: {states}" if count else "no step was cancelled or discarded"
+    by_state = ", ".join(f"{n} {state}" for state, n in hit.items())
+    what = f"{plural(count, 'step')} {doing}: {by_state}" if count else nothing
     return Request(
-        action="retry_workflow", permission="retry_jobs", audit_action="retry_workflow",
-        title=f"Retry workflow {label} ({plural(count, 'step')})?",
+        action=action, permission=permission, audit_action=action,
+        title=f"{verb} workflow {label} ({plural(count, 'step')})?",
         targets=(Target("workflow", workflow_id, f"workflow {label}  {workflow_id}\n  {what}"),),
         workflow=label, steps_seen=count, bulk=count > 1,
     )

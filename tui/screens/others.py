@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable
 from functools import partial
 from typing import ClassVar
 
@@ -13,6 +14,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Static
 
 from ..control import (
+    Request,
     node_pause_request,
     workflow_cancel_request,
     workflow_label,
@@ -172,19 +174,18 @@ class WorkflowsScreen(DataScreen):
 
     def action_cancel(self) -> None:
         """Cancel the unfinished steps of the workflow under the cursor, as last shown."""
-        workflow = self.current()
-        if workflow is None:
-            self.notify("No workflow under the cursor.", severity="warning")
-            return
-        self.dash.attempt(workflow_cancel_request(workflow.id, workflow.name, workflow.by_state))
+        self._attempt(workflow_cancel_request)
 
     def action_retry(self) -> None:
         """Run the cancelled and discarded steps of the workflow under the cursor again, as last shown."""
+        self._attempt(workflow_retry_request)
+
+    def _attempt(self, build: Callable[[str, str | None, Iterable[tuple[str, int]]], Request]) -> None:
         workflow = self.current()
         if workflow is None:
             self.notify("No workflow under the cursor.", severity="warning")
             return
-        self.dash.attempt(workflow_retry_request(workflow.id, workflow.name, workflow.by_state))
+        self.dash.attempt(build(workflow.id, workflow.name, workflow.by_state))
 
     def palette_commands(self) -> list[Command]:
         workflow = self.current()
