@@ -7,7 +7,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -34,6 +34,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         if not args.json:
             print(f"... {msg}", file=sys.stderr)
 
+    if args.dashboard:
+        return _bench_dashboard(args, progress)
+
     options: dict[str, object] = {}
     if args.global_limit is not None:
         options["global_limit"] = args.global_limit
@@ -59,6 +62,32 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         print(f"  processing      {result.process_per_s:>12,.0f} jobs/s")
         print(f"  latency p50     {result.latency_p50_ms:>12.2f} ms")
         print(f"  latency p95     {result.latency_p95_ms:>12.2f} ms")
+    return 0
+
+
+def _bench_dashboard(args: argparse.Namespace, progress: Callable[[str], None]) -> int:
+    from tui.bench import run_dashboard_bench
+
+    if args.rows < 1 or args.repeat < 1:
+        print("lysmore bench: --rows and --repeat must be positive", file=sys.stderr)
+        return 2
+    result = run_dashboard_bench(
+        args.database_url, rows=args.rows, repeat=args.repeat, prefix=args.prefix, keep=args.keep,
+        progress=progress,
+    )
+    if args.json:
+        print(json.dumps(result.as_dict()))
+        return 0
+    seeded = f"{result.rows:,} jobs seeded in {result.seed_s}s" if result.seeded else f"about {result.rows:,} jobs"
+    print(f"dashboard reads on schema {result.prefix} ({seeded}), median and worst of {result.repeat} runs")
+    print(f"  {'median ms':>9}  {'worst ms':>9}  {'rows':>5}  read")
+    for t in sorted(result.timings, key=lambda t: -t.median_ms):
+        print(f"  {t.median_ms:>9.1f}  {t.max_ms:>9.1f}  {t.rows:>5}  {t.kind} {t.name}")
+    slowest = result.slowest
+    if slowest is not None:
+        print(f"slowest: {slowest.kind} {slowest.name}: {slowest.median_ms:.1f} ms median")
+    if args.keep and result.seeded:
+        print(f"kept schema {result.prefix}; rerun with --prefix {result.prefix} to time it again")
     return 0
 
 
@@ -237,13 +266,19 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.set_defaults(fn=_cmd_migrate)
 
-    p = sub.add_parser("bench", help="measure insert and processing throughput and latency")
+    p = sub.add_parser("bench", help="measure insert and processing throughput and latency "
+                                     "(--dashboard: the dashboard's reads at a million jobs)")
     _common(p)
     p.add_argument("--jobs", type=int, default=20_000, help="jobs to insert and process (default 20000)")
     p.add_argument("--concurrency", type=int, default=10, help="local limit of the bench queue (default 10)")
     p.add_argument("--global-limit", type=int, help="run the bench queue with this global limit")
     p.add_argument("--rate-limit", help="run the bench queue with a rate limit ALLOWED/PERIOD (seconds)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--dashboard", action="store_true",
+                   help="time the dashboard's reads and filters on a seeded schema instead")
+    p.add_argument("--rows", type=int, default=1_000_000, help="--dashboard: jobs to seed (default 1000000)")
+    p.add_argument("--repeat", type=int, default=5, help="--dashboard: runs of each read (default 5)")
+    p.add_argument("--keep", action="store_true", help="--dashboard: keep the seeded schema (default: drop it)")
     p.set_defaults(fn=_cmd_bench)
 
     p = sub.add_parser("worker", help="run a node from an Engine defined in your code")

@@ -13,6 +13,7 @@ import json
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -65,7 +66,20 @@ Clock = Callable[[], datetime]
 
 _OPS = {op: sql.SQL(op) for op in ("=", ">", ">=", "<", "<=")}
 _AGE_OPS = {">": sql.SQL("<"), ">=": sql.SQL("<="), "<": sql.SQL(">"), "<=": sql.SQL(">=")}
-_NUMBER_COLUMNS = {"priority": "priority", "id": "id", "attempt": "attempt"}
+_NUMBER_COLUMNS = {"priority": ("priority", "int"), "id": ("id", "bigint"), "attempt": ("attempt", "int")}
+_JOB_COLUMNS = sql.SQL(
+    "id, state::text, queue, worker, attempt, max_attempts, priority, left(args::text, 200), tags, inserted_at,"
+    " scheduled_at, attempted_at, coalesce(completed_at, cancelled_at, discarded_at), attempted_by[1],"
+    " left(errors -> -1 ->> 'error', 200)"
+)
+# The filter indexes (migration 5) skip available and executing jobs; these two conditions, spelled
+# exactly as the indexes' predicates, split a search into the part they hold and the rest.
+_SETTLED = sql.SQL("state NOT IN ('available', 'executing')")
+_UNSETTLED = sql.SQL("state IN ('available', 'executing')")
+RECENT_WINDOW = 5_000  # newest ids a filtered page reads in id order before it asks the filter's indexes
+SPAN_GROWTH = 4  # each older span of ids a filtered page then searches is this many times the last
+_MIN_ID = -(2**63)
+WORKER_NAMES_MAX = 1_000  # distinct workers a worker pattern is resolved against; beyond that, ILIKE on rows
 
 
 def parse_limit(value: Any) -> Limit | None:
@@ -125,6 +139,28 @@ def _parse_at(value: Any) -> datetime | None:
     return None
 
 
+@dataclass(slots=True)
+class _Where:
+    """A compiled job filter: its conditions, their bound parameters, and whether an index returns
+    the matches newest first (the filter pins one worker or one node).
+
+    ``hints`` are conditions every settled match (neither available nor executing) meets anyway,
+    ``tags <> '{}'`` or the worker names a pattern resolves to, that let the planner use the
+    filter indexes. They go only where settled jobs are searched through those indexes: the planner
+    takes them for independent conditions, so elsewhere they would make it underestimate matches.
+    """
+
+    conds: list[sql.Composable] = field(default_factory=list)
+    params: dict[str, Any] = field(default_factory=dict)
+    hints: list[sql.Composable] = field(default_factory=list)
+    ordered: bool = False
+
+    def clause(self, hints: bool = False) -> sql.Composable:
+        """The conditions joined with AND (``true`` when there are none)."""
+        conds = [*self.conds, *self.hints] if hints else self.conds
+        return sql.SQL(" AND ").join(conds) if conds else sql.SQL("true")
+
+
 class Store:
     """The dashboard's read side over one engine instance (prefix)."""
 
@@ -139,6 +175,7 @@ class Store:
             for name in ("jobs", "nodes", "producers", "queue_settings", "leader", "audit", "stats_minutely")
         }
         self.state_type = sql.SQL("{}.lysmore_job_state").format(self.schema)
+        self._filter_indexes = False
 
     # -- plumbing -----------------------------------------------------------------------------
     @contextmanager
@@ -147,6 +184,9 @@ class Store:
         with self.engine.connection() as conn, conn.transaction():
             conn.execute("SET TRANSACTION READ ONLY")
             conn.execute("SELECT set_config('statement_timeout', %s, true)", (f"{int(self.timeout_ms)}ms",))
+            # Plans depend on the values (a rare worker or a common one): never a generic plan,
+            # even for statements psycopg has prepared.
+            conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
             yield conn
 
     def _sql(self, text: str, **extra: sql.Composable) -> sql.Composed:
@@ -442,56 +482,129 @@ class Store:
             )
 
     # -- jobs ---------------------------------------------------------------------------------
-    def compile_filter(self, flt: Filter, now: datetime) -> tuple[list[sql.Composable], dict[str, Any]]:
-        """SQL conditions (with named bound parameters) for every term of a parsed filter."""
-        conds: list[sql.Composable] = []
-        params: dict[str, Any] = {}
+    def compile_filter(
+        self, flt: Filter, now: datetime, conn: psycopg.Connection | None = None
+    ) -> tuple[list[sql.Composable], dict[str, Any]]:
+        """SQL conditions (with named bound parameters) for every term of a parsed filter.
+
+        With ``conn`` (and migration 5), conditions take the forms the filter indexes answer;
+        the hints that let the planner use them on settled jobs are not part of this result.
+        """
+        where = self._compile(flt, now, conn)
+        return where.conds, where.params
+
+    def _compile(self, flt: Filter, now: datetime, conn: psycopg.Connection | None) -> _Where:
+        where = _Where()
+        indexed = conn is not None and self._has_filter_indexes(conn)
         for i, term in enumerate(flt.terms):
-            cond = self._term_sql(term, f"f{i}", params, now)
+            if term.field == "state" and term.negated:  # the other states, which the state index finds
+                term = Term("state", tuple(s for s in STATES if s not in term.values))
+            cond = self._term_sql(term, f"f{i}", where, now, conn if indexed else None)
             if term.negated:
                 cond = sql.SQL("NOT coalesce(({}), false)").format(cond)
-            conds.append(cond)
-        return conds, params
+            where.conds.append(cond)
+        where.ordered = where.ordered and len(flt.terms) == 1  # with more terms, let spans find them
+        return where
 
-    def _term_sql(self, term: Term, name: str, params: dict[str, Any], now: datetime) -> sql.Composable:
+    def _has_filter_indexes(self, conn: psycopg.Connection) -> bool:
+        """Whether this schema has migration 5 (the filter indexes); remembered once true."""
+        if not self._filter_indexes:
+            self._filter_indexes = self._exists(conn, "regprocedure", "lysmore_error_text(jsonb)")
+        return self._filter_indexes
+
+    def _worker_names(self, conn: psycopg.Connection, patterns: Sequence[str]) -> list[str] | None:
+        """The distinct workers of jobs the worker index holds that match any ILIKE pattern, found
+        by skipping through it (one probe per worker); None when there are too many to list."""
+        rows = conn.execute(
+            self._sql(
+                "WITH RECURSIVE w(worker) AS ("
+                " (SELECT worker FROM {jobs} WHERE {settled} ORDER BY worker LIMIT 1)"
+                " UNION ALL"
+                " SELECT (SELECT j.worker FROM {jobs} j WHERE j.worker > w.worker AND {settled}"
+                "         ORDER BY j.worker LIMIT 1)"
+                " FROM w WHERE w.worker IS NOT NULL"
+                ") SELECT worker, worker ILIKE ANY(%s::text[]) FROM w WHERE worker IS NOT NULL LIMIT %s",
+                settled=_SETTLED,
+            ),
+            (list(patterns), WORKER_NAMES_MAX + 1),
+        ).fetchall()
+        if len(rows) > WORKER_NAMES_MAX:
+            return None
+        return [name for name, hit in rows if hit]
+
+    def _term_sql(
+        self, term: Term, name: str, where: _Where, now: datetime, conn: psycopg.Connection | None
+    ) -> sql.Composable:
+        """One term as SQL; ``conn`` is given when the filter indexes exist and may be consulted."""
         p = sql.Placeholder(name)
+        params = where.params
         field = term.field
         if field == "state":
             params[name] = list(term.values)
             return sql.SQL("state = ANY({}::{}[])").format(p, self.state_type)
         if field == "queue":
             params[name] = list(term.values)
-            return sql.SQL("queue = ANY({}::text[])").format(p)
+            if conn is None or term.negated:
+                return sql.SQL("queue = ANY({}::text[])").format(p)
+            # Every state, spelled out, lets the (state, queue, id) index find a queue's jobs.
+            params[f"{name}_s"] = list(STATES)
+            return sql.SQL("state = ANY({}::{}[]) AND queue = ANY({}::text[])").format(
+                sql.Placeholder(f"{name}_s"), self.state_type, p
+            )
         if field in ("worker", "text"):
             params[name] = [_like(v) for v in term.values]
+            names = self._worker_names(conn, params[name]) if conn is not None and not term.negated else None
+            if names is not None:  # a settled match has one of these workers: the worker index's terms
+                hint = sql.Placeholder(f"{name}_w")
+                params[f"{name}_w"] = names[0] if len(names) == 1 else names
+                where.hints.append(
+                    sql.SQL("false") if not names
+                    else sql.SQL("worker = {}").format(hint) if len(names) == 1
+                    else sql.SQL("worker = ANY({}::text[])").format(hint)
+                )
+                where.ordered = where.ordered or len(names) == 1
             return sql.SQL("worker ILIKE ANY({}::text[])").format(p)
         if field == "node":
+            # attempted_by IS NOT NULL: the node index holds only jobs that were attempted.
+            if len(term.values) == 1:
+                params[name] = term.values[0]
+                where.ordered = where.ordered or (conn is not None and not term.negated)
+                return sql.SQL("attempted_by IS NOT NULL AND attempted_by[1] = {}::text").format(p)
             params[name] = list(term.values)
-            return sql.SQL("attempted_by[1] = ANY({}::text[])").format(p)
+            return sql.SQL("attempted_by IS NOT NULL AND attempted_by[1] = ANY({}::text[])").format(p)
         if field == "tag":
             params[name] = list(term.values)
+            if not term.negated:  # the tags index holds only jobs with tags
+                where.hints.append(sql.SQL("tags <> '{}'::text[]"))
             return sql.SQL("tags && {}::text[]").format(p)
         if field in _NUMBER_COLUMNS:
-            column = sql.Identifier(_NUMBER_COLUMNS[field])
+            number, kind = _NUMBER_COLUMNS[field]
             if term.op == "=":
                 params[name] = [int(v) for v in term.values]
-                return sql.SQL("{} = ANY({}::bigint[])").format(column, p)
+                return sql.SQL("{} = ANY({}::{}[])").format(sql.Identifier(number), p, sql.SQL(kind))
             params[name] = int(term.values[0])
-            return sql.SQL("{} {} {}").format(column, _OPS[term.op], p)
+            return sql.SQL("{} {} {}::{}").format(sql.Identifier(number), _OPS[term.op], p, sql.SQL(kind))
         if field == "age":
             params[name] = now - timedelta(seconds=float(term.values[0]))
             return sql.SQL("inserted_at {} {}").format(_AGE_OPS[term.op], p)
         if field == "error":
-            params[name] = _like(str(term.values[0]))
-            return sql.SQL("errors::text ILIKE {}").format(p)
+            # Both texts searched are JSON, so the words are searched for as JSON spells them.
+            params[name] = _like(json.dumps(str(term.values[0]), ensure_ascii=False)[1:-1])
+            if conn is None:
+                return sql.SQL("errors::text ILIKE {}").format(p)
+            # Messages and tracebacks only, in the collation of the trigram index.
+            return sql.SQL('{}.lysmore_error_text(errors) COLLATE "C" ILIKE {}').format(self.schema, p)
         if field in ("args", "meta"):
             column = sql.Identifier(field)
             alternatives: list[sql.Composable] = []
             for j, value in enumerate(term.values):
                 key = f"{name}_{j}"
                 if value == "*":
-                    params[key] = list(term.path)
-                    alternatives.append(sql.SQL("({} #> {}::text[]) IS NOT NULL").format(column, sql.Placeholder(key)))
+                    # The top-level key (indexed: ?) must exist for the whole path to.
+                    params[key], params[f"{key}_k"] = list(term.path), term.path[0]
+                    alternatives.append(sql.SQL("({} ? {} AND ({} #> {}::text[]) IS NOT NULL)").format(
+                        column, sql.Placeholder(f"{key}_k"), column, sql.Placeholder(key)
+                    ))
                     continue
                 params[key] = json.dumps(_nest(term.path, value))
                 alternatives.append(sql.SQL("{} @> {}::jsonb").format(column, sql.Placeholder(key)))
@@ -499,21 +612,98 @@ class Store:
                     alt = f"{key}_s"
                     params[alt] = json.dumps(_nest(term.path, json.dumps(value)))
                     alternatives.append(sql.SQL("{} @> {}::jsonb").format(column, sql.Placeholder(alt)))
+            if field == "meta" and not term.negated:  # the meta index holds only jobs with meta
+                where.hints.append(sql.SQL("meta <> '{}'::jsonb"))
             return sql.SQL("({})").format(sql.SQL(" OR ").join(alternatives))
         raise ValueError(f"unknown filter field {field!r}")
 
     def _job_where(
-        self, state: str | None, flt: Filter, now: datetime, before: int | None
-    ) -> tuple[sql.Composable, dict[str, Any]]:
-        conds, params = self.compile_filter(flt, now)
+        self, conn: psycopg.Connection, state: str | None, flt: Filter, now: datetime, before: int | None
+    ) -> _Where:
+        where = self._compile(flt, now, conn)
         if state is not None:
-            params["side_state"] = state
-            conds.insert(0, sql.SQL("state = {}::{}").format(sql.Placeholder("side_state"), self.state_type))
+            where.params["side_state"] = state
+            where.conds.insert(0, sql.SQL("state = {}::{}").format(sql.Placeholder("side_state"), self.state_type))
         if before is not None:
-            params["before"] = before
-            conds.append(sql.SQL("id < {}").format(sql.Placeholder("before")))
-        where = sql.SQL(" AND ").join(conds) if conds else sql.SQL("true")
-        return where, params
+            where.params["before"] = before
+            where.conds.append(sql.SQL("id < {}").format(sql.Placeholder("before")))
+        return where
+
+    def _top(self, conn: psycopg.Connection, before: int | None) -> int:
+        """The id a page reads down from (exclusive): ``before``, else one past the newest job."""
+        if before is not None:
+            return before
+        row = conn.execute(self._sql("SELECT max(id) + 1 FROM {jobs}")).fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
+
+    def _newest(self, cols: sql.Composable, where: _Where) -> sql.Composed:
+        """The newest ``%(limit)s`` matching jobs: those the filter indexes hold, newest first,
+        merged with the others (available or executing), which the state index lists (materialized,
+        so that the planner never walks the whole table in id order looking for them)."""
+        return self._sql(
+            "WITH rest AS MATERIALIZED (SELECT id FROM {jobs} WHERE {where} AND {unsettled})"
+            " SELECT {cols} FROM {jobs} WHERE id IN ("
+            " (SELECT id FROM {jobs} WHERE {hinted} AND {settled} ORDER BY id DESC LIMIT %(limit)s)"
+            " UNION ALL"
+            " (SELECT id FROM rest ORDER BY id DESC LIMIT %(limit)s)"
+            ") ORDER BY id DESC LIMIT %(limit)s",
+            cols=cols, hinted=where.clause(hints=True), where=where.clause(), settled=_SETTLED,
+            unsettled=_UNSETTLED,
+        )
+
+    def _page(
+        self, conn: psycopg.Connection, where: _Where, filtered: bool, before: int | None, limit: int
+    ) -> list[tuple[Any, ...]]:
+        """Up to ``limit`` matching jobs, newest first.
+
+        Unfiltered lists are one ordered query, and so are filters an index returns newest first
+        (one worker, one node). Other filters read the newest ``RECENT_WINDOW`` ids in id order,
+        which fills the page when matches are common. When it does not, matches are rare or old,
+        and walking the primary key further could read the whole table, so the older ids are taken
+        in spans, each ``SPAN_GROWTH`` times the last, newest first: in each span the filter's
+        indexes collect the matches (a materialized CTE, so the planner cannot go back to the id
+        order), which are sorted. A span costs about its matches, and the page stops at the first
+        span that fills it.
+        """
+        params: dict[str, Any] = {**where.params, "limit": limit}
+        if not filtered:
+            query = self._sql("SELECT {cols} FROM {jobs} WHERE {where} ORDER BY id DESC LIMIT %(limit)s",
+                              cols=_JOB_COLUMNS, where=where.clause())
+            return conn.execute(query, params).fetchall()
+        top = 0 if where.ordered else self._top(conn, before)
+        if top <= RECENT_WINDOW:
+            return conn.execute(self._newest(_JOB_COLUMNS, where), params).fetchall()
+        params["lo"], params["top"] = top - RECENT_WINDOW, top
+        # IS TRUE (the same rows as a WHERE) keeps the filter out of index scans: the window is
+        # read in id order, which costs at most its size whatever the planner guesses.
+        recent = self._sql(
+            "SELECT {cols} FROM {jobs} WHERE id >= %(lo)s AND id < %(top)s AND ({where}) IS TRUE"
+            " ORDER BY id DESC LIMIT %(limit)s",
+            cols=_JOB_COLUMNS, where=where.clause(),
+        )
+        rows = conn.execute(recent, params).fetchall()
+        older = self._sql(
+            "WITH span AS MATERIALIZED ("
+            " SELECT id FROM {jobs} WHERE {hinted} AND {settled} AND id >= %(lo)s AND id < %(hi)s"
+            " UNION ALL"
+            " SELECT id FROM {jobs} WHERE {where} AND {unsettled} AND id >= %(lo)s AND id < %(hi)s)"
+            " SELECT {cols} FROM {jobs} WHERE id IN (SELECT id FROM span ORDER BY id DESC LIMIT %(limit)s)"
+            " ORDER BY id DESC",
+            cols=_JOB_COLUMNS, hinted=where.clause(hints=True), where=where.clause(), settled=_SETTLED,
+            unsettled=_UNSETTLED,
+        )
+        span = RECENT_WINDOW * SPAN_GROWTH
+        # In a span, a plain index scan would be the primary key walked over the whole span (the
+        # planner prices it low because ids follow the heap): only bitmaps, which intersect.
+        conn.execute("SET LOCAL enable_indexscan = off")
+        while len(rows) < limit and params["lo"] > _MIN_ID:
+            hi = params["lo"]
+            params["hi"], params["lo"] = hi, hi - span if hi - span > 0 else _MIN_ID  # the last span: all the rest
+            params["limit"] = limit - len(rows)
+            rows += conn.execute(older, params).fetchall()
+            span *= SPAN_GROWTH
+        conn.execute("RESET enable_indexscan")
+        return rows
 
     def jobs(
         self, state: str | None = None, flt: Filter | None = None, before: int | None = None,
@@ -524,16 +714,8 @@ class Store:
         with self.transaction() as conn:
             now = self._now(conn)
             states = self._state_counts(conn)
-            where, params = self._job_where(state, flt, now, before)
-            params["limit"] = limit + 1
-            query = self._sql(
-                "SELECT id, state::text, queue, worker, attempt, max_attempts, priority, left(args::text, 200),"
-                " tags, inserted_at, scheduled_at, attempted_at, coalesce(completed_at, cancelled_at, discarded_at),"
-                " attempted_by[1], left(errors -> -1 ->> 'error', 200)"
-                " FROM {jobs} WHERE {where} ORDER BY id DESC LIMIT %(limit)s",
-                where=where,
-            )
-            rows = conn.execute(query, params).fetchall()
+            where = self._job_where(conn, state, flt, now, before)
+            rows = self._page(conn, where, bool(flt), before, limit + 1)
             jobs = tuple(
                 JobRow(
                     id=r[0], state=r[1], queue=r[2], worker=r[3], attempt=r[4], max_attempts=r[5], priority=r[6],
@@ -554,12 +736,9 @@ class Store:
         """Ids and states of every job matching, newest first, up to ``cap``."""
         with self.transaction() as conn:
             now = self._now(conn)
-            where, params = self._job_where(state, flt, now, None)
-            params["limit"] = cap + 1
+            where = self._job_where(conn, state, flt, now, None)
             rows = conn.execute(
-                self._sql("SELECT id, state::text, worker FROM {jobs} WHERE {where} ORDER BY id DESC LIMIT %(limit)s",
-                          where=where),
-                params,
+                self._newest(sql.SQL("id, state::text, worker"), where), {**where.params, "limit": cap + 1}
             ).fetchall()
             return Selection(ids=tuple((int(i), s, w) for i, s, w in rows[:cap]), capped=len(rows) > cap)
 

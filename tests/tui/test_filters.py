@@ -68,6 +68,12 @@ def test_terms_combine_and_keep_the_text() -> None:
         ("! state:available", "'!' must be followed"),
         ("attempt:>1,2", "one number"),
         ("id:-3", "whole number"),
+        ("args.a..b:1", "name the key"),
+        ("meta." + ".".join("k" * 9) + ":1", "at most 8 levels"),
+        ("tag:", "needs a value"),
+        ("error:", "needs a value"),
+        ("worker:a,", "empty value"),
+        ("age:>", "not a duration"),
     ],
 )
 def test_malformed_filters_say_what_to_fix(text: str, message: str) -> None:
