@@ -612,8 +612,8 @@ class Store:
                     alt = f"{key}_s"
                     params[alt] = json.dumps(_nest(term.path, json.dumps(value)))
                     alternatives.append(sql.SQL("{} @> {}::jsonb").format(column, sql.Placeholder(alt)))
-            if field == "meta" and not term.negated:  # the meta index holds only jobs with meta
-                where.hints.append(sql.SQL("meta <> '{}'::jsonb"))
+            if not term.negated:  # the args and meta indexes hold only jobs that have some
+                where.hints.append(sql.SQL("{} <> '{{}}'::jsonb").format(column))
             return sql.SQL("({})").format(sql.SQL(" OR ").join(alternatives))
         raise ValueError(f"unknown filter field {field!r}")
 
