@@ -192,13 +192,7 @@ class WorkflowsScreen(DataScreen):
         if workflow is None:
             return []
         name = workflow_label(workflow.id, workflow.name)
-        return [
-            (f"workflow: cancel {name}", f"cancel its unfinished steps ({self.dash.key_of('cancel', self.scope)})",
-             self.action_cancel),
-            (f"workflow: retry {name}",
-             f"run its cancelled and discarded steps again ({self.dash.key_of('retry', self.scope)})",
-             self.action_retry),
-        ]
+        return _workflow_commands(self, name)
 
 
 class WorkflowScreen(DataScreen):
@@ -258,10 +252,15 @@ class WorkflowScreen(DataScreen):
 
     def palette_commands(self) -> list[Command]:
         name = workflow_label(self.workflow_id, self.snapshot.name if self.snapshot else None)
-        return [
-            (f"workflow: cancel {name}", f"cancel its unfinished steps ({self.dash.key_of('cancel', self.scope)})",
-             self.action_cancel),
-            (f"workflow: retry {name}",
-             f"run its cancelled and discarded steps again ({self.dash.key_of('retry', self.scope)})",
-             self.action_retry),
-        ]
+        return _workflow_commands(self, name)
+
+
+def _workflow_commands(screen: WorkflowsScreen | WorkflowScreen, name: str) -> list[Command]:
+    """The palette's workflow actions, with the keys they are on in this screen."""
+    return [
+        (f"workflow: cancel {name}", f"cancel its unfinished steps ({screen.dash.key_of('cancel', screen.scope)})",
+         screen.action_cancel),
+        (f"workflow: retry {name}",
+         f"run its cancelled and discarded steps again ({screen.dash.key_of('retry', screen.scope)})",
+         screen.action_retry),
+    ]
