@@ -572,7 +572,7 @@ class Engine:
         for producer in self._producers.values():
             producer.start()
         if self.queues or self.crontab:
-            self._notifier = Notifier(self.database_url, self.channel, self._control, self._wake_all)
+            self._notifier = Notifier(self.database_url, self.channel, self._control, self._catch_up)
             self._notifier.start()
             assert self._leader is not None
             self._loops = [
@@ -909,9 +909,11 @@ class Engine:
                  "meta": Jsonb(producer.effective.limits_dict())},
             )
 
-    def _wake_all(self) -> None:
+    def _catch_up(self) -> None:
+        """The listener (re)connected: what was announced while it was not listening (inserts,
+        queue control) is read from the tables instead, now."""
         for producer in self._producers.values():
-            producer.wake()
+            producer.settings_changed()  # re-reads the queue's settings, and wakes it to fetch
 
     def _interrupt(self, job_ids: set[int], reason: str) -> None:
         for producer in self._producers.values():

@@ -7,9 +7,11 @@ from __future__ import annotations
 import threading
 from datetime import timedelta
 
+from psycopg import sql
+
 from engine import JobState, Worker
 from tests.engine._support import db_now, events_of, start_node, wait_end, wait_state
-from tests.helpers import EventLog
+from tests.helpers import EventLog, wait_for
 
 Q = "sched"
 ORDER: list[int] = []
@@ -185,3 +187,17 @@ def test_events_of_a_scheduled_job_start_after_it_is_due(make_engine) -> None:  
     kinds = [e.kind for e in events_of(log, job.id)]
     assert kinds == ["start", "success"]
     assert row.state is JobState.COMPLETED
+
+
+def test_control_missed_while_not_listening_is_read_on_reconnect(make_engine, conn, prefix, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # A pause written while the listener was away sends nothing this node hears; with the periodic
+    # settings refresh out of the way, only the catch-up on (re)connect can apply it.
+    monkeypatch.setattr("engine._producer.SETTINGS_REFRESH_INTERVAL", 3600.0)
+    eng = make_engine(queues={Q: 2})
+    eng.start()
+    wait_for(lambda: eng._notifier is not None and eng._notifier.connected.is_set(), 10, "the listener")
+    conn.execute(
+        sql.SQL("INSERT INTO {}.lysmore_queue_settings (queue, node, paused) VALUES (%s, '*', true)").format(
+            sql.Identifier(prefix)), [Q])
+    eng._catch_up()  # what the listener runs when it (re)connects
+    wait_for(lambda: eng._producers[Q].paused, 10, "the pause read on catch-up")
