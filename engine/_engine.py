@@ -46,7 +46,7 @@ from ._runner import Outcome, ThreadPool, run_job
 from ._schema import check_migrated, migrate
 from ._settings import check_prefix, load_settings, redact_url
 from ._sql import Queries, channel
-from ._states import DELETABLE, FINAL_STATES, RETRYABLE_BY_HAND, JobState, allowed_from
+from ._states import DELETABLE, FINAL_STATES, RETRYABLE_BY_HAND, UNFINISHED, JobState, allowed_from
 from ._stats import Counts, cluster_status, queue_counts
 from ._workflow import Workflow
 
@@ -361,20 +361,27 @@ class Engine:
     def cancel_workflow(self, workflow_id: uuid.UUID | str, *, conn: psycopg.Connection | None = None) -> list[int]:
         """Cancel every unfinished step of a workflow; returns the ids cancelled."""
         with self.connection(conn) as c:
-            ids = [r[0] for r in c.execute(self.q.workflow_cancel_ids, {"workflow_id": str(workflow_id)}).fetchall()]
+            ids = self._workflow_step_ids(c, workflow_id, UNFINISHED)
         return self.cancel_jobs(ids, conn=conn) if ids else []
 
     def retry_workflow(self, workflow_id: uuid.UUID | str, *, conn: psycopg.Connection | None = None) -> list[int]:
         """Run a workflow's cancelled and discarded steps again; returns their ids.
 
-        Each gets one more attempt. Steps whose dependencies all completed are available at once;
-        the others are held again and promoted as their dependencies complete, in graph order as
-        the first time. Completed and unfinished steps are left as they are.
+        Each gets one more attempt, as ``retry_jobs`` gives it: steps whose dependencies are met
+        are available at once, the others are held again and promoted as their dependencies
+        complete, in graph order as the first time. Completed and unfinished steps are left as
+        they are.
         """
-        key = str(workflow_id)
         with self.connection(conn) as c, c.transaction():
-            c.execute(self.q.workflow_lock, {"ids": [key]})
-            return [r[0] for r in c.execute(self.q.workflow_retry, {"workflow_id": key, "channel": self.channel})]
+            c.execute(self.q.workflow_lock, {"ids": [str(workflow_id)]})
+            ids = self._workflow_step_ids(c, workflow_id, (JobState.CANCELLED, JobState.DISCARDED))
+            return sorted(self.retry_jobs(ids, conn=c)) if ids else []  # held where dependencies wait
+
+    def _workflow_step_ids(
+        self, c: psycopg.Connection, workflow_id: uuid.UUID | str, states: Iterable[JobState]
+    ) -> list[int]:
+        params = {"workflow_id": str(workflow_id), "states": sorted(s.value for s in states)}
+        return [r[0] for r in c.execute(self.q.workflow_step_ids, params).fetchall()]
 
     def workflow_steps(self, workflow_id: uuid.UUID | str) -> list[Job]:
         """Every step of a workflow as stored now (state, step name, dependencies), by id."""

@@ -41,6 +41,7 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
 }
 
 FINAL_STATES: frozenset[JobState] = frozenset({S.COMPLETED, S.DISCARDED, S.CANCELLED})
+UNFINISHED: frozenset[JobState] = frozenset(set(JobState) - FINAL_STATES)
 # States from which a job may be deleted: anything not running right now.
 DELETABLE: frozenset[JobState] = frozenset(set(JobState) - {S.EXECUTING})
 # retry_job moves these back to available; executing and available ones are left alone.

@@ -28,7 +28,7 @@ JOB_ACTION_FROM: dict[str, frozenset[str]] = {
 JOB_VERBS = {"cancel": ("Cancelled", "cancel"), "retry": ("Retried", "retry"), "delete": ("Deleted", "delete")}
 # Engine.cancel_workflow cancels the steps a job cancel may start from; any other state is finished.
 WORKFLOW_CANCELS_FROM = JOB_ACTION_FROM["cancel"]
-# Engine.retry_workflow runs these steps again (engine/sql/workflow_retry.sql), in this order of telling.
+# Engine.retry_workflow runs these steps again; the confirmation tells them in this order.
 WORKFLOW_RETRIES_FROM: tuple[str, ...] = ("discarded", "cancelled")
 # Why a workflow action has nothing to do when the user saw no step it applies to.
 WORKFLOW_NOTHING = {
