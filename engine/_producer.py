@@ -87,8 +87,7 @@ class Producer:
     def stop_fetching(self) -> None:
         with self._lock:
             self._fetching = False
-            done, self._done = self._done, []
-        self._hand_over(done)
+        self._hand_over_waiting()
         self._wake.set()
         self._assist_wake.set()
 
@@ -103,9 +102,7 @@ class Producer:
     def flush(self, deadline: float) -> bool:
         """Send waiting outcomes to the acker and wait out fetches recording some; False if
         ``deadline`` (monotonic) came first."""
-        with self._lock:
-            done, self._done = self._done, []
-        self._hand_over(done)
+        self._hand_over_waiting()
         with self._settled:
             return self._settled.wait_for(lambda: not self._carrying, max(0.0, deadline - time.monotonic()))
 
@@ -222,7 +219,7 @@ class Producer:
         if not demand:
             self._hand_over(done)
             return False
-        carried = list(done)
+        carrying = len(done)
         try:
             self._rate_wake_at = 0.0
             jobs, rate_wait = self.engine._claim(self.queue, demand, self.effective, done)
@@ -234,7 +231,7 @@ class Producer:
             self._hand_over(done)  # still there only if the fetch failed before recording them
             with self._lock:
                 self._reserved -= demand
-                self._carrying -= len(carried)
+                self._carrying -= carrying
                 self._settled.notify_all()
                 waiting = bool(self._done)
             if waiting:
@@ -244,6 +241,12 @@ class Producer:
     def _hand_over(self, done: list[Outcome]) -> None:
         for outcome in done:
             self.engine._acker.add(outcome)
+
+    def _hand_over_waiting(self) -> None:
+        """Send every outcome waiting for a fetch to the acker instead."""
+        with self._lock:
+            done, self._done = self._done, []
+        self._hand_over(done)
 
     def _start(self, job: Job) -> None:
         job._engine = self.engine
