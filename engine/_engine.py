@@ -30,7 +30,7 @@ from ._leader import Leadership
 from ._loop import Periodic
 from ._notifier import Notifier
 from ._plugins import lifeline, prune, stats_retention
-from ._pool import idle_check
+from ._pool import connect_problem, idle_check, probe
 from ._producer import Producer, Running
 from ._queues import (
     GlobalLimit,
@@ -44,7 +44,7 @@ from ._queues import (
 )
 from ._runner import Outcome, ThreadPool, run_job
 from ._schema import check_migrated, migrate
-from ._settings import check_prefix, load_settings, redact_url
+from ._settings import check_prefix, load_settings, redact_url, server_label
 from ._sql import Queries, channel
 from ._states import DELETABLE, FINAL_STATES, RETRYABLE_BY_HAND, UNFINISHED, JobState, allowed_from
 from ._stats import Counts, cluster_status, queue_counts
@@ -139,6 +139,7 @@ class Engine:
         else:
             self._url = None
         self._data_dir = settings.data_dir
+        self._embedded = False
         self._pool_size = pool_size or len(self.queues) + 4
         self._pool: ConnectionPool | None = None
         self._pool_lock = threading.Lock()
@@ -163,6 +164,7 @@ class Engine:
         """The URL in use (the embedded server's when none was configured)."""
         if self._url is None:
             self._url = embedded_url(self._data_dir)
+            self._embedded = True
         return self._url
 
     def __repr__(self) -> str:
@@ -172,6 +174,7 @@ class Engine:
     def pool(self) -> ConnectionPool:
         with self._pool_lock:
             if self._pool is None:
+                probe(self.database_url, self.connect_timeout)
                 pool = ConnectionPool(
                     self.database_url, min_size=1, max_size=self._pool_size,
                     kwargs={"autocommit": True, "connect_timeout": max(1, round(self.connect_timeout))},
@@ -183,8 +186,9 @@ class Engine:
                 except Exception as exc:
                     pool.close()
                     raise DatabaseUnavailable(
-                        f"cannot connect to PostgreSQL at {redact_url(self.database_url)}: {exc}"
-                    ) from None
+                        f"cannot connect to PostgreSQL at {server_label(self.database_url)}: "
+                        f"{redact_url(connect_problem(exc))}"
+                    ) from exc
                 self._pool = pool
             return self._pool
 
@@ -213,11 +217,24 @@ class Engine:
             with self.pool.connection() as pooled:
                 yield pooled
 
+    @property
+    def uses_embedded(self) -> bool:
+        """True when no database URL was configured, so the embedded server is (or would be) used."""
+        return self._url is None or self._embedded
+
     # -- schema ----------------------------------------------------------------------------------
     def migrate(self) -> list[int]:
         """Create or upgrade this prefix's tables; idempotent and safe to run concurrently."""
         with self.connection() as conn:
             return migrate(conn, self.prefix)
+
+    def check_schema(self) -> None:
+        """Raise ``NotMigrated`` (saying what to do) unless this prefix is at this code's migration.
+
+        Also the first connection: an unreachable server raises ``DatabaseUnavailable``.
+        """
+        with self.connection() as conn:
+            check_migrated(conn, self.prefix)
 
     # -- inserting -------------------------------------------------------------------------------
     def insert(self, spec: JobSpec, *, conn: psycopg.Connection | None = None) -> Job:
@@ -702,7 +719,11 @@ class Engine:
         return queue_counts(self)
 
     def status(self) -> dict[str, Any]:
-        """Nodes and queues of this instance as plain data (``lysmore status --json``)."""
+        """Nodes and queues of this instance as plain data (``lysmore status --json``).
+
+        Raises ``NotMigrated`` when the prefix does not hold this code's schema.
+        """
+        self.check_schema()
         return cluster_status(self)
 
     def subscribe(self, handler: Handler, kinds: Iterable[str] | None = None) -> Callable[[], None]:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import logging
+import re
 import select
 from collections.abc import Callable
 
 import psycopg
 from psycopg_pool import ConnectionPool
+
+from ._errors import DatabaseUnavailable
+from ._settings import redact_url, server_label
 
 log = logging.getLogger("lysmore.pool")
 
@@ -39,3 +43,30 @@ def idle_check(get_pool: Callable[[], ConnectionPool | None]) -> Callable[[psyco
             raise
 
     return check
+
+
+def connect_problem(exc: BaseException) -> str:
+    """psycopg's connection error as one line without the server address (the caller names it).
+
+    libpq's message is several lines, starts with where it tried (``connection to server at
+    "h", port 5432 failed:``) and carries ``FATAL:`` markers; what remains is the cause.
+    """
+    text = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    text = re.sub(r"^connection failed:\s*", "", text)
+    text = re.sub(r'connection to server (at "[^"]*"(?: \([^)]*\))?, port \d+|on socket "[^"]*") failed:\s*', "", text)
+    text = re.sub(r"\b(FATAL|ERROR):\s+", "", text)
+    return text.strip() or type(exc).__name__
+
+
+def probe(url: str, timeout: float) -> None:
+    """Open and close one connection, so a bad address fails once, quickly and in one line.
+
+    A pool would retry in the background and log a warning per attempt until its own timeout.
+    Raises ``DatabaseUnavailable`` naming the server (never its password) and the cause.
+    """
+    try:
+        psycopg.connect(url, connect_timeout=max(1, round(timeout)), autocommit=True).close()
+    except psycopg.Error as exc:
+        raise DatabaseUnavailable(
+            f"cannot connect to PostgreSQL at {server_label(url)}: {redact_url(connect_problem(exc))}"
+        ) from exc

@@ -72,11 +72,35 @@ def current_version(conn: psycopg.Connection, prefix: str) -> int:
     return int(row[0]) if row else 0
 
 
+def instances(conn: psycopg.Connection) -> list[str]:
+    """The schemas of this database that hold a Lysmore instance (a migrations table)."""
+    rows = conn.execute(
+        "SELECT table_schema FROM information_schema.tables "
+        "WHERE table_name = 'lysmore_migrations' ORDER BY 1"
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
 def check_migrated(conn: psycopg.Connection, prefix: str) -> None:
-    """Raise ``NotMigrated`` when ``prefix`` lacks migrations this code needs."""
+    """Raise ``NotMigrated`` unless ``prefix`` holds exactly the migrations this code knows.
+
+    The message says what to do: which prefixes exist when this one does not, `lysmore migrate`
+    when it is behind, an upgrade of lysmore when it is ahead of this code.
+    """
     have, need = current_version(conn, prefix), latest_version()
-    if have < need:
+    if have == need:
+        return
+    if have > need:
         raise NotMigrated(
-            f"schema {prefix!r} is at migration {have}, this code needs {need}: call Engine.migrate() "
-            "or run `lysmore migrate`"
+            f"prefix {prefix!r} is at migration {have}, newer than this lysmore knows ({need}): "
+            "upgrade lysmore on this machine"
         )
+    exists = conn.execute(
+        "SELECT 1 FROM pg_namespace WHERE nspname = %s", [prefix]
+    ).fetchone()
+    fix = f"run `lysmore migrate --prefix {prefix}` (or call Engine.migrate())"
+    if exists is None:
+        others = [name for name in instances(conn) if name != prefix]
+        where = f"instances here: {', '.join(others)}" if others else "no instance exists in this database yet"
+        raise NotMigrated(f"prefix {prefix!r} does not exist ({where}); to create it, {fix}")
+    raise NotMigrated(f"prefix {prefix!r} is at migration {have}, this code needs {need}: {fix}")

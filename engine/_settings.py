@@ -97,6 +97,31 @@ def load_settings(**overrides: Any) -> Settings:
         raise InvalidConfig(f"invalid settings: {problems}") from None
 
 
+_URL_PASSWORD = re.compile(r"(://[^:/@?#]*:)[^@/?#]*@")
+_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
+_KEYWORD_PASSWORD = re.compile(r"(\bpassword\s*=\s*)(?:'(?:[^'\\]|\\.)*'|[^\s]*)", re.IGNORECASE)
+
+
 def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***``, for logs and errors."""
-    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+    """``url`` with any password replaced by ``***``, for logs and errors.
+
+    Covers every form libpq takes: ``user:pw@`` and ``?password=`` in a URL, and
+    ``password=...`` (quoted or not) in a keyword/value string.
+    """
+    if "://" in url:
+        return _QUERY_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1***@", url))
+    return _KEYWORD_PASSWORD.sub(r"\1***", url)
+
+
+def server_label(url: str) -> str:
+    """``host:port/database`` of a PostgreSQL URL or keyword string, without user or password."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        parts = conninfo_to_dict(url)
+    except Exception:
+        return redact_url(url)
+    host = str(parts.get("host") or parts.get("hostaddr") or "localhost")
+    port = parts.get("port")
+    dbname = parts.get("dbname") or parts.get("user") or ""
+    return redact_url(f"{host}{':' + str(port) if port else ''}/{dbname}")

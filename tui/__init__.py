@@ -23,19 +23,27 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'tui' has no attribute {name!r}")
 
 
+DEFAULT_REFRESH = 2.0
+
+
 def run_dashboard(
     database_url: str | None = None,
     prefix: str | None = None,
     read_only: bool = False,
-    refresh: float | None = 2.0,
+    refresh: float | None = None,
     mouse: bool = True,
     low_bandwidth: bool = False,
     resolver: Any = None,
     keymap: Any = None,
+    engine: Any = None,
+    database_name: str | None = None,
 ) -> int:
     """Run the dashboard in this terminal until the user quits; returns a process exit code.
 
-    ``keymap``: a ``tui.keymap.Keymap``, or the path of a keymap file (None: the user's own).
+    ``refresh``: seconds between refreshes, 0 for off, None for the resolver's rate or else
+    ``DEFAULT_REFRESH``. ``keymap``: a ``tui.keymap.Keymap``, or the path of a keymap file (None:
+    the user's own). ``engine``: an Engine to read through (the caller stops it), instead of one
+    made from ``database_url`` and ``prefix``.
     """
     import logging
     import os
@@ -48,8 +56,10 @@ def run_dashboard(
 
     try:
         app = DashboardApp(
-            database_url=database_url, prefix=prefix, read_only=read_only, refresh=refresh,
-            resolver=resolver, low_bandwidth=low_bandwidth, mouse=mouse, handle_hangup=True, keymap=keymap,
+            database_url=database_url, prefix=prefix, read_only=read_only,
+            refresh=DEFAULT_REFRESH if refresh is None else refresh, resolver=resolver,
+            low_bandwidth=low_bandwidth, mouse=mouse, handle_hangup=True, keymap=keymap, engine=engine,
+            database_name=database_name,
         )
     except (LysmoreError, ValueError) as exc:
         logging.getLogger("lysmore.tui").error("cannot start the dashboard: %s", exc)

