@@ -240,3 +240,15 @@ def test_the_shell_knows_the_demo_prefix() -> None:
     from lysmore.cli import DEMO_PREFIX
 
     assert DEMO_PREFIX == DEFAULT_PREFIX
+
+
+def test_worker_on_an_unmigrated_prefix_without_migrating(database_url: str, prefix: str,
+                                                          no_demo: dict[str, str]) -> None:
+    env = {**no_demo, "LYSMORE_DATABASE_URL": database_url, "LYSMORE_PREFIX": prefix}
+    one_line(lysmore("worker", "--app", "demo.runner:node", "--no-migrate", env=env),
+             f"prefix '{prefix}' does not exist", f"lysmore migrate --prefix {prefix}")
+
+
+def test_migrate_cannot_connect(no_demo: dict[str, str]) -> None:
+    url = f"host=127.0.0.1 port={_free_port()} dbname=test user=root password={PASSWORD}"
+    one_line(lysmore("migrate", "--database-url", url, env=no_demo), "lysmore migrate: cannot connect")
