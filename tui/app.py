@@ -165,6 +165,7 @@ class DashboardApp(App[int]):
     def on_resize(self, event: events.Resize) -> None:
         small = event.size.width < MIN_SIZE[0] or event.size.height < MIN_SIZE[1]
         self.set_class(small, "-too-small")
+        self.update_header()  # the header is fitted to the width
 
     # -- refresh ------------------------------------------------------------------------------
     def data_screen(self) -> DataScreen | None:

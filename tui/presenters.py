@@ -13,6 +13,7 @@ from typing import Any
 
 from rich.text import Text
 
+from .layout import Col, Item, fit_line
 from .model import (
     STALE_AFTER_SECONDS,
     STATES,
@@ -149,9 +150,9 @@ def shorten(text: str, width: int) -> str:
     return text[: max(0, width - 1)] + "…"
 
 
-def short_worker(worker: str, width: int = 24) -> str:
+def short_worker(worker: str) -> str:
     """A worker's class name without its module path (the detail screen shows the whole)."""
-    return shorten(worker.rsplit(".", 1)[-1], width)
+    return worker.rsplit(".", 1)[-1]
 
 
 def fmt_limit(limit: Limit | None) -> str:
@@ -167,15 +168,43 @@ def fmt_limit(limit: Limit | None) -> str:
 
 
 # -- cluster summary and state lists -------------------------------------------------------------
-def state_summary(states: Iterable[tuple[str, Count]]) -> Text:
-    """One line of counts by state, each with its glyph: ``○ available 12  ▸ executing 3 ...``."""
-    text = Text()
-    for i, (state, count) in enumerate(states):
-        if i:
-            text.append("  ")
-        text.append(f"{STATE_GLYPH[state]} {state} ", style=STATE_STYLE[state])
-        text.append(fmt_count(count), style="bold")
-    return text
+STATE_SHORT: dict[str, str] = {
+    "available": "avail", "scheduled": "sched", "executing": "exec", "retryable": "retry",
+    "completed": "done", "discarded": "disc", "cancelled": "canc", "held": "held",
+}
+# Finished states are shortened first; when even glyphs and counts do not fit, the states that say
+# least about a stuck queue go first.
+SUMMARY_SHRINK: dict[str, int] = {"completed": 0, "cancelled": 0, "discarded": 0, "held": 0}
+SUMMARY_DROP: dict[str, int] = {
+    "completed": 1, "cancelled": 2, "held": 3, "scheduled": 4, "discarded": 5, "retryable": 6,
+    "executing": 7, "available": 8,
+}
+
+
+def state_summary(states: Iterable[tuple[str, Count]]) -> list[Item]:
+    """Counts by state for one line: ``○ available 12``, else ``○ avail 12``, else ``○ 12``."""
+    items = []
+    for state, count in states:
+        number = Text(fmt_count(count), style="bold")
+        style = STATE_STYLE[state]
+        items.append(Item((
+            Text.assemble((f"{STATE_GLYPH[state]} {state} ", style), number),
+            Text.assemble((f"{STATE_GLYPH[state]} {STATE_SHORT[state]} ", style), number),
+            Text.assemble((f"{STATE_GLYPH[state]} ", style), number),
+        ), drop=SUMMARY_DROP.get(state), shrink=SUMMARY_SHRINK.get(state, 1)))
+    return items
+
+
+def name_forms(name: str, style: str = "bold", widths: Sequence[int] = (24, 12)) -> tuple[Text, ...]:
+    """A name whole, then ellipsised to each of ``widths`` where it is longer (forms of an ``Item``)."""
+    forms = [Text(name, style=style)]
+    forms += [Text(shorten(name, w), style=style) for w in widths if len(name) > w]
+    return tuple(forms)
+
+
+def labelled(label: str, name: str, style: str = "") -> tuple[Text, ...]:
+    """``label`` then ``name`` whole, then with the name ellipsised (forms of an ``Item``)."""
+    return tuple(Text.assemble(label, form) for form in name_forms(name, style))
 
 
 def state_option(state: str | None, count: Count | None, width: int = 17) -> Text:
@@ -187,20 +216,19 @@ def state_option(state: str | None, count: Count | None, width: int = 17) -> Tex
 
 
 # -- queues ----------------------------------------------------------------------------------
-# (key, label, smallest table width that shows the column; 0: always)
-Column = tuple[str, str, int]
-QUEUE_COLUMNS: tuple[Column, ...] = (
-    ("queue", "queue", 0),
-    ("exec", "exec/limit", 0),
-    ("available", "avail", 0),
-    ("oldest", "oldest", 0),
-    ("nodes", "nodes", 0),
-    ("done", "done/min", 0),
-    ("failed", "fail/m", 0),
-    ("scheduled", "sched", 0),
-    ("retryable", "retry", 0),
-    ("global", "global", 0),
-    ("rate", "rate", 0),
+# Narrow tables drop columns in ``drop`` order (``layout.fit_columns``); names shrink last.
+QUEUE_COLUMNS: tuple[Col, ...] = (
+    Col("queue", "queue", shrink_to=10),
+    Col("exec", "exec/limit"),
+    Col("available", "avail"),
+    Col("oldest", "oldest", drop=8),
+    Col("nodes", "nodes", drop=7),
+    Col("done", "done/min", drop=5),
+    Col("failed", "fail/m", drop=6),
+    Col("scheduled", "sched", drop=4),
+    Col("retryable", "retry", drop=3),
+    Col("global", "global", drop=2),
+    Col("rate", "rate", drop=1),
 )
 
 
@@ -246,13 +274,13 @@ def queue_row(q: QueueRow, now: datetime, sparklines: bool = True) -> Row:
     )
 
 
-QUEUE_NODE_COLUMNS: tuple[Column, ...] = (
-    ("node", "node", 0),
-    ("host", "host", 0),
-    ("limit", "limit", 0),
-    ("executing", "executing", 0),
-    ("paused", "paused", 0),
-    ("heartbeat", "heartbeat", 0),
+QUEUE_NODE_COLUMNS: tuple[Col, ...] = (
+    Col("node", "node", shrink_to=10),
+    Col("host", "host", drop=1, shrink_to=8),
+    Col("limit", "limit"),
+    Col("executing", "executing"),
+    Col("paused", "paused", drop=3),
+    Col("heartbeat", "heartbeat", drop=2),
 )
 
 
@@ -276,41 +304,43 @@ def queue_node_row(n: QueueNode, now: datetime) -> Row:
     )
 
 
-def queue_summary(q: QueueRow | None, now: datetime, setting_paused: bool | None, setting_limit: int | None) -> Text:
+def queue_summary(
+    q: QueueRow | None, now: datetime, setting_paused: bool | None, setting_limit: int | None,
+) -> list[list[Item]]:
     """The lines above the per-node table: counts, limits and the settings for every node."""
     if q is None:
-        return Text("This queue has no jobs, producers or settings any more.", style="dim")
-    text = Text()
-    text.append(q.name, style="bold")
-    text.append(f"  executing {q.executing}/{q.local_limit}")
-    text.append(f"  available {fmt_count(q.available)}")
-    text.append(f"  scheduled {fmt_count(q.scheduled)}")
-    text.append(f"  retryable {fmt_count(q.retryable)}")
-    text.append("\n")
-    text.append(f"global {fmt_limit(q.global_limit)}  rate {fmt_limit(q.rate_limit)}  ")
+        return [[Item.of(Text("This queue has no jobs, producers or settings any more.", style="dim"))]]
+    counts = [
+        Item.of(f"executing {q.executing}/{q.local_limit}", f"exec {q.executing}/{q.local_limit}"),
+        Item.of(f"available {fmt_count(q.available)}", f"avail {fmt_count(q.available)}"),
+        Item.of(f"scheduled {fmt_count(q.scheduled)}", f"sched {fmt_count(q.scheduled)}", drop=2),
+        Item.of(f"retryable {fmt_count(q.retryable)}", f"retry {fmt_count(q.retryable)}", drop=1),
+    ]
+    limits = [
+        Item.of(f"global {fmt_limit(q.global_limit)}", drop=2),
+        Item.of(f"rate {fmt_limit(q.rate_limit)}", drop=1),
+    ]
     if q.oldest_available_at is not None:
-        text.append(f"oldest available {fmt_duration((now - q.oldest_available_at).total_seconds(), True)}  ")
-    every = []
-    if setting_paused:
-        every.append("paused")
-    if setting_limit is not None:
-        every.append(f"limit {setting_limit}")
+        age = fmt_duration((now - q.oldest_available_at).total_seconds(), True)
+        limits.append(Item.of(f"oldest available {age}", f"oldest {age}"))
+    every = (["paused"] if setting_paused else []) + ([f"limit {setting_limit}"] if setting_limit is not None else [])
     if every:
-        text.append("all nodes: " + ", ".join(every), style="#b58900")
-    return text
+        limits.append(Item.of(Text("all nodes: " + ", ".join(every), style="#b58900"),
+                              Text("all: " + ", ".join(every), style="#b58900")))
+    return [[Item(name_forms(q.name), shrink=1), *counts], limits]
 
 
 # -- jobs --------------------------------------------------------------------------------------
-JOB_COLUMNS: tuple[Column, ...] = (
-    ("mark", " ", 0),
-    ("id", "id", 0),
-    ("state", "state", 0),
-    ("worker", "worker", 0),
-    ("queue", "queue", 0),
-    ("when", "when", 0),
-    ("attempt", "att", 76),
-    ("priority", "pri", 84),
-    ("args", "args", 0),
+JOB_COLUMNS: tuple[Col, ...] = (
+    Col("mark", " "),
+    Col("id", "id"),
+    Col("state", "state"),
+    Col("worker", "worker", shrink_to=8),
+    Col("queue", "queue", shrink_to=8),
+    Col("when", "when"),
+    Col("attempt", "att", drop=2),
+    Col("priority", "pri", drop=1),
+    Col("args", "args", drop=3, shrink_to=8, shrink_early=True),
 )
 
 
@@ -337,7 +367,7 @@ def job_row(job: JobRow, now: datetime, marked: bool = False) -> Row:
         str(job.id),
         state_text(job.state),
         short_worker(job.worker),
-        shorten(job.queue, 16),
+        job.queue,
         job_when(job, now),
         f"{job.attempt}/{job.max_attempts}",
         str(job.priority),
@@ -345,18 +375,19 @@ def job_row(job: JobRow, now: datetime, marked: bool = False) -> Row:
     )
 
 
-def page_status(page: int, rows: int, has_more: bool, marked: int, filter_text: str) -> Text:
-    """The line above the jobs table: page, marks, filter."""
-    text = Text()
-    text.append(f"page {page}", style="bold")
-    more = "+" if has_more else ""
-    text.append(f" · {rows}{more} shown")
+def page_status(
+    page: int, rows: int, has_more: bool, marked: int, filter_text: str, state: str | None = None,
+) -> list[Item]:
+    """The line above the jobs table: state, page, marks, filter (ellipsised before anything goes)."""
+    items = [Item.of(Text(f"{state} · page {page}" if state else f"page {page}", style="bold"))]
+    items.append(Item.of(f"{rows}{'+' if has_more else ''} shown"))
     if marked:
-        text.append(f" · {marked} marked", style="bold #b58900")
+        items.append(Item.of(Text(f"{marked} marked", style="bold #b58900")))
     if filter_text:
-        text.append(" · filter ")
-        text.append(filter_text, style="italic")
-    return text
+        items.append(Item(labelled("filter ", filter_text, "italic")))
+    if not rows:
+        items.append(Item.of(Text("no jobs match", style="dim"), drop=1))
+    return items
 
 
 # -- job detail --------------------------------------------------------------------------------
@@ -365,18 +396,18 @@ def pretty_json(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, default=str)
 
 
-def job_heading(job: JobDetail) -> Text:
-    """``job 42 ▸ executing  Mailer  queue mailers  attempt 2/20  priority 0``."""
-    text = Text()
-    text.append(f"job {job.id} ", style="bold")
-    text.append_text(state_text(job.state))
-    text.append(f"  {job.worker}", style="bold")
-    text.append(f"\nqueue {job.queue} · attempt {job.attempt}/{job.max_attempts} · priority {job.priority}")
+def job_heading(job: JobDetail) -> list[list[Item]]:
+    """``job 42 ▸ executing  app.workers.Mailer`` over ``queue mailers · attempt 2/20 · priority 0 · tags``."""
+    worker = short_worker(job.worker)
+    worker_forms = name_forms(job.worker, widths=()) + name_forms(worker, widths=(24, 12))[worker == job.worker:]
+    second = [Item(labelled("queue ", job.queue), shrink=1), Item.of(f"attempt {job.attempt}/{job.max_attempts}"),
+              Item.of(f"priority {job.priority}", drop=3)]
     if job.tags:
-        text.append(" · tags " + ", ".join(job.tags))
+        second.append(Item(labelled("tags ", ", ".join(job.tags)), drop=2))
     if job.unique_key:
-        text.append(f" · unique {shorten(job.unique_key, 40)}")
-    return text
+        second.append(Item(labelled("unique ", job.unique_key), drop=1))
+    return [[Item.of(Text.assemble((f"job {job.id} ", "bold"), state_text(job.state))), Item(worker_forms)],
+            second]
 
 
 def timeline(job: JobDetail, now: datetime) -> list[Text]:
@@ -499,13 +530,13 @@ def workflow_lines(job: JobDetail, steps: Sequence[Step]) -> list[Text]:
 
 
 # -- nodes -------------------------------------------------------------------------------------
-NODE_COLUMNS: tuple[Column, ...] = (
-    ("name", "node", 0),
-    ("host", "host/pid", 0),
-    ("started", "started", 0),
-    ("heartbeat", "heartbeat", 0),
-    ("executing", "exec", 0),
-    ("queues", "queues", 0),
+NODE_COLUMNS: tuple[Col, ...] = (
+    Col("name", "node", shrink_to=10),
+    Col("host", "host/pid", drop=2, shrink_to=8),
+    Col("started", "started", drop=1),
+    Col("heartbeat", "heartbeat", drop=3),
+    Col("executing", "exec"),
+    Col("queues", "queues", shrink_to=10, shrink_early=True),
 )
 
 
@@ -526,12 +557,12 @@ def node_row(n: NodeRow, now: datetime) -> Row:
 
 
 # -- audit -------------------------------------------------------------------------------------
-AUDIT_COLUMNS: tuple[Column, ...] = (
-    ("at", "when", 0),
-    ("actor", "user", 0),
-    ("action", "action", 0),
-    ("outcome", "outcome", 0),
-    ("targets", "targets", 0),
+AUDIT_COLUMNS: tuple[Col, ...] = (
+    Col("at", "when"),
+    Col("actor", "user", shrink_to=8),
+    Col("action", "action", shrink_to=11),
+    Col("outcome", "outcome"),
+    Col("targets", "targets", shrink_to=8, shrink_early=True),
 )
 OUTCOME_STYLE = {"allowed": "#3c9a3c", "denied": "bold #dc322f", "rejected": "#b58900", "declined": "dim"}
 
@@ -548,15 +579,31 @@ def fmt_targets(targets: Sequence[Any], width: int = 40) -> str:
 def audit_row(a: AuditRow, now: datetime) -> Row:
     """One audit entry."""
     outcome = Text(f"{'✓' if a.outcome == 'allowed' else '✗'} {a.outcome}", style=OUTCOME_STYLE.get(a.outcome, ""))
-    return str(a.id), (ago(a.at, now), shorten(a.actor, 20), a.action, outcome, fmt_targets(a.targets))
+    return str(a.id), (ago(a.at, now), a.actor, a.action, outcome, fmt_targets(a.targets))
+
+
+def audit_detail(a: AuditRow | None) -> list[list[Item]]:
+    """The lines under the audit table for the entry under the cursor; long values are ellipsised."""
+    if a is None:
+        return [[Item.of(Text("No actions recorded yet.", style="dim"))]]
+    lines = [
+        [Item.of(Text(f"{fmt_time(a.at)} UTC", style="dim"), drop=1), Item(name_forms(a.actor), shrink=1),
+         Item.of(a.action), Item.of(Text(a.outcome, style=OUTCOME_STYLE.get(a.outcome, "")))],
+        [Item.of(f"targets {fmt_targets(a.targets, 200)}")],
+    ]
+    if a.filter:
+        lines.append([Item.of(f"filter {a.filter}")])
+    if a.detail:
+        lines.append([Item.of(f"detail {json.dumps(a.detail, default=str)[:300]}")])
+    return lines
 
 
 # -- workflows ---------------------------------------------------------------------------------
-WORKFLOW_COLUMNS: tuple[Column, ...] = (
-    ("name", "workflow", 0),
-    ("progress", "progress", 0),
-    ("states", "states", 0),
-    ("inserted", "inserted", 0),
+WORKFLOW_COLUMNS: tuple[Col, ...] = (
+    Col("name", "workflow", shrink_to=10),
+    Col("progress", "progress"),
+    Col("states", "states", shrink_to=8, shrink_early=True),
+    Col("inserted", "inserted", drop=1),
 )
 
 
@@ -626,24 +673,31 @@ def header_text(
     view: str, database: str, prefix: str, nodes: int | None, leader: str | None,
     badges: Sequence[str], right: Text, width: int,
 ) -> Text:
-    """One header line: left part cut to fit, the refresh state always visible on the right."""
-    left = Text()
-    left.append(" Lysmore ", style="bold reverse")
-    left.append(f" {view} ", style="bold")
-    left.append(f"│ {database} · {prefix} ")
+    """One header line: the refresh state always on the right, badges always shown; the leader's
+    name, the database and the view's name are shortened, then the leader and the database go."""
+    items = [
+        Item.of(Text(" Lysmore ", style="bold reverse")),
+        Item(tuple(Text(f" {form.plain} ", style="bold") for form in name_forms(view, widths=(20, 12))), shrink=1),
+        Item(tuple(Text(f"│ {form.plain} ") for form in name_forms(f"{database} · {prefix}", "", (24, 12))),
+             drop=2, shrink=2),
+    ]
     if nodes is not None:
-        left.append(f"│ {plural_nodes(nodes)}")
-        if leader:
-            left.append(f" ★{leader}")
-        left.append(" ")
-    for badge in badges:
-        left.append(" ")
-        left.append(f" {badge} ", style="bold reverse #b58900")
-    room = max(0, width - right.cell_len - 1)
-    if left.cell_len > room:
-        left.truncate(room, overflow="ellipsis")
-    pad = max(1, width - left.cell_len - right.cell_len)
-    return Text.assemble(left, " " * pad, right)
+        count = f"│ {plural_nodes(nodes)} "
+        names = name_forms(leader, "", (24, 16, 12)) if leader else ()
+        forms = (*(f"{count}★{name.plain} " for name in names), count)
+        items.append(Item.of(*forms, drop=1))
+    items += [Item.of(Text.assemble(" ", (f" {badge} ", "bold reverse #b58900"))) for badge in badges]
+    left = fit_line(items, max(0, width - right.cell_len - 1), sep="")
+    return Text.assemble(left, " " * max(1, width - left.cell_len - right.cell_len), right)
+
+
+def nodes_summary(registered: int, live: int, leader: str | None, pause_key: str) -> list[Item]:
+    """The line above the nodes table: how many, who leads, what the pause key does."""
+    return [
+        Item.of(f"{registered} registered, {live} live"),
+        Item(labelled("leader ★ ", leader or "none", "bold"), shrink=1),
+        Item.of(Text(f"{pause_key} pauses all its queues", style="dim"), Text(f"{pause_key} pauses", style="dim"), ""),
+    ]
 
 
 def plural_nodes(n: int) -> str:

@@ -1,16 +1,20 @@
-"""Reusable widgets: a keyed table that updates rows in place, and the one-line status bar."""
+"""Reusable widgets: a keyed table that updates rows in place, lines that fit their width, the status bar."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar
 
 from rich.text import Text
 from textual import events
 from textual._two_way_dict import TwoWayDict  # pinned: textual>=8.2,<8.3
 from textual.binding import Binding, BindingType
+from textual.geometry import Size
+from textual.widget import Widget
 from textual.widgets import DataTable, Static
 from textual.widgets.data_table import RowKey
+
+from .layout import Col, Item, clip, fit_columns, fit_lines, natural_widths
 
 Row = tuple[str, tuple[Any, ...]]
 
@@ -18,6 +22,8 @@ Row = tuple[str, tuple[Any, ...]]
 class KeyedTable(DataTable[Any], inherit_bindings=False):
     """A row-cursor table fed whole snapshots: rows are matched by key and updated in place.
 
+    Columns that do not fit go in their chosen order and names are ellipsised (``layout``), so a
+    cell is never clipped by the table's edge.
     Enter is left to the screen (so ``enter`` is one registry action everywhere), and vi keys move.
     """
 
@@ -32,36 +38,36 @@ class KeyedTable(DataTable[Any], inherit_bindings=False):
         Binding("end,G", "scroll_bottom", "Bottom", show=False),
     ]
 
-    def __init__(self, columns: Sequence[tuple[str, str, int]], **kwargs: Any) -> None:
+    def __init__(self, columns: Sequence[Col], **kwargs: Any) -> None:
         super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)
         self._all_columns = tuple(columns)
-        self._columns = self._fitting(None)
+        self._widths: dict[str, int] = {c.key: 0 for c in columns}  # before the first layout: all, uncut
         self._rows: list[Row] = []
-        for key, label, _ in self._columns:
-            self.add_column(label, key=key)
+        for col in self._all_columns:
+            self.add_column(col.label, key=col.key)
 
-    def _fitting(self, width: int | None) -> tuple[tuple[str, str, int], ...]:
-        """The columns to show at ``width`` (all of them before the first layout)."""
-        if width is None:
-            return tuple(c for c in self._all_columns if not c[2])
-        return tuple(c for c in self._all_columns if c[2] <= width)
+    def _layout(self, rows: Sequence[Row]) -> dict[str, int] | None:
+        """Which columns fit now and how wide (``layout.fit_columns``); None before the first layout."""
+        room = self.size.width - self.styles.scrollbar_size_vertical
+        if room <= 0:
+            return None
+        return fit_columns(self._all_columns, natural_widths(self._all_columns, (c for _, c in rows)), room)
 
     def on_resize(self, event: events.Resize) -> None:
-        fitting = self._fitting(event.size.width)
-        if fitting != self._columns:
-            cursor = self.current_key()
-            self._columns = fitting
-            self.clear(columns=True)
-            for key, label, _ in self._columns:
-                self.add_column(label, key=key)
-            rows, self._rows = self._rows, []
-            self.sync(rows)
-            if cursor is not None and cursor in self.keys():
-                self.move_cursor(row=self.keys().index(cursor), scroll=False)
+        self.sync(self._rows)
+
+    def _show_columns(self, keys: Iterable[str]) -> None:
+        """Show another set of columns (the rows are added again by ``sync``)."""
+        shown = set(keys)
+        self.clear(columns=True)
+        for col in self._all_columns:
+            if col.key in shown:
+                self.add_column(col.label, key=col.key)
 
     def _visible(self, cells: tuple[Any, ...]) -> tuple[Any, ...]:
-        shown = {key for key, _, _ in self._columns}
-        return tuple(cell for (key, _, _), cell in zip(self._all_columns, cells, strict=False) if key in shown)
+        """The cells of the shown columns, each cut to its column's width."""
+        return tuple(clip(cell, self._widths[col.key]) if self._widths[col.key] else cell
+                     for col, cell in zip(self._all_columns, cells, strict=False) if col.key in self._widths)
 
     def current_key(self) -> str | None:
         """The key of the row under the cursor, if any."""
@@ -80,14 +86,19 @@ class KeyedTable(DataTable[Any], inherit_bindings=False):
     def sync(self, rows: Sequence[Row]) -> None:
         """Make the table show ``rows``: drop, update changed cells, add, reorder; keep the cursor's row."""
         self._rows = list(rows)
-        rows = [(key, self._visible(cells)) for key, cells in rows]
         cursor_key = self.current_key()
         cursor_index = self.cursor_row
+        widths = self._layout(self._rows)
+        if widths is not None:
+            if widths.keys() != self._widths.keys():
+                self._show_columns(widths)
+            self._widths = widths
+        rows = [(key, self._visible(cells)) for key, cells in self._rows]
         wanted = [key for key, _ in rows]
         existing = set(self.keys())
         for key in existing - set(wanted):
             self.remove_row(key)
-        column_keys = [key for key, _, _ in self._columns]
+        column_keys = [col.key for col in self._all_columns if col.key in self._widths]
         for key, cells in rows:
             if key in existing:
                 old = self.get_row(key)
@@ -133,3 +144,33 @@ class StatusBar(Static):
     def show_status(self, text: Text) -> None:
         """Replace the line."""
         self.update(text)
+
+
+class FitLines(Widget):
+    """Lines of items fitted to the widget's width whenever it renders (``layout.fit_line``): a
+    narrow terminal shortens or drops whole items, and never wraps one. With ``loading`` it says
+    so until the first lines come, so a screen's skeleton never looks like an empty result."""
+
+    DEFAULT_CSS = """
+    FitLines {
+        height: auto;
+    }
+    """
+
+    LOADING = "loading…"
+
+    def __init__(self, sep: str = "  ", loading: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.sep = sep
+        self._lines: list[list[Item]] = [[Item.of(Text(self.LOADING, style="dim italic"))]] if loading else []
+
+    def set_lines(self, *lines: Sequence[Item]) -> None:
+        """Show ``lines`` (one sequence of items each)."""
+        self._lines = [list(line) for line in lines]
+        self.refresh(layout=True)
+
+    def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
+        return len(self._lines)
+
+    def render(self) -> Text:
+        return fit_lines(self._lines, self.content_size.width, self.sep)

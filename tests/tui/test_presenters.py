@@ -244,7 +244,7 @@ def test_header_keeps_the_refresh_state_visible() -> None:
 
 def test_core_modules_do_not_import_textual() -> None:
     code = (
-        "import sys, tui, tui.filters, tui.presenters, tui.actions, tui.access, tui.data, tui.control, tui.model; "
+        "import sys, tui, tui.filters, tui.layout, tui.presenters, tui.actions, tui.access, tui.data, tui.control, tui.model; "
         "print([m for m in ('textual',) if m in sys.modules]); sys.exit('textual' in sys.modules)"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -13,6 +13,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from ..control import jobs_request
+from ..layout import Item
 from ..model import JobDetailSnapshot
 from ..presenters import (
     errors_newest_first,
@@ -22,11 +23,17 @@ from ..presenters import (
     why_waiting,
     workflow_lines,
 )
+from ..widgets import FitLines
 from .base import Command, DataScreen, Loader, bindings_for
 
 
 def _section(title: str) -> Text:
     return Text(f"\n{title}", style="bold underline")
+
+
+def _section_lines(title: str, lines: list[Text]) -> list[list[Item]]:
+    """A section for ``FitLines``: a blank line, the title, then one item a line."""
+    return [[], [Item.of(Text(title, style="bold underline"))], *[[Item.of(line)] for line in lines]]
 
 
 class JobScreen(DataScreen):
@@ -54,10 +61,10 @@ class JobScreen(DataScreen):
 
     def compose_body(self) -> ComposeResult:
         with VerticalScroll(id="job-body"):
-            yield Static("", id="job-heading")
+            yield FitLines(sep=" · ", loading=True, id="job-heading")
             yield Static("", id="job-why")
-            yield Static("", id="job-timeline")
-            yield Static("", id="job-workflow")
+            yield FitLines(id="job-timeline")
+            yield FitLines(id="job-workflow")
             yield Static("", id="job-args")
             yield Static("", id="job-meta")
             yield Static("", id="job-errors")
@@ -72,15 +79,13 @@ class JobScreen(DataScreen):
     def show(self, snapshot: JobDetailSnapshot) -> None:
         job = snapshot.job
         if job is None:
-            self.query_one("#job-heading", Static).update(
-                Text(f"job {snapshot.job_id} is gone (deleted or pruned). {self.dash.key_of('back', self.scope)} goes back.",
-                     style="bold")
-            )
+            gone = f"job {snapshot.job_id} is gone (deleted or pruned). {self.dash.key_of('back', self.scope)} goes back."
+            self.query_one("#job-heading", FitLines).set_lines([Item.of(Text(gone, style="bold"))])
             for name in ("why", "timeline", "workflow", "args", "meta", "errors"):
                 self.query_one(f"#job-{name}", Static).update("")
             return
         now = snapshot.now
-        self.query_one("#job-heading", Static).update(job_heading(job))
+        self.query_one("#job-heading", FitLines).set_lines(*job_heading(job))
         reasons = why_waiting(job, snapshot.facts, snapshot.steps, now)
         why = Text()
         if reasons:
@@ -88,20 +93,12 @@ class JobScreen(DataScreen):
             for i, reason in enumerate(reasons, 1):
                 why.append(f"\n  {i}. {reason}")
         self.query_one("#job-why", Static).update(why)
-        lines = Text()
-        lines.append_text(_section("Timeline"))
-        for line in timeline(job, now):
-            lines.append("\n  ")
-            lines.append_text(line)
-        self.query_one("#job-timeline", Static).update(lines)
+        # One event or step a line, ellipsised when long (the errors below are shown whole).
+        self.query_one("#job-timeline", FitLines).set_lines(
+            *_section_lines("Timeline", [Text.assemble("  ", line) for line in timeline(job, now)])
+        )
         flow = workflow_lines(job, snapshot.steps)
-        wf = Text()
-        if flow:
-            wf.append_text(_section("Workflow"))
-            for line in flow:
-                wf.append("\n")
-                wf.append_text(line)
-        self.query_one("#job-workflow", Static).update(wf)
+        self.query_one("#job-workflow", FitLines).set_lines(*_section_lines("Workflow", flow) if flow else ())
         self.query_one("#job-args", Static).update(Group(_section("Args"), JSON(pretty_json(job.args))))
         meta_parts: list[RenderableType] = [_section("Meta"), JSON(pretty_json(job.meta))]
         if job.result is not None:

@@ -17,7 +17,7 @@ from ..control import jobs_request, plural
 from ..filters import Filter, FilterError, parse_filter
 from ..model import STATES, Count, JobRow, JobsSnapshot, Selection
 from ..presenters import JOB_COLUMNS, fmt_int, job_row, page_status, state_option
-from ..widgets import KeyedTable
+from ..widgets import FitLines, KeyedTable
 from .base import Command, DataScreen, Loader, bindings_for
 
 SIDEBAR: tuple[str | None, ...] = (None, *STATES)
@@ -50,7 +50,7 @@ class JobsScreen(DataScreen):
                 bar.cursor_blink = self.dash.cursor_blink
                 yield bar
                 yield Static("", id="filter-error", classes="error-line")
-                yield Static("", id="jobs-status", classes="summary")
+                yield FitLines(sep=" · ", loading=True, id="jobs-status", classes="summary")
                 yield KeyedTable(JOB_COLUMNS, id="jobs-table")
 
     def on_mount(self) -> None:
@@ -76,12 +76,9 @@ class JobsScreen(DataScreen):
             return
         table = self.query_one("#jobs-table", KeyedTable)
         table.sync([job_row(job, snap.now, job.id in self.marked) for job in snap.rows])
-        status = page_status(snap.page, len(snap.rows), snap.has_more, len(self.marked), self.filter.text)
-        if self.state:
-            status = Text.assemble(f"{self.state} · ", status)
-        if not snap.rows:
-            status.append("  — no jobs match", style="dim")
-        self.query_one("#jobs-status", Static).update(status)
+        self.query_one("#jobs-status", FitLines).set_lines(
+            page_status(snap.page, len(snap.rows), snap.has_more, len(self.marked), self.filter.text, self.state)
+        )
 
     def reload(self, reset_pages: bool = True) -> None:
         """Read again now (after a change of state, filter or page)."""

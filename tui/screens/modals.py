@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from typing import ClassVar
 
@@ -9,7 +10,9 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.geometry import Size
 from textual.screen import ModalScreen
+from textual.widget import Widget
 from textual.widgets import Button, Input, Static
 
 from ..actions import help_sections
@@ -118,9 +121,15 @@ KEY_WIDTH = 10
 ID_WIDTH = 16
 
 
-def help_text(scope: str, may: dict[str, bool], keymap: Keymap | None = None) -> Text:
+def hanging(text: Text, what: str, indent: int, width: int | None, style: str = "") -> None:
+    """Append ``what`` wrapped to ``width`` with its next lines under its first (not under the key)."""
+    lines = textwrap.wrap(what, max(20, width - indent)) if width else [what]
+    text.append(("\n" + " " * indent).join(lines) + "\n", style=style)
+
+
+def help_text(scope: str, may: dict[str, bool], keymap: Keymap | None = None, width: int | None = None) -> Text:
     """The help page for ``scope``: its keys (with the action ids a keymap uses), the global keys,
-    the filter syntax, the state legend and how to remap keys."""
+    the filter syntax, the state legend and how to remap keys; descriptions wrap within ``width``."""
     text = Text()
     for title, entries in help_sections(scope, keymap):
         text.append(f"{title}\n", style="bold underline")
@@ -129,15 +138,13 @@ def help_text(scope: str, may: dict[str, bool], keymap: Keymap | None = None) ->
             text.append(f"  {key:<{KEY_WIDTH}}", style="bold" if allowed else "dim")
             pad = max(1, KEY_WIDTH + ID_WIDTH - max(KEY_WIDTH, len(key)) - len(action_id))
             text.append(action_id + " " * pad, style="dim italic")
-            text.append(what, style="" if allowed else "dim")
-            if not allowed:
-                text.append("  (not allowed)", style="italic dim")
-            text.append("\n")
+            indent = 2 + max(KEY_WIDTH, len(key)) + len(action_id) + pad
+            hanging(text, what if allowed else f"{what}  (not allowed)", indent, width, "" if allowed else "dim")
         text.append("\n")
     text.append("Filter syntax (/ on Jobs)\n", style="bold underline")
     for example, what in FILTER_HELP:
         text.append(f"  {example:<28}", style="bold")
-        text.append(f"{what}\n")
+        hanging(text, what, 2 + max(28, len(example)), width)
     text.append("\nStates\n", style="bold underline")
     for state in STATES:
         text.append("  ")
@@ -158,6 +165,29 @@ def help_text(scope: str, may: dict[str, bool], keymap: Keymap | None = None) ->
     return text
 
 
+class HelpPage(Widget):
+    """The help text, its descriptions wrapped to the width the dialog has."""
+
+    DEFAULT_CSS = """
+    HelpPage {
+        height: auto;
+    }
+    """
+
+    def __init__(self, scope: str, may: dict[str, bool], keymap: Keymap | None = None) -> None:
+        super().__init__()
+        self.scope, self.may, self.keymap = scope, may, keymap
+
+    def _text(self, width: int) -> Text:
+        return help_text(self.scope, self.may, self.keymap, width)
+
+    def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
+        return len(self._text(width).wrap(self.app.console, width))
+
+    def render(self) -> Text:
+        return self._text(self.content_size.width)
+
+
 class HelpScreen(ModalScreen[None]):
     """Help generated from the action registry for the screen it was opened on."""
 
@@ -175,7 +205,7 @@ class HelpScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help", classes="dialog"):
-            yield Static(help_text(self.scope, self.may, self.keymap))
+            yield HelpPage(self.scope, self.may, self.keymap)
 
     def action_close(self) -> None:
         """Back to the screen."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable
 from functools import partial
 from typing import ClassVar
@@ -11,7 +10,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import BindingType
 from textual.containers import VerticalScroll
-from textual.widgets import DataTable, Static
+from textual.widgets import DataTable
 
 from ..control import (
     Request,
@@ -20,6 +19,7 @@ from ..control import (
     workflow_label,
     workflow_retry_request,
 )
+from ..layout import Item
 from ..model import (
     AuditSnapshot,
     NodeRow,
@@ -32,14 +32,15 @@ from ..presenters import (
     AUDIT_COLUMNS,
     NODE_COLUMNS,
     WORKFLOW_COLUMNS,
+    audit_detail,
     audit_row,
-    fmt_targets,
-    fmt_time,
+    name_forms,
     node_row,
+    nodes_summary,
     workflow_row,
     workflow_tree,
 )
-from ..widgets import KeyedTable
+from ..widgets import FitLines, KeyedTable
 from .base import Command, DataScreen, Loader, bindings_for
 
 
@@ -52,19 +53,16 @@ class NodesScreen(DataScreen):
     snapshot: NodesSnapshot | None = None
 
     def compose_body(self) -> ComposeResult:
-        yield Static("", id="nodes-summary", classes="summary")
+        yield FitLines(sep=" · ", loading=True, id="nodes-summary", classes="summary")
         yield KeyedTable(NODE_COLUMNS, id="nodes-table")
 
     def loader(self) -> Loader:
         return lambda store: store.nodes()
 
     def show(self, snapshot: NodesSnapshot) -> None:
-        leader = snapshot.cluster.leader or "none"
-        self.query_one("#nodes-summary", Static).update(
-            Text.assemble(f"{len(snapshot.nodes)} registered, {snapshot.cluster.nodes} live · leader ",
-                          ("★ " + leader, "bold"),
-                          (f"  · {self.dash.key_of('pause', self.scope)} pauses all its queues", "dim"))
-        )
+        self.query_one("#nodes-summary", FitLines).set_lines(nodes_summary(
+            len(snapshot.nodes), snapshot.cluster.nodes, snapshot.cluster.leader, self.dash.key_of("pause", self.scope),
+        ))
         self.query_one("#nodes-table", KeyedTable).sync([node_row(n, snapshot.now) for n in snapshot.nodes])
 
     def current(self) -> NodeRow | None:
@@ -106,7 +104,7 @@ class AuditScreen(DataScreen):
 
     def compose_body(self) -> ComposeResult:
         yield KeyedTable(AUDIT_COLUMNS, id="audit-table")
-        yield Static("", id="audit-detail", classes="detail")
+        yield FitLines(loading=True, id="audit-detail", classes="detail")
 
     def loader(self) -> Loader:
         return lambda store: store.audit()
@@ -123,16 +121,7 @@ class AuditScreen(DataScreen):
             return
         key = self.query_one("#audit-table", KeyedTable).current_key()
         row = next((a for a in self.snapshot.rows if str(a.id) == key), None)
-        if row is None:
-            text = Text("No actions recorded yet.", style="dim")
-        else:
-            text = Text.assemble(
-                (f"{fmt_time(row.at)} UTC  ", "dim"), (row.actor, "bold"), f"  {row.action}  {row.outcome}\n",
-                f"targets {fmt_targets(row.targets, 200)}",
-                f"\nfilter {row.filter}" if row.filter else "",
-                f"\ndetail {json.dumps(row.detail, default=str)[:300]}" if row.detail else "",
-            )
-        self.query_one("#audit-detail", Static).update(text)
+        self.query_one("#audit-detail", FitLines).set_lines(*audit_detail(row))
 
 
 class WorkflowsScreen(DataScreen):
@@ -144,7 +133,7 @@ class WorkflowsScreen(DataScreen):
     snapshot: WorkflowsSnapshot | None = None
 
     def compose_body(self) -> ComposeResult:
-        yield Static("", id="workflows-summary", classes="summary")
+        yield FitLines(loading=True, id="workflows-summary", classes="summary")
         yield KeyedTable(WORKFLOW_COLUMNS, id="workflows-table")
 
     def loader(self) -> Loader:
@@ -152,7 +141,7 @@ class WorkflowsScreen(DataScreen):
 
     def show(self, snapshot: WorkflowsSnapshot) -> None:
         summary = f"{len(snapshot.rows)} workflows (newest first)" if snapshot.rows else "No workflows yet."
-        self.query_one("#workflows-summary", Static).update(summary)
+        self.query_one("#workflows-summary", FitLines).set_lines([Item.of(summary)])
         self.query_one("#workflows-table", KeyedTable).sync([workflow_row(w, snapshot.now) for w in snapshot.rows])
 
     def current(self) -> WorkflowRow | None:
@@ -212,20 +201,18 @@ class WorkflowScreen(DataScreen):
 
     def compose_body(self) -> ComposeResult:
         with VerticalScroll(id="workflow-body"):
-            yield Static("", id="workflow-tree")
+            yield FitLines(loading=True, id="workflow-tree")
 
     def loader(self) -> Loader:
         workflow_id = self.workflow_id
         return lambda store: store.workflow(workflow_id)
 
     def show(self, snapshot: WorkflowSnapshot) -> None:
-        text = Text(f"{snapshot.name or 'workflow'} {snapshot.workflow_id}\n", style="bold")
-        for line in workflow_tree(snapshot.steps):
-            text.append("\n")
-            text.append_text(line)
-        if not snapshot.steps:
-            text.append("\nNo steps (pruned or deleted).", style="dim")
-        self.query_one("#workflow-tree", Static).update(text)
+        steps = workflow_tree(snapshot.steps) or [Text("No steps (pruned or deleted).", style="dim")]
+        self.query_one("#workflow-tree", FitLines).set_lines(  # a long step name is ellipsised, never wrapped
+            [Item(name_forms(snapshot.name or "workflow"), shrink=1), Item.of(Text(snapshot.workflow_id, style="dim"))],
+            [], *[[Item.of(line)] for line in steps],
+        )
 
     def _as_seen(self) -> tuple[WorkflowSnapshot, list[tuple[str, int]]] | None:
         """This workflow as last shown, with its steps counted by state (None before it has loaded)."""

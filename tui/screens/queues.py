@@ -8,9 +8,10 @@ from typing import ClassVar
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import BindingType
-from textual.widgets import DataTable, Static
+from textual.widgets import DataTable
 
 from ..control import queue_node_pause_request, queue_pause_request
+from ..layout import Item
 from ..model import QueueDetailSnapshot, QueueRow, QueuesSnapshot
 from ..presenters import (
     QUEUE_COLUMNS,
@@ -20,7 +21,7 @@ from ..presenters import (
     queue_summary,
     state_summary,
 )
-from ..widgets import KeyedTable
+from ..widgets import FitLines, KeyedTable
 from .base import Command, DataScreen, Loader, bindings_for
 
 
@@ -33,21 +34,17 @@ class QueuesScreen(DataScreen):
     snapshot: QueuesSnapshot | None = None
 
     def compose_body(self) -> ComposeResult:
-        yield Static("", id="summary", classes="summary")
+        yield FitLines(loading=True, id="summary", classes="summary")
         yield KeyedTable(QUEUE_COLUMNS, id="queues-table")
 
     def loader(self) -> Loader:
         return lambda store: store.queues()
 
     def show(self, snapshot: QueuesSnapshot) -> None:
-        self.query_one("#summary", Static).update(state_summary(snapshot.states))
-        table = self.query_one("#queues-table", KeyedTable)
+        empty = [] if snapshot.queues else [[Item.of(Text("No queues yet.", style="dim"))]]
+        self.query_one("#summary", FitLines).set_lines(state_summary(snapshot.states), *empty)
         sparklines = not self.dash.low_bandwidth
-        table.sync([queue_row(q, snapshot.now, sparklines) for q in snapshot.queues])
-        if not snapshot.queues:
-            self.query_one("#summary", Static).update(
-                Text.assemble(state_summary(snapshot.states), "\n", ("No queues yet.", "dim"))
-            )
+        self.query_one("#queues-table", KeyedTable).sync([queue_row(q, snapshot.now, sparklines) for q in snapshot.queues])
 
     def current(self) -> QueueRow | None:
         """The queue under the cursor, as last shown."""
@@ -122,7 +119,7 @@ class QueueScreen(DataScreen):
         return f"Queue {self.queue}"
 
     def compose_body(self) -> ComposeResult:
-        yield Static("", id="queue-summary", classes="summary")
+        yield FitLines(loading=True, id="queue-summary", classes="summary")
         yield KeyedTable(QUEUE_NODE_COLUMNS, id="queue-nodes")
 
     def loader(self) -> Loader:
@@ -132,8 +129,9 @@ class QueueScreen(DataScreen):
     def show(self, snapshot: QueueDetailSnapshot) -> None:
         summary = queue_summary(snapshot.queue, snapshot.now, snapshot.setting_paused, snapshot.setting_limit)
         if not snapshot.nodes:
-            summary.append("\nNo live node runs this queue; P and S apply to every node.", style="dim")
-        self.query_one("#queue-summary", Static).update(summary)
+            keys = f"{self.dash.key_of('pause', self.scope)} and {self.dash.key_of('scale', self.scope)}"
+            summary.append([Item.of(Text(f"No live node runs this queue; {keys} apply to every node.", style="dim"))])
+        self.query_one("#queue-summary", FitLines).set_lines(*summary)
         self.query_one("#queue-nodes", KeyedTable).sync([queue_node_row(n, snapshot.now) for n in snapshot.nodes])
 
     def _node(self) -> tuple[str | None, bool, int | None]:
