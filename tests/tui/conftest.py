@@ -10,7 +10,7 @@ import pytest
 from psycopg import sql
 
 from engine import Engine
-from tests.tui.seed import clock, seed
+from tests.tui.seed import clock, seed, seed_large
 from tui.app import DashboardApp
 from tui.keymap import Keymap
 
@@ -48,16 +48,27 @@ def make_app(database_url: str, seeded: str) -> AppFactory:
     return factory
 
 
-@pytest.fixture
-def snap_prefix(database_url: str) -> Iterator[str]:
-    """A fixed schema name (shown in the header) for snapshot tests, rebuilt for each test."""
+def _fixed_schema(database_url: str, fill: Callable[[psycopg.Connection, str], None]) -> Iterator[str]:
+    """A schema with a fixed name (the header shows it), migrated and filled, dropped afterwards."""
     name = "demo"
     with psycopg.connect(database_url, autocommit=True) as c:
         c.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
         eng = Engine(database_url=database_url, prefix=name)
         eng.migrate()
         eng.stop()
-        seed(c, name)
+        fill(c, name)
     yield name
     with psycopg.connect(database_url, autocommit=True) as c:
         c.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def snap_prefix(database_url: str) -> Iterator[str]:
+    """The deterministic data set under a fixed schema name, for snapshot tests, rebuilt for each test."""
+    yield from _fixed_schema(database_url, seed)
+
+
+@pytest.fixture
+def large_prefix(database_url: str) -> Iterator[str]:
+    """The data set with long names and counts in the millions (``seed_large``), like ``snap_prefix``."""
+    yield from _fixed_schema(database_url, seed_large)

@@ -185,6 +185,47 @@ def seed(conn: psycopg.Connection, prefix: str) -> None:
         )
 
 
+LONG_NODE = "ingest-worker-eu-west-1a-7f3c9"  # 30 characters, instead of node-a (the leader)
+LONG_QUEUE = "analytics-export-nightly"  # 24 characters, instead of mailers
+LONG_WORKFLOW = "nightly-analytics-export-pipeline"  # instead of ingest
+LONG_ACTOR = "oncall-platform@bastion-eu-west-1"
+ESTIMATED_ROWS = 7_200_000  # the jobs table as the planner sees it in the large data set
 
 
-__all__ = ["JOBS", "NOW", "clock", "seed"]
+def seed_large(conn: psycopg.Connection, prefix: str) -> None:
+    """The data set with long names (node, queue, workflow, user), and the planner statistics of a
+    table of millions of jobs, so the dashboard shows estimated counts in the millions.
+
+    The 18 jobs are analysed as they are (every row is in the sample, so the statistics are the
+    same on every run); then the table's size in ``pg_class`` is set to ``ESTIMATED_ROWS`` on the
+    same single page, which is what the planner reads for a large table: the dashboard's estimator
+    (``EXPLAIN`` per state and queue) then runs its real path and answers in millions, each state
+    in proportion to the seeded rows. Needs a superuser (the tests' server); autovacuum is off for
+    the table so that nothing resets the figure.
+    """
+    seed(conn, prefix)
+    s = sql.Identifier(prefix)
+    renames = [("nodes", "name", "node-a", LONG_NODE), ("leader", "node_name", "node-a", LONG_NODE),
+               ("jobs", "queue", "mailers", LONG_QUEUE), ("producers", "queue", "mailers", LONG_QUEUE),
+               ("queue_settings", "queue", "mailers", LONG_QUEUE), ("stats_minutely", "queue", "mailers", LONG_QUEUE)]
+    jobs = sql.SQL("{}.lysmore_jobs").format(s)
+    with conn.transaction():
+        for table, column, old, new in renames:
+            conn.execute(sql.SQL("UPDATE {}.{} SET {} = %s WHERE {} = %s").format(
+                s, sql.Identifier(f"lysmore_{table}"), sql.Identifier(column), sql.Identifier(column)), (new, old))
+        conn.execute(sql.SQL("UPDATE {} SET attempted_by[1] = %s WHERE attempted_by[1] = 'node-a'").format(jobs),
+                     (LONG_NODE,))
+        conn.execute(sql.SQL("UPDATE {} SET workflow_name = %s WHERE workflow_name = 'ingest'").format(jobs),
+                     (LONG_WORKFLOW,))
+        conn.execute(
+            sql.SQL("INSERT INTO {}.lysmore_audit (at, actor, action, targets, outcome, detail) VALUES"
+                    " (%s, %s, 'pause_queue', %s, 'allowed', %s)").format(s),
+            (ago(minutes=5), LONG_ACTOR, Jsonb([LONG_QUEUE, "default"]), Jsonb({"nodes": [LONG_NODE, "node-b"]})),
+        )
+    conn.execute(sql.SQL("ALTER TABLE {} SET (autovacuum_enabled = false)").format(jobs))
+    conn.execute(sql.SQL("VACUUM ANALYZE {}").format(jobs))
+    conn.execute("UPDATE pg_class SET reltuples = %s, relpages = 1 WHERE oid = %s::regclass",
+                 (ESTIMATED_ROWS, jobs.as_string(conn)))
+
+
+__all__ = ["JOBS", "LONG_ACTOR", "LONG_NODE", "LONG_QUEUE", "LONG_WORKFLOW", "NOW", "clock", "seed", "seed_large"]

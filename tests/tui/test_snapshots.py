@@ -18,14 +18,13 @@ from tui.screenshots import type_text
 Compare = Callable[..., bool]
 
 
-@pytest.fixture
-def shot(snap_compare: Compare, database_url: str, snap_prefix: str) -> Callable[..., bool]:
-    """Compare a screenshot of the app after pressing ``keys`` (and typing ``typed`` then ``then``)."""
+def _shooter(snap_compare: Compare, database_url: str, prefix: str) -> Callable[..., bool]:
+    """Compare a screenshot of the app on ``prefix`` after pressing ``keys`` (and typing ``typed`` then ``then``)."""
 
     def take(keys: Sequence[str] = (), size: tuple[int, int] = (80, 24), typed: str = "",
              then: Sequence[str] = (), theme: str | None = None, **kwargs: Any) -> bool:
         app = DashboardApp(
-            database_url=database_url, prefix=snap_prefix, clock=clock, database_name="db/test",
+            database_url=database_url, prefix=prefix, clock=clock, database_name="db/test",
             cursor_blink=False, refresh=60, **kwargs,
         )
 
@@ -45,6 +44,18 @@ def shot(snap_compare: Compare, database_url: str, snap_prefix: str) -> Callable
         return snap_compare(app, terminal_size=size, run_before=run_before)
 
     return take
+
+
+@pytest.fixture
+def shot(snap_compare: Compare, database_url: str, snap_prefix: str) -> Callable[..., bool]:
+    """Screenshots over the deterministic data set."""
+    return _shooter(snap_compare, database_url, snap_prefix)
+
+
+@pytest.fixture
+def large(snap_compare: Compare, database_url: str, large_prefix: str) -> Callable[..., bool]:
+    """Screenshots over the data set with long names and counts in the millions, at 80x24."""
+    return _shooter(snap_compare, database_url, large_prefix)
 
 
 def test_queues(shot: Callable[..., bool]) -> None:
@@ -118,3 +129,40 @@ def test_help(shot: Callable[..., bool]) -> None:
 
 def test_too_small(shot: Callable[..., bool]) -> None:
     assert shot(size=(50, 12))
+
+
+# 80x24 is the design size: long names and counts in the millions, on every screen.
+def test_large_queues(large: Callable[..., bool]) -> None:
+    assert large()
+
+
+def test_large_queue_detail(large: Callable[..., bool]) -> None:
+    assert large(["enter"])
+
+
+def test_large_jobs(large: Callable[..., bool]) -> None:
+    assert large(["2"])
+
+
+def test_large_job_detail(large: Callable[..., bool]) -> None:
+    assert large(["2", "slash"], typed="id:7", then=["enter", "enter"])
+
+
+def test_large_nodes(large: Callable[..., bool]) -> None:
+    assert large(["3"])
+
+
+def test_large_workflows(large: Callable[..., bool]) -> None:
+    assert large(["4"])
+
+
+def test_large_workflow_tree(large: Callable[..., bool]) -> None:
+    assert large(["4", "enter"])
+
+
+def test_large_audit(large: Callable[..., bool]) -> None:
+    assert large(["5"])
+
+
+def test_large_help(large: Callable[..., bool]) -> None:
+    assert large(["3", "question_mark"])
