@@ -101,6 +101,7 @@ def check_migrated(conn: psycopg.Connection, prefix: str) -> None:
     fix = f"run `lysmore migrate --prefix {prefix}` (or call Engine.migrate())"
     if exists is None:
         others = [name for name in instances(conn) if name != prefix]
-        where = f"instances here: {', '.join(others)}" if others else "no instance exists in this database yet"
+        shown = ", ".join(others[:8]) + (f" and {len(others) - 8} more" if len(others) > 8 else "")
+        where = f"instances here: {shown}" if others else "no instance exists in this database yet"
         raise NotMigrated(f"prefix {prefix!r} does not exist ({where}); to create it, {fix}")
     raise NotMigrated(f"prefix {prefix!r} is at migration {have}, this code needs {need}: {fix}")
