@@ -8,7 +8,9 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ._runner import Outcome
+import psycopg
+
+from ._runner import UNRECORDABLE, Outcome, unrecordable
 
 if TYPE_CHECKING:
     from ._engine import Engine
@@ -16,6 +18,22 @@ if TYPE_CHECKING:
 log = logging.getLogger("lysmore.acker")
 
 BATCH = 1000
+
+
+def transient(exc: BaseException) -> bool:
+    """True for a connection or server-side interruption, worth retrying as it is; False when
+    PostgreSQL refused what was sent (bad data), which the same statement would meet again."""
+    return isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError))
+
+
+def refused(outcome: Outcome, exc: BaseException) -> list[Outcome]:
+    """What to record instead of an outcome PostgreSQL refused: a failure naming the reason, with
+    no result or meta; nothing at all when even that was refused (the rescue takes the job)."""
+    if outcome.error is not None and str(outcome.error.get("error", "")).startswith(UNRECORDABLE):
+        log.error("job %s: even the failure recorded for it was refused; leaving it to the rescue",
+                  outcome.job.id, extra={"job_id": outcome.job.id})
+        return []
+    return [unrecordable(outcome.job, exc, outcome.duration)]
 
 
 class Acker:
@@ -72,18 +90,33 @@ class Acker:
 
     def _run(self) -> None:
         failures = 0
+        size = BATCH  # smaller while a batch PostgreSQL refused is taken apart
         while True:
             with self._cond:
                 while not self._buffer and not self._stopping:
                     self._cond.wait()
                 if self._stopping and not self._buffer:
                     return
-                batch, self._buffer = self._buffer[:BATCH], self._buffer[BATCH:]
+                batch, self._buffer = self._buffer[:size], self._buffer[size:]
                 self._inflight = len(batch)
                 self._inflight_ids = {o.job.id for o in batch}
             try:
                 stale = self._engine._record(batch)
             except Exception as exc:
+                if not transient(exc):
+                    # PostgreSQL refused something in this batch: halve it until the refused
+                    # outcome is alone, record that one as a failure naming the reason, and let
+                    # the others land meanwhile. A connection problem, instead, is waited out.
+                    if len(batch) == 1:
+                        log.error("job %s: PostgreSQL refused its outcome (%s); recording a failure instead",
+                                  batch[0].job.id, exc, extra={"job_id": batch[0].job.id})
+                        batch = refused(batch[0], exc)
+                    size = max(1, len(batch) // 2)
+                    with self._cond:
+                        self._buffer[:0] = batch
+                        self._inflight = 0
+                        self._inflight_ids = set()
+                    continue
                 failures += 1
                 log.warning("recording %d outcomes failed, will retry: %s", len(batch), exc)
                 with self._cond:
@@ -95,6 +128,7 @@ class Acker:
                     self._cond.wait(min(0.05 * 2**failures, 5.0))
                 continue
             failures = 0
+            size = min(BATCH, size * 2)
             if stale:  # counted before the batch is done, so flush() returns with counters current
                 try:
                     self._on_stale(stale)

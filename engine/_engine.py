@@ -42,7 +42,7 @@ from ._queues import (
     parse_queues,
     parse_rate_limit,
 )
-from ._runner import Outcome, ThreadPool, run_job
+from ._runner import MAX_JSON_BYTES, Outcome, ThreadPool, run_job
 from ._schema import check_migrated, migrate
 from ._settings import check_prefix, load_settings, redact_url, server_label
 from ._sql import Queries, channel
@@ -100,6 +100,7 @@ class Engine:
         cron_retention: float = 7 * 86_400.0,
         crontab: Sequence[Any] | None = None,
         connect_timeout: float = 15.0,
+        max_json_bytes: int = MAX_JSON_BYTES,
     ) -> None:
         settings = load_settings(
             prefix=prefix, node=node, poll_interval=poll_interval, stage_interval=stage_interval,
@@ -124,6 +125,9 @@ class Engine:
         if not isinstance(connect_timeout, (int, float)) or connect_timeout <= 0:
             raise InvalidConfig(f"connect_timeout must be a positive number of seconds, got {connect_timeout!r}")
         self.connect_timeout = float(connect_timeout)
+        if isinstance(max_json_bytes, bool) or not isinstance(max_json_bytes, int) or max_json_bytes < 1024:
+            raise InvalidConfig(f"max_json_bytes must be an integer of at least 1024, got {max_json_bytes!r}")
+        self.max_json_bytes = max_json_bytes
         self.node_ttl = float(node_ttl)
         self.orphan_after = float(orphan_after)
         self.prune_max_age = None if prune_max_age is None else float(prune_max_age)
@@ -748,7 +752,7 @@ class Engine:
             if not jobs:
                 break
             jobs[0]._engine = self
-            outcome = run_job(jobs[0])
+            outcome = run_job(jobs[0], self.max_json_bytes)
             stale = self._record([outcome])
             if stale:  # the row moved on while it ran: counted and announced, as on a node
                 self._stale(stale)

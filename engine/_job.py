@@ -55,22 +55,43 @@ def _bad_text(text: str) -> bool:
     return False
 
 
+_NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")  # an escaped NUL, not an escaped backslash before "u0000"
+
+
+class Unstorable(ValueError):
+    """A value jsonb cannot hold; the message completes "<what> ..." (e.g. "is nested too deeply")."""
+
+
+def json_text(value: Any, max_bytes: int = MAX_ARGS_BYTES) -> str:
+    """``value`` as the JSON text a jsonb column takes, at most ``max_bytes``; else ``Unstorable``.
+
+    Checked here, before any SQL, so one bad value never fails a statement that carries others.
+    """
+    try:
+        text = json.dumps(value, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
+    except RecursionError:
+        raise Unstorable("is nested too deeply to store") from None
+    except (TypeError, ValueError) as exc:
+        raise Unstorable(f"is not JSON-serialisable: {exc}") from None
+    if _NUL_ESCAPE.search(text):
+        raise Unstorable("contains a NUL character (\\x00), which PostgreSQL cannot store")
+    try:
+        size = len(text.encode())
+    except UnicodeEncodeError as exc:  # a lone surrogate such as "\ud800": jsonb rejects it
+        raise Unstorable(f"contains text that is not valid Unicode ({exc.reason})") from None
+    if size > max_bytes:
+        raise Unstorable(f"is {size} bytes of JSON, over the cap of {max_bytes} bytes")
+    return text
+
+
 def check_json(name: str, value: Any, max_bytes: int = MAX_ARGS_BYTES) -> dict[str, Any]:
     """Return ``value`` if it is a JSON object PostgreSQL's jsonb will take, else raise."""
     if not isinstance(value, dict):
         raise InvalidJob(f"{name} must be a dict (a JSON object), got {type(value).__name__}")
     try:
-        text = json.dumps(value, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
-    except (TypeError, ValueError) as exc:
-        raise InvalidJob(f"{name} is not JSON-serialisable: {exc}") from None
-    if _has_nul(value):
-        raise InvalidJob(f"{name} contains a NUL character (\\x00), which PostgreSQL cannot store")
-    try:
-        size = len(text.encode())
-    except UnicodeEncodeError as exc:  # a lone surrogate such as "\ud800": jsonb rejects it
-        raise InvalidJob(f"{name} contains text that is not valid Unicode ({exc.reason})") from None
-    if size > max_bytes:
-        raise InvalidJob(f"{name} is {size} bytes of JSON, over the cap of {max_bytes} bytes")
+        text = json_text(value, max_bytes)
+    except Unstorable as exc:
+        raise InvalidJob(f"{name} {exc}") from None
     # What is stored is what comes back: tuples become lists, keys become strings.
     result: dict[str, Any] = json.loads(text)
     return result

@@ -263,7 +263,7 @@ class Producer:
         job = run.job
         try:
             self.engine.events.emit(Event("start", job))
-            outcome = run_job(job)
+            outcome = run_job(job, self.engine.max_json_bytes)
             if run.timer is not None:
                 run.timer.cancel()
             if run.claim():

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import json
 import logging
 import math
 import queue as queue_mod
@@ -15,15 +14,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from psycopg.types.json import Jsonb
-
-from ._job import Job, _has_nul
+from ._job import MAX_ARGS_BYTES, Job, Unstorable, json_text
 from ._states import JobState, can_move
 from ._worker import Cancel, Discard, Snooze, Worker, default_backoff, resolve_worker
 
 log = logging.getLogger("lysmore.runner")
 
 MAX_DELAY = 10 * 365 * 86_400.0  # seconds; a longer backoff or snooze is cut to this
+MAX_JSON_BYTES = MAX_ARGS_BYTES  # default cap on a job's stored result (Engine's max_json_bytes)
+MAX_MESSAGE_CHARS = 8_000  # an error entry keeps this much of the message ...
+MAX_TRACEBACK_CHARS = 64_000  # ... and the end of the traceback, so it always fits under the cap
 
 
 @dataclass(slots=True)
@@ -40,6 +40,7 @@ class Outcome:
     exception: BaseException | None = None
     duration: float = 0.0
     kind: str = "success"  # the event to emit
+    stored: tuple[str | None, str | None, str | None] | None = None  # error, result, meta as JSON text
 
     def __post_init__(self) -> None:
         if not can_move(JobState.EXECUTING, self.state):
@@ -48,35 +49,29 @@ class Outcome:
         delay = float(self.delay)
         self.delay = min(delay, MAX_DELAY) if delay > 0 else 0.0
 
+    def encode(self, max_bytes: int = MAX_JSON_BYTES) -> None:
+        """Turn error, result and meta into the JSON text the ack stores, now, in the job's thread.
+
+        A result jsonb cannot hold (too big, too deep, not JSON) is replaced by a note in
+        ``meta["result_error"]``: the attempt is recorded, and no batch of acks fails on it.
+        """
+        result = None
+        if self.result is not None:
+            try:
+                result = json_text(self.result, max_bytes)
+            except Unstorable as exc:
+                self.result = None
+                self.meta = {**(self.meta or {}), "result_error": f"return value not stored: it {exc}"}
+        error = None if self.error is None else json_text(self.error, max(max_bytes, MAX_ARGS_BYTES))
+        meta = None if self.meta is None else json_text(self.meta, max(max_bytes, MAX_ARGS_BYTES))
+        self.stored = (error, result, meta)
+
     def params(self) -> tuple[Any, ...]:
         """This outcome as one element of each array ``ack.sql`` takes."""
-        return (
-            self.job.id,
-            self.job.attempt,
-            self.state.value,
-            self.delay,
-            self.extra_attempts,
-            None if self.error is None else Jsonb(self.error),
-            None if self.result is None else Jsonb(self.result),
-            None if self.meta is None else Jsonb(self.meta),
-        )
-
-
-def _storable(value: Any) -> tuple[Any, str | None]:
-    """``value`` if jsonb can hold it, else (None, why not)."""
-    if value is None:
-        return None, None
-    try:
-        json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        return None, f"return value not stored: {exc}"
-    if _has_nul(value):
-        return None, "return value not stored: it contains a NUL character"
-    try:
-        json.dumps(value, ensure_ascii=False).encode()
-    except UnicodeEncodeError:
-        return None, "return value not stored: it contains text that is not valid Unicode"
-    return value, None
+        if self.stored is None:
+            self.encode()
+        assert self.stored is not None
+        return (self.job.id, self.job.attempt, self.state.value, self.delay, self.extra_attempts, *self.stored)
 
 
 def _text(value: str | None) -> str | None:
@@ -87,6 +82,10 @@ def _text(value: str | None) -> str | None:
 
 
 def _error_entry(job: Job, message: str, tb: str | None = None) -> dict[str, Any]:
+    if len(message) > MAX_MESSAGE_CHARS:
+        message = message[:MAX_MESSAGE_CHARS] + f"… ({len(message):,} characters)"
+    if tb is not None and len(tb) > MAX_TRACEBACK_CHARS:
+        tb = f"… ({len(tb):,} characters, the end kept)\n" + tb[-MAX_TRACEBACK_CHARS:]
     entry: dict[str, Any] = {"attempt": job.attempt, "error": _text(message), "traceback": _text(tb)}
     if job.attempted_by:  # where and when this attempt ran, for the dashboard's timeline
         entry["node"] = job.attempted_by[0]
@@ -133,7 +132,8 @@ def decide(job: Job, worker: Worker | None, value: Any, exc: BaseException | Non
     if exc is not None:
         return failure(job, exc, worker, duration)
     if isinstance(value, Snooze):
-        snoozed = int(job.meta.get("snoozed", 0)) + 1
+        before = job.meta.get("snoozed")  # a count someone overwrote with junk starts again
+        snoozed = (before if isinstance(before, int) and not isinstance(before, bool) and before > 0 else 0) + 1
         return Outcome(
             job, JobState.SCHEDULED, delay=value.seconds, extra_attempts=1,
             meta={"snoozed": snoozed}, duration=duration, kind="snooze",
@@ -148,9 +148,7 @@ def decide(job: Job, worker: Worker | None, value: Any, exc: BaseException | Non
             job, JobState.DISCARDED, error=_error_entry(job, f"discarded: {value.reason}"),
             duration=duration, kind="discard",
         )
-    stored, why = _storable(value)
-    meta = {"result_error": why} if why else None
-    return Outcome(job, JobState.COMPLETED, result=stored, meta=meta, duration=duration)
+    return Outcome(job, JobState.COMPLETED, result=value, duration=duration)
 
 
 def _call(worker: Worker, job: Job) -> Any:
@@ -163,9 +161,36 @@ def _call(worker: Worker, job: Job) -> Any:
     return value
 
 
-def run_job(job: Job) -> Outcome:
-    """Run ``job`` in this thread and return its outcome; never raises, not even SystemExit."""
+def run_job(job: Job, max_bytes: int = MAX_JSON_BYTES) -> Outcome:
+    """Run ``job`` in this thread and return its outcome, ready to record; never raises, not even
+    SystemExit. Whatever fails after ``perform`` (a result that cannot be stored, a broken
+    ``Snooze``, a failing ``backoff``) still ends the attempt: as a failure naming the reason."""
     started = time.monotonic()
+    try:
+        outcome = _run(job, started)
+        outcome.encode(max_bytes)
+        return outcome
+    except BaseException as exc:  # noqa: B036 - the attempt must end whatever went wrong
+        return unrecordable(job, exc, time.monotonic() - started)
+
+
+UNRECORDABLE = "the outcome of this attempt could not be recorded"
+
+
+def unrecordable(job: Job, exc: BaseException, duration: float) -> Outcome:
+    """The attempt as a plain failure when its own outcome could not be made, encoded or stored."""
+    message, tb = _describe(exc)
+    entry = _error_entry(job, f"{UNRECORDABLE}: {message}", tb)
+    if job.attempt >= job.max_attempts:
+        outcome = Outcome(job, JobState.DISCARDED, error=entry, exception=exc, duration=duration, kind="discard")
+    else:
+        outcome = Outcome(job, JobState.RETRYABLE, delay=default_backoff(job.attempt), error=entry,
+                          exception=exc, duration=duration, kind="failure")
+    outcome.encode()
+    return outcome
+
+
+def _run(job: Job, started: float) -> Outcome:
     cls = resolve_worker(job.worker)
     if cls is None:
         entry = _error_entry(job, f"worker {job.worker!r} not found: no such class is importable here")

@@ -17,7 +17,8 @@ WITH acked AS (
         meta = CASE WHEN v.meta IS NULL THEN j.meta ELSE j.meta || v.meta END
     FROM unnest(
         %(id)s::bigint[], %(attempt)s::int[], %(state)s::text[], %(delay)s::float8[],
-        %(extra_attempts)s::int[], %(error)s::jsonb[], %(result)s::jsonb[], %(meta)s::jsonb[]
+        %(extra_attempts)s::int[], %(error)s::text[]::jsonb[], %(result)s::text[]::jsonb[],
+        %(meta)s::text[]::jsonb[]
     ) AS v(id, attempt, state, delay, extra_attempts, error, result, meta)
     WHERE j.id = v.id
       AND j.attempt = v.attempt

@@ -136,8 +136,8 @@ def test_drain_queue_counts_a_stale_ack(make_engine, conn, prefix, monkeypatch) 
     job = eng.insert(Quick.new({"n": 1}))
     real_run_job = run_job
 
-    def run_then_lose(j):  # type: ignore[no-untyped-def]
-        outcome = real_run_job(j)
+    def run_then_lose(j, *args):  # type: ignore[no-untyped-def]
+        outcome = real_run_job(j, *args)
         set_row(conn, prefix, j.id, node_id=uuid.uuid4())
         return outcome
 
