@@ -25,7 +25,7 @@ from ._deadlines import Deadlines
 from ._embedded import embedded_url
 from ._errors import DatabaseUnavailable, InvalidConfig, JobNotFound
 from ._events import Event, Events, Handler
-from ._job import Job, JobSpec, check_queue_name, specs_json
+from ._job import Job, JobSpec, check_queue_name, job_ids_of, specs_json, workflow_id_of
 from ._leader import Leadership
 from ._loop import Periodic
 from ._notifier import Notifier
@@ -48,6 +48,7 @@ from ._settings import check_prefix, load_settings, redact_url, server_label
 from ._sql import Queries, channel
 from ._states import DELETABLE, FINAL_STATES, RETRYABLE_BY_HAND, UNFINISHED, JobState, allowed_from
 from ._stats import Counts, cluster_status, queue_counts
+from ._worker import check_worker_modules
 from ._workflow import Workflow
 
 log = logging.getLogger("lysmore.engine")
@@ -101,6 +102,7 @@ class Engine:
         crontab: Sequence[Any] | None = None,
         connect_timeout: float = 15.0,
         max_json_bytes: int = MAX_JSON_BYTES,
+        worker_modules: Sequence[str] = (),
     ) -> None:
         settings = load_settings(
             prefix=prefix, node=node, poll_interval=poll_interval, stage_interval=stage_interval,
@@ -128,6 +130,7 @@ class Engine:
         if isinstance(max_json_bytes, bool) or not isinstance(max_json_bytes, int) or max_json_bytes < 1024:
             raise InvalidConfig(f"max_json_bytes must be an integer of at least 1024, got {max_json_bytes!r}")
         self.max_json_bytes = max_json_bytes
+        self.worker_modules = check_worker_modules(worker_modules)
         self.node_ttl = float(node_ttl)
         self.orphan_after = float(orphan_after)
         self.prune_max_age = None if prune_max_age is None else float(prune_max_age)
@@ -347,7 +350,7 @@ class Engine:
         return jobs[0]
 
     def get_jobs(self, job_ids: Iterable[int]) -> list[Job]:
-        ids = [int(i) for i in job_ids]
+        ids = job_ids_of(job_ids)
         with self.connection() as c, c.cursor(row_factory=dict_row) as cur:
             cur.execute(self.q.get_jobs, {"id": ids})
             return [Job.from_row(r) for r in cur.fetchall()]
@@ -358,7 +361,7 @@ class Engine:
 
     def cancel_jobs(self, job_ids: Iterable[int], *, conn: psycopg.Connection | None = None) -> list[int]:
         """Cancel every unfinished job of ``job_ids``; returns the ids that were cancelled."""
-        ids = [int(i) for i in job_ids]
+        ids = job_ids_of(job_ids)
         done: list[int] = []
         executing: set[int] = set()
         with self.atomic(conn) as c:
@@ -394,26 +397,26 @@ class Engine:
         they are.
         """
         with self.connection(conn) as c, c.transaction():
-            c.execute(self.q.workflow_lock, {"ids": [str(workflow_id)]})
+            c.execute(self.q.workflow_lock, {"ids": [workflow_id_of(workflow_id)]})
             ids = self._workflow_step_ids(c, workflow_id, (JobState.CANCELLED, JobState.DISCARDED))
             return sorted(self.retry_jobs(ids, conn=c)) if ids else []  # held where dependencies wait
 
     def _workflow_step_ids(
         self, c: psycopg.Connection, workflow_id: uuid.UUID | str, states: Iterable[JobState]
     ) -> list[int]:
-        params = {"workflow_id": str(workflow_id), "states": sorted(s.value for s in states)}
+        params = {"workflow_id": workflow_id_of(workflow_id), "states": sorted(s.value for s in states)}
         return [r[0] for r in c.execute(self.q.workflow_step_ids, params).fetchall()]
 
     def workflow_steps(self, workflow_id: uuid.UUID | str) -> list[Job]:
         """Every step of a workflow as stored now (state, step name, dependencies), by id."""
         with self.connection() as c, c.cursor(row_factory=dict_row) as cur:
-            cur.execute(self.q.workflow_steps, {"workflow_id": str(workflow_id)})
+            cur.execute(self.q.workflow_steps, {"workflow_id": workflow_id_of(workflow_id)})
             return [Job.from_row(r) for r in cur.fetchall()]
 
     def workflow_results(self, workflow_id: uuid.UUID | str, steps: Sequence[str]) -> dict[str, Any]:
         """Recorded results of the completed ``steps`` of a workflow, by step name."""
         with self.connection() as c:
-            rows = c.execute(self.q.workflow_results, {"workflow_id": str(workflow_id), "steps": list(steps)}).fetchall()
+            rows = c.execute(self.q.workflow_results, {"workflow_id": workflow_id_of(workflow_id), "steps": list(steps)}).fetchall()
         return {r[0]: r[1] for r in rows}
 
     def _resolve_workflows(self, c: psycopg.Connection, workflows: Sequence[Any]) -> None:
@@ -441,7 +444,7 @@ class Engine:
         return bool(self.retry_jobs([job_id], conn=conn))
 
     def retry_jobs(self, job_ids: Iterable[int], *, conn: psycopg.Connection | None = None) -> list[int]:
-        ids = [int(i) for i in job_ids]
+        ids = job_ids_of(job_ids)
         with self.connection(conn) as c:
             rows = c.execute(
                 self.q.retry,
@@ -454,7 +457,7 @@ class Engine:
         return bool(self.delete_jobs([job_id], conn=conn))
 
     def delete_jobs(self, job_ids: Iterable[int], *, conn: psycopg.Connection | None = None) -> list[int]:
-        ids = [int(i) for i in job_ids]
+        ids = job_ids_of(job_ids)
         with self.connection(conn) as c:
             rows = c.execute(
                 self.q.delete, {"id": ids, "from": sorted(s.value for s in DELETABLE)}
@@ -752,7 +755,7 @@ class Engine:
             if not jobs:
                 break
             jobs[0]._engine = self
-            outcome = run_job(jobs[0], self.max_json_bytes)
+            outcome = run_job(jobs[0], self.max_json_bytes, self.worker_modules)
             stale = self._record([outcome])
             if stale:  # the row moved on while it ran: counted and announced, as on a node
                 self._stale(stale)

@@ -97,6 +97,29 @@ def check_json(name: str, value: Any, max_bytes: int = MAX_ARGS_BYTES) -> dict[s
     return result
 
 
+MAX_ID = 2**63 - 1  # ids are bigint
+
+
+def job_ids_of(job_ids: object) -> list[int]:
+    """Job ids as a list of ints, before any SQL: ``InvalidJob`` for what is not an id at all; ids
+    no bigint can hold are left out, since no job has them (as for any other missing id)."""
+    if isinstance(job_ids, (str, bytes)) or not hasattr(job_ids, "__iter__"):
+        raise InvalidJob(f"job ids must be an iterable of integers, got {job_ids!r}")
+    ids = list(job_ids)
+    for i in ids:
+        if isinstance(i, bool) or not isinstance(i, int):
+            raise InvalidJob(f"a job id must be an integer, got {i!r}")
+    return [i for i in ids if 0 < i <= MAX_ID]
+
+
+def workflow_id_of(workflow_id: object) -> str:
+    """A workflow id as the text of a UUID, else ``InvalidJob`` (before any SQL)."""
+    try:
+        return str(workflow_id if isinstance(workflow_id, UUID) else UUID(str(workflow_id)))
+    except (ValueError, TypeError, AttributeError):
+        raise InvalidJob(f"a workflow id must be a UUID, got {workflow_id!r}") from None
+
+
 def check_priority(priority: object) -> int:
     if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 9:
         raise InvalidJob(f"priority must be an integer from 0 to 9, got {priority!r}")

@@ -14,7 +14,7 @@ from ._job import Job
 from ._loop import jittered
 from ._queues import QueueConfig
 from ._runner import Outcome, run_job, timeout_outcome
-from ._worker import resolve_worker
+from ._worker import Worker, resolve_worker
 
 if TYPE_CHECKING:
     from ._engine import Engine
@@ -253,17 +253,17 @@ class Producer:
         run = Running(job)
         with self._lock:
             self.running[job.id] = run
-        cls = resolve_worker(job.worker)
+        cls = resolve_worker(job.worker, self.engine.worker_modules)
         timeout = getattr(cls, "timeout", None) if cls else None
         if timeout:
-            run.timer = self.engine._deadlines.call_in(timeout, lambda: self._timed_out(run, timeout))
+            run.timer = self.engine._deadlines.call_in(timeout, lambda: self._timed_out(run, timeout, cls))
         self.engine._pool_threads.submit(lambda: self._execute(run))
 
     def _execute(self, run: Running) -> None:
         job = run.job
         try:
             self.engine.events.emit(Event("start", job))
-            outcome = run_job(job, self.engine.max_json_bytes)
+            outcome = run_job(job, self.engine.max_json_bytes, self.engine.worker_modules)
             if run.timer is not None:
                 run.timer.cancel()
             if run.claim():
@@ -275,11 +275,11 @@ class Producer:
             self._assist_wake.set()
             self.engine._job_done()
 
-    def _timed_out(self, run: Running, seconds: float) -> None:
+    def _timed_out(self, run: Running, seconds: float, cls: type[Worker] | None) -> None:
         if run.claim():
             run.job._interrupt()
             log.warning("job %s ran past its timeout of %ss", run.job.id, seconds, extra={"job_id": run.job.id})
-            outcome = timeout_outcome(run.job, seconds)
+            outcome = timeout_outcome(run.job, seconds, cls)
             self.engine.events.emit(Event("timeout", run.job, seconds))
             self._finish(outcome)
 

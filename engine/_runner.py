@@ -10,7 +10,7 @@ import queue as queue_mod
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -161,13 +161,13 @@ def _call(worker: Worker, job: Job) -> Any:
     return value
 
 
-def run_job(job: Job, max_bytes: int = MAX_JSON_BYTES) -> Outcome:
+def run_job(job: Job, max_bytes: int = MAX_JSON_BYTES, modules: Sequence[str] = ()) -> Outcome:
     """Run ``job`` in this thread and return its outcome, ready to record; never raises, not even
     SystemExit. Whatever fails after ``perform`` (a result that cannot be stored, a broken
     ``Snooze``, a failing ``backoff``) still ends the attempt: as a failure naming the reason."""
     started = time.monotonic()
     try:
-        outcome = _run(job, started)
+        outcome = _run(job, started, modules)
         outcome.encode(max_bytes)
         return outcome
     except BaseException as exc:  # noqa: B036 - the attempt must end whatever went wrong
@@ -190,10 +190,13 @@ def unrecordable(job: Job, exc: BaseException, duration: float) -> Outcome:
     return outcome
 
 
-def _run(job: Job, started: float) -> Outcome:
-    cls = resolve_worker(job.worker)
+def _run(job: Job, started: float, modules: Sequence[str]) -> Outcome:
+    cls = resolve_worker(job.worker, modules)
     if cls is None:
-        entry = _error_entry(job, f"worker {job.worker!r} not found: no such class is importable here")
+        entry = _error_entry(
+            job, f"worker {job.worker!r} not found: no such class is known on this node (the app does not "
+                 "import it and its module is not under worker_modules); nothing was imported"
+        )
         return Outcome(job, JobState.DISCARDED, error=entry, duration=0.0, kind="discard")
     worker: Worker | None = None
     try:
@@ -204,9 +207,8 @@ def _run(job: Job, started: float) -> Outcome:
     return decide(job, worker, value, None, time.monotonic() - started)
 
 
-def timeout_outcome(job: Job, seconds: float) -> Outcome:
-    """The outcome recorded when ``job`` runs past its worker's ``timeout``."""
-    cls = resolve_worker(job.worker)
+def timeout_outcome(job: Job, seconds: float, cls: type[Worker] | None) -> Outcome:
+    """The outcome recorded when ``job`` (of worker ``cls``) runs past its ``timeout``."""
     exc = TimeoutError(f"perform ran past its timeout of {seconds:g}s")
     outcome = failure(job, exc, cls() if cls else None, seconds)
     if outcome.error is not None:

@@ -14,6 +14,7 @@ DEFAULT_FIELDS = ("worker", "queue", "args")
 DEFAULT_STATES = tuple(s.value for s in JobState if s not in (JobState.CANCELLED, JobState.DISCARDED))
 REPLACEABLE = ("args", "meta", "priority", "scheduled_at", "max_attempts", "tags")
 OPTIONS = {"period", "fields", "keys", "states", "replace"}
+MAX_PERIOD = 100 * 365.25 * 86_400.0  # seconds; longer than this is "for ever" (None)
 
 
 def normalize_unique(opts: object) -> dict[str, Any] | None:
@@ -28,8 +29,10 @@ def normalize_unique(opts: object) -> dict[str, Any] | None:
     if unknown:
         raise InvalidJob(f"unique has unknown options {sorted(unknown)}; known: {sorted(OPTIONS)}")
     period = opts.get("period", None)
-    if period is not None and (isinstance(period, bool) or not isinstance(period, (int, float)) or period <= 0):
-        raise InvalidJob(f"unique period must be seconds > 0, or None for ever; got {period!r}")
+    if period is not None and (
+        isinstance(period, bool) or not isinstance(period, (int, float)) or not 0 < period <= MAX_PERIOD
+    ):  # also refuses nan and inf, which PostgreSQL's interval cannot hold
+        raise InvalidJob(f"unique period must be seconds > 0 and at most 100 years, or None for ever; got {period!r}")
     fields = opts.get("fields", DEFAULT_FIELDS)
     if not isinstance(fields, (list, tuple)) or not fields or set(fields) - set(UNIQUE_FIELDS):
         raise InvalidJob(f"unique fields must be a non-empty list of {UNIQUE_FIELDS}, got {fields!r}")

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import importlib
 import random
+import re
 import threading
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, ClassVar
 
-from ._errors import InvalidJob
+from ._errors import InvalidConfig, InvalidJob
 from ._job import Job, JobSpec, check_max_attempts, check_priority, check_queue_name, check_tags
 
 
@@ -142,13 +144,19 @@ class Worker:
         raise NotImplementedError(f"{type(self).__name__}.perform is not defined")
 
 
-def resolve_worker(name: str) -> type[Worker] | None:
-    """Find the worker class stored under ``name``, importing its module if needed."""
+def resolve_worker(name: str, modules: Sequence[str] = ()) -> type[Worker] | None:
+    """The worker class stored under ``name``: a class this process has imported, or one from a
+    module under ``modules`` (dotted prefixes the node was configured with), imported on demand.
+
+    A job row never decides what a node imports: any other name is unknown, and imports nothing.
+    """
     cls = _registry.get(name)
     if cls is not None:
         return cls
     module, _, qualname = name.rpartition(".")
     while module:
+        if not any(module == m or module.startswith(m + ".") for m in modules):
+            return None
         try:
             importlib.import_module(module)
         except ImportError:
@@ -159,3 +167,16 @@ def resolve_worker(name: str) -> type[Worker] | None:
             return None
         return _registry.get(name)
     return None
+
+
+def check_worker_modules(modules: object) -> tuple[str, ...]:
+    """``modules`` as a tuple of dotted module prefixes, else ``InvalidConfig``."""
+    if isinstance(modules, str) or not isinstance(modules, (list, tuple, set, frozenset)):
+        raise InvalidConfig(f"worker_modules must be a list of module names, got {modules!r}")
+    for m in modules:
+        if not isinstance(m, str) or not _MODULE.match(m):
+            raise InvalidConfig(f"worker_modules: {m!r} is not a dotted module name")
+    return tuple(modules)
+
+
+_MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")

@@ -13,6 +13,7 @@ from engine import (
     Engine,
     InvalidConfig,
     InvalidJob,
+    JobNotFound,
     JobSpec,
     JobState,
     Snooze,
@@ -275,3 +276,59 @@ def test_last_attempt_system_exit_discards(make_engine) -> None:  # type: ignore
     job = eng.insert(Exits.new({}, max_attempts=1))
     assert eng.drain_queue(Q) == {"discarded": 1}
     assert eng.get_job(job.id).errors[0]["error"] == "SystemExit: 3"
+
+
+def test_a_job_row_never_decides_what_a_node_imports(make_engine) -> None:  # type: ignore[no-untyped-def]
+    """``this`` prints on import: a stored worker name under it must import nothing."""
+    assert "this" not in sys.modules and "tests.engine._lazy_worker" not in sys.modules
+    eng, log = start_node(make_engine, {Q: 2})
+    for worker in ("this.Nope", "tests.engine._lazy_worker.Lazy"):
+        row = wait_end(eng, log, eng.insert(JobSpec.build(worker=worker, queue=Q, args={})).id)
+        assert row.state is JobState.DISCARDED and "nothing was imported" in row.errors[0]["error"]
+    assert "this" not in sys.modules and "tests.engine._lazy_worker" not in sys.modules
+
+
+def test_worker_modules_name_what_may_be_imported_on_demand(make_engine) -> None:  # type: ignore[no-untyped-def]
+    eng, log = start_node(make_engine, {Q: 2}, worker_modules=["tests.engine._lazy_worker"])
+    row = wait_end(eng, log, eng.insert(JobSpec.build(worker="tests.engine._lazy_worker.Lazy", queue=Q, args={})).id)
+    assert row.state is JobState.COMPLETED and row.result == {"lazy": True}
+    with pytest.raises(InvalidConfig, match="worker_modules"):
+        make_engine(worker_modules="tests.engine")
+    with pytest.raises(InvalidConfig, match="not a dotted module name"):
+        make_engine(worker_modules=["tests..engine"])
+
+
+def _deep(levels: int) -> list[Any]:
+    value: list[Any] = []
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("period", [float("nan"), float("inf"), 1e300, -1, 0])
+def test_unique_period_postgres_cannot_hold_is_invalid_before_sql(make_engine, conn, prefix, period) -> None:  # type: ignore[no-untyped-def]
+    eng = make_engine()
+    with pytest.raises(InvalidJob, match="unique period"):
+        eng.insert(Plain.new({}, unique={"period": period}))
+    assert count_jobs(conn, prefix) == 0
+
+
+def test_args_nested_too_deep_are_invalid() -> None:
+    with pytest.raises(InvalidJob, match="args is nested too deeply"):
+        Plain.new({"x": _deep(100_000)})
+
+
+def test_ids_that_cannot_exist_are_not_found_and_ids_that_are_not_ids_are_invalid(make_engine) -> None:  # type: ignore[no-untyped-def]
+    eng = make_engine()
+    assert eng.cancel_job(2**70) is False and eng.retry_job(2**70) is False and eng.delete_job(-(2**70)) is False
+    assert eng.cancel_jobs([2**64, 0, -1]) == []
+    with pytest.raises(JobNotFound):
+        eng.get_job(2**70)
+    for bad in ("1", 1.5, None, True):
+        with pytest.raises(InvalidJob, match="job id must be an integer"):
+            eng.cancel_jobs([bad])
+    for bad in ("x", 2**70, None):
+        with pytest.raises(InvalidJob, match="workflow id must be a UUID"):
+            eng.workflow_steps(bad)
+        with pytest.raises(InvalidJob, match="workflow id must be a UUID"):
+            eng.cancel_workflow(bad)
