@@ -877,21 +877,45 @@ class Engine:
         return self._acker.flush(max(0.0, deadline - time.monotonic())) and settled
 
     def _stale(self, outcomes: list[Outcome]) -> None:
-        self._count("stale_acks", len(outcomes))
+        """Count and announce outcomes an ack did not apply, each with why: the attempt was
+        ``rescued`` (given back or to another node), ``cancelled`` or ``deleted`` meanwhile. An
+        ack retried after its first try committed (the answer was lost) finds its own outcome
+        already there: that counts as acked, not stale."""
+        try:
+            with self.connection() as c:
+                rows = {r[0]: r[1:] for r in c.execute(self.q.refused_rows, {"id": [o.job.id for o in outcomes]})}
+        except Exception as exc:  # the reasons are for people; the count must not wait for them
+            log.warning("could not read why %d acks were refused: %s", len(outcomes), exc)
+            rows = {}
+        stale = []
         for outcome in outcomes:
+            state, attempt, node_id, last_error = rows.get(outcome.job.id, (None, None, None, None))
+            own_error = None if outcome.error is None else outcome.error.get("error")
+            if (state, attempt, node_id) == (outcome.state.value, outcome.job.attempt, self.node_id) and (
+                own_error is None or own_error == last_error
+            ):
+                self._count("acked", 1)
+                continue
+            why = ("unknown" if not rows else "deleted" if state is None
+                   else "cancelled" if state == JobState.CANCELLED.value and attempt == outcome.job.attempt
+                   else "rescued")
+            stale.append(outcome)
             log.warning(
-                "stale ack for job %s attempt %s: the row moved on, nothing changed",
-                outcome.job.id, outcome.job.attempt, extra={"job_id": outcome.job.id},
+                "stale ack for job %s attempt %s: the attempt was %s meanwhile, nothing changed",
+                outcome.job.id, outcome.job.attempt, why, extra={"job_id": outcome.job.id},
             )
-            self.events.emit(Event("stale_ack", outcome.job, detail={"state": outcome.state.value}))
+            self.events.emit(Event("stale_ack", outcome.job, detail={"state": outcome.state.value, "reason": why}))
+        self._count("stale_acks", len(stale))
 
-    def _lost_jobs(self, runs: list[Running]) -> set[int]:
+    def _lost_jobs(self, runs: list[Running]) -> dict[int, str | None]:
+        """Of ``runs``, those whose row no longer says this node runs them: id -> state now
+        (None when the row was deleted)."""
         with self.connection() as c:
             rows = c.execute(
                 self.q.lost_jobs,
                 {"id": [r.job.id for r in runs], "attempt": [r.job.attempt for r in runs], "node_id": self.node_id},
             ).fetchall()
-        return {r[0] for r in rows}
+        return {r[0]: r[1] for r in rows}
 
     def _count(self, key: str, n: int) -> None:
         if n:

@@ -34,6 +34,7 @@ class Running:
     started: float = field(default_factory=time.monotonic)
     lock: threading.Lock = field(default_factory=threading.Lock)
     claimed: bool = False
+    taken: bool = False  # its row was rescued or deleted: told to stop, its outcome will be refused
     timer: Deadline | None = None
 
     def claim(self) -> bool:
@@ -302,13 +303,23 @@ class Producer:
         )
 
     def _check_lost(self) -> None:
-        """Interrupt executions whose rows no longer belong to them (a missed cancel notification)."""
-        runs = [r for r in self.snapshot() if not r.claimed]
+        """Interrupt executions whose rows no longer belong to them. A cancelled row is a cancel
+        (its notification was missed); a rescued or deleted one is not: the execution is told to
+        stop, and its outcome, when it comes, is refused and counted as a stale ack."""
+        runs = [r for r in self.snapshot() if not r.claimed and not r.taken]
         if not runs:
             return
         lost = self.engine._lost_jobs(runs)
-        if lost:
-            self.interrupt(lost, "was taken away (cancelled, rescued or deleted)")
+        cancelled = {i for i, state in lost.items() if state == "cancelled"}
+        if cancelled:
+            self.interrupt(cancelled, "was cancelled")
+        for run in runs:
+            if run.job.id in lost and run.job.id not in cancelled:
+                run.taken = True
+                log.warning("job %s attempt %s was %s elsewhere while running here; its outcome will be refused",
+                            run.job.id, run.job.attempt, "deleted" if lost[run.job.id] is None else "rescued",
+                            extra={"job_id": run.job.id})
+                run.job._interrupt()
 
     def _apply_settings(self) -> None:
         paused, effective = self.engine._queue_settings(self.queue, self.config)

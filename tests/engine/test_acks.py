@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -12,7 +13,7 @@ import engine._producer as producer_mod
 from engine import JobState, Worker
 from engine._runner import Outcome, run_job
 from tests.engine._support import events_of, set_row, start_node, wait_state
-from tests.helpers import EventLog
+from tests.helpers import EventLog, wait_for
 
 Q = "acks"
 GATES: dict[str, threading.Event] = {}
@@ -96,7 +97,8 @@ def test_stale_ack_changes_nothing_and_is_counted(make_engine, conn, prefix, cha
     assert eng.counters["stale_acks"] == 1
     (event,) = log.events
     assert event.kind == "stale_ack" and event.job.id == job.id
-    assert event.detail == {"state": state.value}
+    reason = {_change_cancel: "cancelled", _change_deleted: "deleted"}.get(change, "rescued")
+    assert event.detail == {"state": state.value, "reason": reason}
 
 
 def test_only_the_stale_outcome_of_a_batch_is_refused(make_engine, conn, prefix) -> None:  # type: ignore[no-untyped-def]
@@ -166,3 +168,32 @@ def test_stale_ack_through_a_running_node(make_engine, conn, prefix, monkeypatch
     # the node goes on acking other jobs
     fine = eng.insert(Quick.new({"n": 2}))
     assert wait_state(eng, fine.id, JobState.COMPLETED).result == {"done": 2}
+
+
+def test_a_retried_ack_whose_first_try_committed_is_not_stale(make_engine) -> None:  # type: ignore[no-untyped-def]
+    """The commit's answer was lost: the acker tries again and finds its own outcome there."""
+    eng, log = _acking_engine(make_engine)
+    eng.insert(Quick.new({"n": 1}))
+    (fetched,) = eng._fetch(Q, 1)
+    outcome = run_job(fetched)
+    assert eng._record([outcome]) == []  # the first try committed ...
+    eng._acker.add(outcome)  # ... and its answer never came back, so the acker tries again
+    assert eng._acker.flush(5)
+    assert eng.counters["stale_acks"] == 0
+    assert not log.events
+
+
+def test_the_late_outcome_of_a_rescued_job_is_a_stale_ack_not_a_cancel(make_engine, conn, prefix) -> None:  # type: ignore[no-untyped-def]
+    eng, log = start_node(make_engine, {Q: 2})
+    job = eng.insert(Gated.new({"key": "rescued"}))
+    log.wait(lambda evs: any(e.kind == "start" for e in evs))
+    # A rescuer gave it back (to run later, so this node does not take it again meanwhile).
+    set_row(conn, prefix, job.id, state="scheduled", node_id=None, scheduled_at=datetime.now(UTC) + timedelta(hours=1))
+    wait_for(lambda: eng._producers[Q].snapshot()[0].taken, what="the node to notice")
+    gate("rescued").set()
+    log.wait(lambda evs: any(e.kind == "stale_ack" for e in evs))
+    (event,) = events_of(log, job.id, ["stale_ack"])
+    assert event.detail == {"state": "completed", "reason": "rescued"}
+    assert not events_of(log, job.id, ["cancel"])
+    assert eng.counters["stale_acks"] == 1
+    assert eng.get_job(job.id).state is JobState.SCHEDULED
