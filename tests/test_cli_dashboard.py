@@ -98,3 +98,26 @@ def test_dashboard_refreshes_on_its_own(make_engine, dashboard: Terminal) -> Non
     assert "off" not in screen.splitlines()[0]  # the header's refresh state: live, not off
     eng.insert_all([Noop.new({"n": n}) for n in range(4)])
     dashboard.wait_for(lambda s: _available(s) == "7", 15, "a refresh with no key pressed")
+
+
+@pytest.mark.parametrize("form", ["url", "query", "keywords"])
+def test_the_screen_never_shows_the_password(password_server: int, form: str, tmp_path: Path) -> None:
+    from engine import Engine
+    from tests.conftest import SERVER_PASSWORD
+
+    url = {
+        "url": f"postgresql://root:{SERVER_PASSWORD}@127.0.0.1:{password_server}/postgres",
+        "query": f"postgresql://root@127.0.0.1:{password_server}/postgres?password={SERVER_PASSWORD}",
+        "keywords": f"host=127.0.0.1 port={password_server} dbname=postgres user=root password={SERVER_PASSWORD}",
+    }[form]
+    Engine(url, prefix="secrets").migrate()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LYSMORE_")}
+    env.update(TERM="xterm-256color", HOME=str(tmp_path), LYSMORE_DATABASE_URL=url)
+    term = Terminal([str(Path(sys.executable).with_name("lysmore")), "dashboard", "--prefix", "secrets"], env)
+    try:
+        for key in ("1", "3", "5"):  # queues, nodes, audit: every screen's header names the database
+            os.write(term.fd, key.encode())
+            screen = term.wait_for(lambda s: f"127.0.0.1:{password_server}/postgres" in s, 30, "the header")
+            assert SERVER_PASSWORD not in screen
+    finally:
+        term.close()

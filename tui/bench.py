@@ -402,7 +402,7 @@ def run_dashboard_bench(
     eng = Engine(database_url, prefix=name)
     created = False
     try:
-        with psycopg.connect(eng.database_url, autocommit=True) as conn:
+        with eng.connection() as conn:  # the engine's pool: a bad address fails in one line
             exists, jobs = _schema(conn, name)
             if exists and jobs is None:
                 raise InvalidConfig(f"schema {name!r} exists and holds no Lysmore instance: name a new one")
