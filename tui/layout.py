@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from rich.cells import cell_len
 from rich.text import Text
 
 ELLIPSIS = "…"
@@ -110,7 +111,7 @@ def clip(value: Any, width: int) -> Any:
         cut.truncate(max(0, width), overflow="ellipsis")
         return cut
     if isinstance(value, str):
-        if Text(value).cell_len <= width:
+        if cell_len(value) <= width:
             return value
         cut_text = Text(value)
         cut_text.truncate(max(0, width), overflow="ellipsis")
@@ -122,7 +123,7 @@ def cell_width(value: Any) -> int:
     """Cells ``value`` takes in a table."""
     if isinstance(value, Text):
         return value.cell_len
-    return Text(str(value)).cell_len
+    return cell_len(str(value))
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from rich.text import Text
@@ -12,7 +12,7 @@ from textual.binding import Binding, BindingType
 from textual.geometry import Size
 from textual.widget import Widget
 from textual.widgets import DataTable, Static
-from textual.widgets.data_table import RowKey
+from textual.widgets.data_table import ColumnKey, RowKey
 
 from .layout import Col, Item, clip, fit_columns, fit_lines, natural_widths
 
@@ -56,13 +56,21 @@ class KeyedTable(DataTable[Any], inherit_bindings=False):
     def on_resize(self, event: events.Resize) -> None:
         self.sync(self._rows)
 
-    def _show_columns(self, keys: Iterable[str]) -> None:
+    def _show_columns(self, widths: dict[str, int]) -> None:
         """Show another set of columns (the rows are added again by ``sync``)."""
-        shown = set(keys)
         self.clear(columns=True)
         for col in self._all_columns:
-            if col.key in shown:
-                self.add_column(col.label, key=col.key)
+            if col.key in widths:
+                self.add_column(col.label, key=col.key, width=widths[col.key])
+
+    def _set_widths(self, widths: dict[str, int]) -> None:
+        """Give the shown columns the widths the layout chose (so the table never measures cells)."""
+        for key, width in widths.items():
+            column = self.columns[ColumnKey(key)]
+            column.width, column.auto_width = width, False
+        self._clear_caches()
+        self._require_update_dimensions = True
+        self.refresh()
 
     def _visible(self, cells: tuple[Any, ...]) -> tuple[Any, ...]:
         """The cells of the shown columns, each cut to its column's width."""
@@ -89,9 +97,11 @@ class KeyedTable(DataTable[Any], inherit_bindings=False):
         cursor_key = self.current_key()
         cursor_index = self.cursor_row
         widths = self._layout(self._rows)
-        if widths is not None:
+        if widths is not None and widths != self._widths:
             if widths.keys() != self._widths.keys():
                 self._show_columns(widths)
+            else:
+                self._set_widths(widths)
             self._widths = widths
         rows = [(key, self._visible(cells)) for key, cells in self._rows]
         wanted = [key for key, _ in rows]
@@ -104,7 +114,7 @@ class KeyedTable(DataTable[Any], inherit_bindings=False):
                 old = self.get_row(key)
                 for column, before, after in zip(column_keys, old, cells, strict=False):
                     if before != after:
-                        self.update_cell(key, column, after, update_width=True)
+                        self.update_cell(key, column, after)
             else:
                 self.add_row(*cells, key=key)
         if self.keys() != wanted:
