@@ -137,6 +137,7 @@ class DashboardApp(App[int]):
         self._slow = False
         self._backoff: float | None = None
         self._load_started: float | None = None
+        self._loading: DataScreen | None = None  # the screen the read under way is for
         self._handle_hangup = handle_hangup
         self.cursor_blink = cursor_blink
         self.badges = tuple(badges)
@@ -176,9 +177,11 @@ class DashboardApp(App[int]):
         return None
 
     def screen_resumed(self, screen: DataScreen) -> None:
-        """A data screen became visible again: show the header and load it now."""
+        """A data screen became visible again: show the header and load it now (unless its read
+        already started when the key that switched to it was pressed)."""
         self.update_header()
-        self.request_refresh()
+        if self._loading is not screen:
+            self.request_refresh()
 
     def request_refresh(self) -> None:
         """Load the visible screen now (the timer restarts when it finishes)."""
@@ -191,6 +194,7 @@ class DashboardApp(App[int]):
         if loader is None:
             return
         self._load_started = time.monotonic()
+        self._loading = screen
         self._load(screen, loader)
 
     @work(thread=True, exclusive=True, group="refresh", exit_on_error=False)
@@ -214,16 +218,17 @@ class DashboardApp(App[int]):
     def _loaded(self, screen: DataScreen, snapshot: Any, error: BaseException | None, elapsed: float) -> None:
         self.refreshes += 1
         self._load_started = None
+        self._loading = None
         if error is None:
             self._last_ok = time.monotonic()
             self._error = None
             self.cluster = getattr(snapshot, "cluster", self.cluster)
             if screen.is_attached:
-                screen.apply(snapshot)
+                screen.deliver(snapshot)
         else:
             self._error = _short_error(error)
             log.info("dashboard refresh failed: %s", error)
-            if screen.is_attached:
+            if screen.is_attached and screen.is_mounted:
                 screen.show_error(f"refresh failed: {self._error}")
         self._slow = self.rate is not None and elapsed > max(0.5, self.rate / 2)
         if error is not None or self._slow:
@@ -320,12 +325,16 @@ class DashboardApp(App[int]):
         self._switch("view_audit")
 
     def _switch(self, action_id: str) -> None:
+        """Show a view and start reading it at once: the read runs while the screen is drawn."""
         mode = VIEW_MODES[action_id]
         if self.current_mode != mode:
             self.switch_mode(mode)
         elif len(self.screen_stack) > 1:
             while len(self.screen_stack) > 1:
                 self.pop_screen()
+        else:
+            return
+        self.request_refresh()
 
     def action_refresh_now(self) -> None:
         """Refresh now, even when frozen."""

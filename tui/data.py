@@ -182,11 +182,13 @@ class Store:
     def transaction(self) -> Iterator[psycopg.Connection]:
         """A read-only transaction with the dashboard's statement timeout."""
         with self.engine.connection() as conn, conn.transaction():
-            conn.execute("SET TRANSACTION READ ONLY")
-            conn.execute("SELECT set_config('statement_timeout', %s, true)", (f"{int(self.timeout_ms)}ms",))
+            # One round trip (a read waits for the GIL after each one while the screen is drawn).
             # Plans depend on the values (a rare worker or a common one): never a generic plan,
             # even for statements psycopg has prepared.
-            conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+            conn.execute(sql.SQL(
+                "SET TRANSACTION READ ONLY; SET LOCAL statement_timeout = {};"
+                " SET LOCAL plan_cache_mode = force_custom_plan"
+            ).format(sql.Literal(int(self.timeout_ms))))
             yield conn
 
     def _sql(self, text: str, **extra: sql.Composable) -> sql.Composed:

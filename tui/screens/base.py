@@ -69,6 +69,14 @@ class DataScreen(Screen[None]):
         """A function of the store that reads this screen's snapshot (None: nothing to load)."""
         return None
 
+    def deliver(self, snapshot: Any) -> None:
+        """Show a snapshot now, or as soon as the screen is mounted (a read started at the key press
+        can finish before the screen it is for has been composed)."""
+        if self.is_mounted:
+            self.apply(snapshot)
+        else:
+            self.call_later(self.apply, snapshot)  # queued: handled once the screen has mounted
+
     def apply(self, snapshot: Any) -> None:
         """Keep and show a fresh snapshot; clear any error line."""
         self.snapshot = snapshot
