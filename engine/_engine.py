@@ -103,6 +103,8 @@ class Engine:
         connect_timeout: float = 15.0,
         max_json_bytes: int = MAX_JSON_BYTES,
         worker_modules: Sequence[str] = (),
+        listen_url: str | None = None,
+        pooler: bool | None = None,
     ) -> None:
         settings = load_settings(
             prefix=prefix, node=node, poll_interval=poll_interval, stage_interval=stage_interval,
@@ -132,6 +134,9 @@ class Engine:
         self.max_json_bytes = max_json_bytes
         self.worker_modules = check_worker_modules(worker_modules)
         self.node_ttl = float(node_ttl)
+        if self.heartbeat_interval * 2 > self.node_ttl:
+            raise InvalidConfig(f"heartbeat_interval ({self.heartbeat_interval:g}s) must be at most half of "
+                                f"node_ttl ({self.node_ttl:g}s), or live nodes are taken for dead")
         self.orphan_after = float(orphan_after)
         self.prune_max_age = None if prune_max_age is None else float(prune_max_age)
         self.prune_interval = float(prune_interval)
@@ -146,7 +151,12 @@ class Engine:
         else:
             self._url = None
         self._data_dir = settings.data_dir
+        if listen_url is None and settings.listen_url is not None:
+            listen_url = settings.listen_url.get_secret_value()
+        self.listen_url = listen_url
+        self.pooler: bool | None = settings.pooler if pooler is None else bool(pooler)  # None: detect
         self._embedded = False
+        self._lease_until = 0.0  # monotonic: see _lease_held
         self._pool_size = pool_size or len(self.queues) + 4
         self._pool: ConnectionPool | None = None
         self._pool_lock = threading.Lock()
@@ -178,13 +188,28 @@ class Engine:
         return f"<Engine prefix={self.prefix!r} node={self.node_name!r}>"
 
     @property
+    def application_name(self) -> str:
+        """What this engine's connections are called in ``pg_stat_activity``: role and node."""
+        role = "node" if self.queues or self.crontab else "client"
+        return f"lysmore-{role} {self.node_name}"[:63]
+
+    @property
     def pool(self) -> ConnectionPool:
         with self._pool_lock:
             if self._pool is None:
-                probe(self.database_url, self.connect_timeout)
+                proxied = probe(self.database_url, self.connect_timeout)
+                if self.pooler is None:
+                    self.pooler = proxied
+                    if proxied:
+                        log.info("connected through a pooler: no prepared statements, LISTEN only on listen_url")
+                kwargs: dict[str, Any] = {
+                    "autocommit": True, "connect_timeout": max(1, round(self.connect_timeout)),
+                    "application_name": self.application_name,
+                }
+                if self.pooler:  # a transaction pooler hands each transaction to any server session
+                    kwargs["prepare_threshold"] = None
                 pool = ConnectionPool(
-                    self.database_url, min_size=1, max_size=self._pool_size,
-                    kwargs={"autocommit": True, "connect_timeout": max(1, round(self.connect_timeout))},
+                    self.database_url, min_size=1, max_size=self._pool_size, kwargs=kwargs,
                     open=False, name=f"lysmore-{self.prefix}",
                     reconnect_timeout=0, check=idle_check(lambda: self._pool),
                 )
@@ -597,18 +622,28 @@ class Engine:
         self._started = True
         with self.connection() as c:
             check_migrated(c, self.prefix)
+            registered = time.monotonic()
             self._register(c)
+        self._lease_until = registered + 0.8 * self.node_ttl
         self._acker.start()
         self._producers = {name: Producer(self, cfg) for name, cfg in self.queues.items()}
         for producer in self._producers.values():
             producer.start()
+        listen = self.listen_url or (None if self.pooler else self.database_url)
+        if (self.queues or self.crontab) and listen is None:
+            log.warning("behind a pooler with no listen_url: no LISTEN, jobs are picked up by polling "
+                        "every %ss (set LYSMORE_LISTEN_URL to a direct connection for instant pick-up)",
+                        self.poll_interval)
         if self.queues or self.crontab:
-            self._notifier = Notifier(self.database_url, self.channel, self._control, self._catch_up)
-            self._notifier.start()
+            if listen is not None:
+                self._notifier = Notifier(listen, self.channel, self._control, self._catch_up,
+                                          application_name=f"lysmore-listen {self.node_name}"[:63])
+                self._notifier.start()
             assert self._leader is not None
             self._loops = [
                 Periodic("stager", self.stage_interval, self._stage),
-                Periodic("heartbeat", self.heartbeat_interval, self._heartbeat),
+                # No backoff: a node whose heartbeats lapse past node_ttl is taken for dead.
+                Periodic("heartbeat", self.heartbeat_interval, self._heartbeat, backoff=False),
                 Periodic("leader", self._leader.lease / 3, self._leader.elect),
                 Periodic("lifeline", self.node_ttl / 2, lambda: lifeline(self)),
                 Periodic("pruner", self.prune_interval, lambda: prune(self)),
@@ -926,7 +961,21 @@ class Engine:
         with self.connection() as c:
             c.execute(self.q.stage, {"limit": 5000, "channel": self.channel})
 
+    def _lease_held(self) -> bool:
+        """True while this node's last heartbeat is recent enough that no rescuer can take it for
+        dead yet: 80% of ``node_ttl`` on this process's monotonic clock, counted from before that
+        heartbeat was sent. Past it the producers fetch nothing until a heartbeat succeeds again
+        (fencing by lease, not only by the rescuer's clock)."""
+        return time.monotonic() < self._lease_until
+
     def _heartbeat(self) -> None:
+        sent = time.monotonic()
+        self._beat()
+        if time.monotonic() >= self._lease_until:
+            log.warning("heartbeat renewed after the lease had lapsed; fetching again")
+        self._lease_until = sent + 0.8 * self.node_ttl
+
+    def _beat(self) -> None:
         names = list(self._producers)
         with self.connection() as c:
             row = c.execute(

@@ -18,10 +18,11 @@ def jittered(seconds: float, spread: float = 0.1) -> float:
 class Periodic:
     """Runs ``fn`` every ``interval`` seconds (jittered) on a daemon thread until stopped."""
 
-    def __init__(self, name: str, interval: float, fn: Callable[[], object]) -> None:
+    def __init__(self, name: str, interval: float, fn: Callable[[], object], backoff: bool = True) -> None:
         self.name = name
         self.interval = interval
         self.fn = fn
+        self.backoff = backoff  # False: a failed round is tried again after one interval, no longer
         self._stop = threading.Event()
         self._kick = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"lysmore-{name}", daemon=True)
@@ -47,7 +48,7 @@ class Periodic:
                 self.errors += 1
                 log.warning("%s failed: %s", self.name, exc, extra={"loop": self.name})
             wait = jittered(self.interval)
-            if failures:
+            if failures and self.backoff:
                 wait = min(wait * (2 ** min(failures, 5)), 30.0)
             self._kick.wait(wait)
             self._kick.clear()

@@ -32,8 +32,10 @@ class Notifier:
         channel: str,
         dispatch: Callable[[dict[str, Any]], None],
         on_connect: Callable[[], None],
+        application_name: str = "lysmore-listen",
     ) -> None:
         self._conninfo = conninfo
+        self._application_name = application_name
         self._channel = channel
         self._dispatch = dispatch
         self._on_connect = on_connect
@@ -54,7 +56,8 @@ class Notifier:
         failures = 0
         while not self._stop.is_set():
             try:
-                with psycopg.connect(self._conninfo, autocommit=True, connect_timeout=5) as conn:
+                with psycopg.connect(self._conninfo, autocommit=True, connect_timeout=5, prepare_threshold=None,
+                                     application_name=self._application_name) as conn:
                     conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
                     self.backend_pid = conn.info.backend_pid
                     if failures or self.connected.is_set():

@@ -58,15 +58,29 @@ def connect_problem(exc: BaseException) -> str:
     return text.strip() or type(exc).__name__
 
 
-def probe(url: str, timeout: float) -> None:
-    """Open and close one connection, so a bad address fails once, quickly and in one line.
+def probe(url: str, timeout: float) -> bool:
+    """Open and close one connection, so a bad address fails once, quickly and in one line; True
+    when the connection goes through a pooler (PgBouncer and its kind).
 
     A pool would retry in the background and log a warning per attempt until its own timeout.
     Raises ``DatabaseUnavailable`` naming the server (never its password) and the cause.
     """
     try:
-        psycopg.connect(url, connect_timeout=max(1, round(timeout)), autocommit=True).close()
+        with psycopg.connect(url, connect_timeout=max(1, round(timeout)), autocommit=True,
+                             prepare_threshold=None) as conn:
+            return behind_pooler(conn)
     except psycopg.Error as exc:
         raise DatabaseUnavailable(
             f"cannot connect to PostgreSQL at {server_label(url)}: {redact_url(connect_problem(exc))}"
         ) from exc
+
+
+def behind_pooler(conn: psycopg.Connection) -> bool:
+    """True when ``conn`` reaches PostgreSQL through a connection pooler.
+
+    A pooler hands its clients a cancel key of its own, so the backend pid the client was told
+    differs from the one the server runs the session in; a plain TCP forward (a container's
+    port mapping) keeps them equal.
+    """
+    row = conn.execute("SELECT pg_backend_pid()").fetchone()
+    return row is not None and row[0] != conn.info.backend_pid

@@ -65,6 +65,7 @@ class Producer:
         self._settings_dirty = True
         self._reserved = 0  # slots promised to fetches in flight
         self._reconciling = False
+        self.fenced_skips = 0  # fetches skipped because the lease had lapsed
         self._done: list[Outcome] = []  # finished here, to be recorded by the next fetch (global limit)
         self._carrying = 0  # outcomes a fetch in flight is recording
         self._settled = threading.Condition(self._lock)
@@ -210,7 +211,9 @@ class Producer:
         with self._lock:
             done, self._done = self._done, []
             demand = self.limit - len(self.running) - self._reserved
-            if self.paused or not self._fetching or self._reconciling or demand <= 0:
+            fenced = not self.engine._lease_held()  # our heartbeat may have lapsed: take no new work
+            self.fenced_skips += fenced
+            if self.paused or not self._fetching or self._reconciling or demand <= 0 or fenced:
                 if demand <= 0 and self._reserved and self._fetching:
                     self._done, done = done, []  # the fetch in flight wakes us when it returns
                 demand = 0

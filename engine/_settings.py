@@ -59,6 +59,12 @@ class Settings(BaseSettings):
     stage_interval: float = Field(default=1.0, gt=0, description="Seconds between stager runs.")
     heartbeat_interval: float = Field(default=1.0, gt=0, description="Seconds between heartbeats.")
     shutdown_grace: float = Field(default=15.0, ge=0, description="Default grace period on stop.")
+    listen_url: SecretStr | None = Field(
+        default=None, description="A direct PostgreSQL URL for LISTEN when database_url goes through a pooler."
+    )
+    pooler: bool | None = Field(
+        default=None, description="True behind a transaction pooler (PgBouncer); unset: detected at connect."
+    )
 
     @field_validator("prefix")
     @classmethod

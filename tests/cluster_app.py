@@ -83,11 +83,11 @@ def make() -> Engine:
     if os.environ.get("CLUSTER_CRON"):
         crontab.append(CronEntry(os.environ["CLUSTER_CRON"], Tick, name="tick"))
     return Engine(
-        os.environ["CLUSTER_DB"],
+        os.environ.get("CLUSTER_ENGINE_DB") or os.environ["CLUSTER_DB"],  # e.g. through PgBouncer
         prefix=os.environ["CLUSTER_PREFIX"],
         queues=queues,
         crontab=crontab,
-        poll_interval=0.5,
+        poll_interval=float(os.environ.get("CLUSTER_POLL", "0.5")),
         node_ttl=float(os.environ.get("CLUSTER_NODE_TTL", "5")),
         leader_lease=float(os.environ.get("CLUSTER_LEASE", "5")),
         heartbeat_interval=float(os.environ.get("CLUSTER_HEARTBEAT", "1")),

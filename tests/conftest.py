@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -150,3 +151,54 @@ def _user_exists(name: str) -> bool:
     return True
 
 
+
+
+@pytest.fixture(scope="session")
+def pgbouncer(server_url: str) -> Iterator[Callable[[str], str]]:
+    """A real PgBouncer in transaction mode in front of the test server; gives a function that
+    turns a direct URL into the same URL through PgBouncer."""
+    binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+    if not Path(binary).exists():
+        pytest.skip("pgbouncer is not installed (Debian's package pgbouncer; .ci/run installs it)")
+    server = psycopg.conninfo.conninfo_to_dict(server_url)
+    host = str(server.get("host") or "127.0.0.1")
+    if host.startswith("/"):
+        pytest.skip("PgBouncer is tested in front of a server reached over TCP")
+    top = Path(tempfile.mkdtemp(prefix="lysmore-pgbouncer-"))
+    port = free_port()
+    user = str(server.get("user") or "root")
+    (top / "users.txt").write_text(f'"{user}" ""\n')
+    (top / "pgbouncer.ini").write_text(
+        "[databases]\n"
+        f"* = host={host} port={server.get('port') or 5432}\n"
+        "[pgbouncer]\n"
+        f"listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n"
+        f"auth_type = trust\nauth_file = {top / 'users.txt'}\n"
+        "pool_mode = transaction\nmax_client_conn = 500\ndefault_pool_size = 20\n"
+        f"logfile = {top / 'pgbouncer.log'}\n"
+    )
+    run_as = None
+    if os.geteuid() == 0:  # PgBouncer will not run as root
+        run_as = "postgres" if _user_exists("postgres") else "nobody"
+        for path in (top, *top.iterdir()):
+            os.chown(path, pwd.getpwnam(run_as).pw_uid, -1)
+    proc = subprocess.Popen([binary, str(top / "pgbouncer.ini")], user=run_as,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def through(url: str) -> str:
+            return psycopg.conninfo.make_conninfo(url, host="127.0.0.1", port=port)
+
+        deadline = time.monotonic() + 10
+        while True:  # PgBouncer starts in a few ms; a connection says it is ready
+            try:
+                psycopg.connect(through(server_url), connect_timeout=2).close()
+                break
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise
+                time.sleep(0.05)
+        yield through
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        shutil.rmtree(top, ignore_errors=True)
