@@ -60,5 +60,5 @@ class Events:
             if event.kind in kinds:
                 try:
                     handler(event)
-                except Exception:
+                except BaseException:  # noqa: B036 - not even SystemExit in a subscriber may stop a job's path
                     log.exception("event subscriber failed", extra={"event": event.kind})

@@ -107,3 +107,15 @@ def test_a_batch_postgres_refuses_is_split_and_only_the_bad_outcome_fails(make_e
     eng._acker.add(Outcome(fetched, JobState.COMPLETED, result={"n": 99}))
     assert eng._acker.flush(5)
     assert wait_state(eng, later.id, JobState.COMPLETED).result == {"n": 99}
+
+
+def test_a_subscriber_that_exits_on_start_does_not_stop_the_attempt(make_engine) -> None:  # type: ignore[no-untyped-def]
+    eng, log = start_node(make_engine, {Q: 2})
+
+    def rude(event: Any) -> None:
+        raise SystemExit("a subscriber that exits")
+
+    eng.subscribe(rude, kinds=["start", "success"])
+    job = eng.insert(Quick.new({"n": 5}))
+    row = wait_end(eng, log, job.id)
+    assert row.state is JobState.COMPLETED and row.result == {"n": 5} and row.attempt == 1
