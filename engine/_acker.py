@@ -109,7 +109,7 @@ class Acker:
                     # the others land meanwhile. A connection problem, instead, is waited out.
                     if len(batch) == 1:
                         log.error("job %s: PostgreSQL refused its outcome (%s); recording a failure instead",
-                                  batch[0].job.id, exc, extra={"job_id": batch[0].job.id})
+                                  batch[0].job.id, str(exc).partition("\n")[0], extra={"job_id": batch[0].job.id})
                         batch = refused(batch[0], exc)
                     size = max(1, len(batch) // 2)
                     with self._cond:
