@@ -111,13 +111,25 @@ def test_verbose_shows_the_detail(no_demo: dict[str, str]) -> None:
     assert PASSWORD not in result.stderr
 
 
-def test_prefix_that_does_not_exist_names_the_ones_that_do(database_url: str, prefix: str,
+def test_prefix_that_does_not_exist_names_the_ones_that_do(server_url: str, prefix: str,
                                                            no_demo: dict[str, str]) -> None:
-    Engine(database_url, prefix=prefix).migrate()
-    for command in ("status", "dashboard"):
-        line = one_line(lysmore(command, "--database-url", database_url, "--prefix", "nope_nope", env=no_demo),
-                        "prefix 'nope_nope' does not exist", prefix, "lysmore migrate --prefix nope_nope")
-        assert line.startswith(f"lysmore {command}: ")
+    name = f"lysmore_prefixes_{prefix}"  # a database of its own: the run's database holds many prefixes
+    with psycopg.connect(server_url, autocommit=True) as c:
+        c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        url = with_database(server_url, name)
+        for other in (prefix, "public"):
+            eng = Engine(url, prefix=other)
+            eng.migrate()
+            eng.stop()
+        for command in ("status", "dashboard"):
+            line = one_line(lysmore(command, "--database-url", url, "--prefix", "nope_nope", env=no_demo),
+                            f"prefix 'nope_nope' does not exist (instances here: public, {prefix})",
+                            "lysmore migrate --prefix nope_nope")
+            assert line.startswith(f"lysmore {command}: ")
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as c:
+            c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def test_unmigrated_prefix_says_to_migrate(conn: psycopg.Connection, database_url: str, prefix: str,
