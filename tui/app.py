@@ -325,7 +325,8 @@ class DashboardApp(App[int]):
         self._switch("view_audit")
 
     def _switch(self, action_id: str) -> None:
-        """Show a view and start reading it at once: the read runs while the screen is drawn."""
+        """Show a view, painted whole in its first frame, and start reading it at once: the read
+        runs while the screen is drawn."""
         mode = VIEW_MODES[action_id]
         if self.current_mode != mode:
             self.switch_mode(mode)
@@ -334,7 +335,18 @@ class DashboardApp(App[int]):
                 self.pop_screen()
         else:
             return
+        self.paint_whole()
         self.request_refresh()
+
+    def paint_whole(self) -> None:
+        """Make the next frame repaint the whole screen now on top.
+
+        After a switch, Textual's first frame repaints only the widgets that changed while the
+        screen was hidden, and the rest of the terminal shows the previous screen until a later
+        frame (as long as a busy event loop takes): mark all of it dirty (pinned textual 8.2).
+        """
+        compositor = self.screen._compositor
+        compositor._dirty_regions.add(compositor.size.region)
 
     def action_refresh_now(self) -> None:
         """Refresh now, even when frozen."""

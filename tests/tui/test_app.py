@@ -489,3 +489,25 @@ async def test_scale_global_and_rate_limits_from_the_queues_screen(make_app: App
         sql.SQL("SELECT global_limit, rate_limit FROM {}.lysmore_queue_settings WHERE queue = 'default' AND node = '*'")
         .format(sql.Identifier(seeded))).fetchone()
     assert row == ({"allowed": 4}, {"allowed": 5, "period": 10.0})
+
+
+async def test_a_screen_switch_paints_the_whole_new_screen_in_its_first_frame_and_reads_it_at_once(
+    make_app: AppFactory,
+) -> None:
+    app = make_app(refresh=None)  # no timer: any read after a key is the switch's own
+    frames: list[Any] = []
+    reads: list[str] = []
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        for key in ("2", "3", "1"):  # every screen seen once
+            await pilot.press(key)
+            await settle(pilot)
+        app._display = lambda screen, update: frames.append(update)  # type: ignore[method-assign]
+        store_nodes = app.store.nodes
+        app.store.nodes = lambda: reads.append("nodes") or store_nodes()  # type: ignore[method-assign]
+        await pilot.press("3")
+        await settle(pilot)
+        first = next(f for f in frames if f is not None)
+        assert type(first).__name__ == "LayoutUpdate"  # the full screen, not only the widgets that changed
+        assert reads == ["nodes"]  # read once, at the switch
+        assert "loading…" not in screen_text(app) and "node-a" in screen_text(app)

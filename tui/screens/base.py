@@ -109,6 +109,7 @@ class DataScreen(Screen[None]):
         """Leave a drilled-in screen."""
         if len(self.app.screen_stack) > 1:
             self.app.pop_screen()
+            self.dash.paint_whole()
 
     def palette_commands(self) -> list[Command]:
         """Commands this screen offers in the palette (beyond the app-wide ones)."""
