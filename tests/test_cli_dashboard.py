@@ -121,3 +121,26 @@ def test_the_screen_never_shows_the_password(password_server: int, form: str, tm
             assert SERVER_PASSWORD not in screen
     finally:
         term.close()
+
+
+def test_status_and_dashboard_through_pgbouncer(make_engine, database_url: str, prefix: str, pgbouncer,  # type: ignore[no-untyped-def]
+                                                tmp_path: Path) -> None:
+    eng = make_engine()
+    eng.insert_all([Noop.new({"n": n}) for n in range(5)])
+    url = pgbouncer(database_url)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LYSMORE_")}
+    env.update(TERM="xterm-256color", HOME=str(tmp_path), LYSMORE_DATABASE_URL=url)
+    lysmore = str(Path(sys.executable).with_name("lysmore"))
+    status = subprocess.run([lysmore, "status", "--prefix", prefix], env=env, capture_output=True, text=True,
+                            timeout=60)
+    assert status.returncode == 0 and "available=5" in status.stdout, status.stderr
+    term = Terminal([lysmore, "dashboard", "--prefix", prefix], env)
+    try:
+        term.wait_for(lambda s: _available(s) == "5", 30, "the dashboard's first read through PgBouncer")
+        for key in "2345":
+            os.write(term.fd, key.encode())
+        eng.insert_all([Noop.new({"n": n}) for n in range(2)])
+        os.write(term.fd, b"1")
+        term.wait_for(lambda s: _available(s) == "7", 30, "a later read through PgBouncer")
+    finally:
+        term.close()

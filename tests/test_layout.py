@@ -37,3 +37,17 @@ def test_package_imports_only_what_the_layout_allows(package: str) -> None:
 def test_engine_does_not_import_textual() -> None:
     hits = [str(p.relative_to(ROOT)) for p in (ROOT / "engine").rglob("*.py") if "textual" in imported_packages(p)]
     assert hits == []
+
+
+def test_advisory_locks_are_transaction_scoped_only() -> None:
+    """A session-level advisory lock would outlive its transaction behind a transaction pooler."""
+    session_level = ("pg_advisory_lock(", "pg_try_advisory_lock(", "pg_advisory_lock_shared(",
+                     "pg_try_advisory_lock_shared(", "pg_advisory_unlock")
+    found = [
+        f"{path.relative_to(ROOT)}: {name}"
+        for path in sorted((ROOT / "engine").rglob("*"))
+        if path.suffix in {".py", ".sql"}
+        for name in session_level
+        if name in path.read_text(encoding="utf-8")
+    ]
+    assert not found, found
