@@ -1,4 +1,5 @@
-"""Reusable widgets: a keyed table that updates rows in place, lines that fit their width, the status bar."""
+"""Reusable widgets: a keyed table that updates rows in place, lines that fit their width, the status bar
+and a footer that is rebuilt only when its keys change."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from textual import events
 from textual._two_way_dict import TwoWayDict  # pinned: textual>=8.2,<8.3
 from textual.binding import Binding, BindingType
 from textual.geometry import Size
+from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import DataTable, Static
+from textual.widgets import DataTable, Footer, Static
 from textual.widgets.data_table import ColumnKey, RowKey
 
 from .layout import Col, Item, clip, fit_columns, fit_lines, natural_widths
@@ -184,3 +186,24 @@ class FitLines(Widget):
 
     def render(self) -> Text:
         return fit_lines(self._lines, self.content_size.width, self.sep)
+
+
+class KeyFooter(Footer):
+    """The footer, rebuilt only when the keys it shows (or whether they are enabled) change.
+
+    Textual rebuilds a footer on every focus change and every time its screen comes back, which
+    cost a screen switch tens of milliseconds of the event loop while the new screen's read waited.
+    """
+
+    _shown: tuple[tuple[str, str, bool, str], ...] | None = None
+
+    def bindings_changed(self, screen: Screen[Any]) -> None:
+        if screen is self.screen and self.is_attached:
+            shown = tuple(
+                (binding.key, binding.description, enabled, tooltip)
+                for _, binding, enabled, tooltip in screen.active_bindings.values() if binding.show
+            )
+            if shown == self._shown:
+                return
+            self._shown = shown
+        super().bindings_changed(screen)

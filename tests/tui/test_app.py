@@ -16,7 +16,7 @@ from tui.screens.base import DataScreen
 from tui.screens.jobs import JobsScreen
 from tui.screens.modals import ConfirmScreen, HelpScreen, ScaleScreen
 from tui.screens.queues import QueuesScreen
-from tui.widgets import KeyedTable
+from tui.widgets import KeyedTable, KeyFooter
 
 pytestmark = pytest.mark.anyio
 
@@ -511,3 +511,22 @@ async def test_a_screen_switch_paints_the_whole_new_screen_in_its_first_frame_an
         assert type(first).__name__ == "LayoutUpdate"  # the full screen, not only the widgets that changed
         assert reads == ["nodes"]  # read once, at the switch
         assert "loading…" not in screen_text(app) and "node-a" in screen_text(app)
+
+
+async def test_the_footer_is_rebuilt_only_when_its_keys_change(make_app: AppFactory) -> None:
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        for key in ("2", "1"):
+            await pilot.press(key)
+            await settle(pilot)
+        rebuilt: list[KeyFooter] = []
+        for stack in app._screen_stacks.values():
+            for screen in stack:
+                footer = screen.query_one(KeyFooter)
+                footer.recompose = lambda footer=footer: rebuilt.append(footer)  # type: ignore[method-assign]
+        for key in ("2", "1", "2", "1"):
+            await pilot.press(key)
+            await settle(pilot)
+        assert rebuilt == []  # switching back and forth shows the same keys: nothing to rebuild
+        assert "P Pause" in screen_text(app) and "S Scale" in screen_text(app)

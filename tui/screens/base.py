@@ -13,12 +13,12 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from ..actions import action as find_action
 from ..actions import actions_for
 from ..data import Store
-from ..widgets import StatusBar
+from ..widgets import KeyFooter, StatusBar
 
 if TYPE_CHECKING:
     from ..app import DashboardApp
@@ -54,7 +54,7 @@ class DataScreen(Screen[None]):
         yield Static(
             "The terminal is too small for the dashboard: make it at least 60x15.", classes="too-small"
         )
-        yield Footer(compact=True)
+        yield KeyFooter(compact=True)
 
     def compose_body(self) -> ComposeResult:
         """The widgets between the header and the footer."""
