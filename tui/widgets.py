@@ -13,7 +13,7 @@ from textual.binding import Binding, BindingType
 from textual.geometry import Size
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Footer
 from textual.widgets.data_table import ColumnKey, RowKey
 
 from .layout import Col, Item, clip, fit_columns, fit_lines, natural_widths
@@ -141,8 +141,9 @@ class KeyedTable(DataTable[Any], inherit_bindings=False):
         self.refresh()
 
 
-class StatusBar(Static):
-    """The header line: product, view, database, nodes, badges and the refresh state."""
+class StatusBar(Widget):
+    """The header line: product, view, database, nodes, badges and the refresh state (one line, so
+    a new text repaints it without laying the screen out again)."""
 
     DEFAULT_CSS = """
     StatusBar {
@@ -153,9 +154,16 @@ class StatusBar(Static):
     }
     """
 
+    _text = Text()
+
     def show_status(self, text: Text) -> None:
         """Replace the line."""
-        self.update(text)
+        if text != self._text:
+            self._text = text
+            self.refresh()
+
+    def render(self) -> Text:
+        return self._text
 
 
 class FitLines(Widget):
@@ -177,9 +185,14 @@ class FitLines(Widget):
         self._lines: list[list[Item]] = [[Item.of(Text(self.LOADING, style="dim italic"))]] if loading else []
 
     def set_lines(self, *lines: Sequence[Item]) -> None:
-        """Show ``lines`` (one sequence of items each)."""
-        self._lines = [list(line) for line in lines]
-        self.refresh(layout=True)
+        """Show ``lines`` (one sequence of items each); the screen is laid out again only when the
+        number of lines changes."""
+        new = [list(line) for line in lines]
+        if new == self._lines:
+            return
+        layout = len(new) != len(self._lines)
+        self._lines = new
+        self.refresh(layout=layout)
 
     def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
         return len(self._lines)

@@ -81,8 +81,9 @@ class DataScreen(Screen[None]):
         """Keep and show a fresh snapshot; clear any error line."""
         self.snapshot = snapshot
         line = self.query_one("#error-line", Static)
-        line.update("")
-        line.remove_class("-show")
+        if line.has_class("-show"):
+            line.update("")
+            line.remove_class("-show")
         self.show(snapshot)
 
     def show(self, snapshot: Any) -> None:
