@@ -67,7 +67,9 @@ class JobsScreen(DataScreen):
         total = Count(sum(c.value for c in counts.values()), all(c.exact for c in counts.values()))
         sidebar = self.query_one("#states", OptionList)
         for i, state in enumerate(SIDEBAR):
-            sidebar.replace_option_prompt_at_index(i, state_option(state, counts.get(state) if state else total))
+            prompt = state_option(state, counts.get(state) if state else total)
+            if prompt != sidebar.get_option_at_index(i).prompt:  # each replacement redraws the list
+                sidebar.replace_option_prompt_at_index(i, prompt)
         self._render_rows()
 
     def _render_rows(self) -> None:
