@@ -179,17 +179,18 @@ def test_pause_and_scale_reach_every_node_and_persist_across_restart(make_engine
     a = make_engine(queues={"q": 3}, node="a").start()
     b = make_engine(queues={"q": 3}, node="b").start()
     wait_for(lambda: len(a.status()["nodes"]) == 2, what="both nodes registered")
-    result = a.pause_queue("q")
+    result = a.pause_queue("q", wait=30)
     assert sorted(result.acked) == ["a", "b"] and result.pending == []
     assert b._producers["q"].paused
-    result = b.scale_queue("q", 7, node="a")
+    result = b.scale_queue("q", 7, node="a", wait=30)
     assert result.acked == ["a"]
     assert a._producers["q"].limit == 7 and b._producers["q"].limit == 3
     a.stop()
     again = make_engine(queues={"q": 3}, node="a").start()
     wait_for(lambda: again._producers["q"].limit == 7, what="persisted scale applied")
     assert again._producers["q"].paused
-    again.resume_queue("q")
+    result = again.resume_queue("q", wait=30)  # a loaded machine may take more than the default 2 s
+    assert sorted(result.acked) == ["a", "b"] and result.pending == []
     assert not again._producers["q"].paused and not b._producers["q"].paused
 
 
