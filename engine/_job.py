@@ -67,12 +67,17 @@ def json_text(value: Any, max_bytes: int = MAX_ARGS_BYTES) -> str:
 
     Checked here, before any SQL, so one bad value never fails a statement that carries others.
     """
+    least = _at_least(value, max_bytes)
+    if least > max_bytes:  # known without writing it out: a huge value never holds the GIL for long
+        raise Unstorable(f"is at least {least:,} bytes of JSON, over the cap of {max_bytes} bytes")
     try:
         text = json.dumps(value, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
     except RecursionError:
         raise Unstorable("is nested too deeply to store") from None
     except (TypeError, ValueError) as exc:
         raise Unstorable(f"is not JSON-serialisable: {exc}") from None
+    if len(text) > max_bytes:  # every character is at least one byte: refused before scanning it
+        raise Unstorable(f"is at least {len(text):,} bytes of JSON, over the cap of {max_bytes} bytes")
     if _NUL_ESCAPE.search(text):
         raise Unstorable("contains a NUL character (\\x00), which PostgreSQL cannot store")
     try:
@@ -82,6 +87,26 @@ def json_text(value: Any, max_bytes: int = MAX_ARGS_BYTES) -> str:
     if size > max_bytes:
         raise Unstorable(f"is {size} bytes of JSON, over the cap of {max_bytes} bytes")
     return text
+
+
+def _at_least(value: Any, limit: int) -> int:
+    """A lower bound of the size of ``value`` as JSON text, counted only until it passes ``limit``
+    (text and keys by their length, everything else as one character)."""
+    total, stack = 0, [value]
+    while stack and total <= limit:
+        item = stack.pop()
+        if isinstance(item, str):
+            total += len(item) + 2
+        elif isinstance(item, dict):
+            total += 2 + len(item)
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            total += 2 + len(item)
+            stack.extend(item)
+        else:
+            total += 1
+    return total
 
 
 def check_json(name: str, value: Any, max_bytes: int = MAX_ARGS_BYTES) -> dict[str, Any]:
