@@ -251,7 +251,7 @@ class DashboardApp(App[int]):
 
     def _tick(self) -> None:
         self._timer = None
-        if self.rate is None:
+        if self.rate is None or not self.screen_stack:  # no screen: the app is closing
             return
         if self.frozen or not isinstance(self.screen, DataScreen):
             self._schedule(self.rate)
