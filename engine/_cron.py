@@ -146,7 +146,7 @@ class Cron:
         Only instants after the newest recorded run count (a new entry starts with its newest
         instant, it does not backfill); late ones are dropped, except under ``run_once`` the newest.
         """
-        row = c.execute(self.engine.q.cron_last, {"name": entry.key}).fetchone()
+        row = c.execute(self.engine.q.cron.last, {"name": entry.key}).fetchone()
         last = row[0] if row else None
         fresh = [i for i in instants if last is None or i > last]
         if last is None:
@@ -160,7 +160,7 @@ class Cron:
         """Claim (entry, instant) and insert its job in one transaction; False if already run."""
         with c.transaction():
             claimed = c.execute(
-                self.engine.q.cron_claim,
+                self.engine.q.cron.claim,
                 {"name": entry.key, "instant": instant, "node_id": self.engine.node_id, "epoch": epoch},
             ).fetchone()
             if claimed is None:
@@ -169,7 +169,7 @@ class Cron:
             options = dict(entry.options)
             options["meta"] = {**options.get("meta", {}), **meta}
             job = self.engine.insert(entry.worker.new(entry.args, **options), conn=c)
-            c.execute(self.engine.q.cron_link, {"name": entry.key, "instant": instant, "job_id": job.id})
+            c.execute(self.engine.q.cron.link, {"name": entry.key, "instant": instant, "job_id": job.id})
         log.info("cron %s inserted job %s for %s", entry.key, job.id, instant.isoformat())
         return True
 

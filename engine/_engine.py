@@ -324,16 +324,16 @@ class Engine:
             if not job.conflict and job.state is JobState.AVAILABLE:
                 woken.add(job.queue)
         if woken:
-            c.execute(self.q.notify_queues, {"channel": self.channel, "queue": sorted(woken)})
+            c.execute(self.q.queues.notify, {"channel": self.channel, "queue": sorted(woken)})
         return [job for job in results if job is not None]
 
     def _insert_unique(self, c: psycopg.Connection, spec: JobSpec) -> Job:
         assert spec.unique is not None
         opts = spec.unique
         with c.cursor(row_factory=dict_row) as cur:
-            cur.execute(self.q.unique_expire, {"unique_key": opts["key"], "period": opts["period"]})
+            cur.execute(self.q.jobs.unique_expire, {"unique_key": opts["key"], "period": opts["period"]})
             cur.execute(
-                self.q.insert_unique,
+                self.q.jobs.insert_unique,
                 {"queue": spec.queue, "worker": spec.worker, "args": Jsonb(spec.args), "meta": Jsonb(spec.meta),
                  "tags": spec.tags, "priority": spec.priority, "max_attempts": spec.max_attempts,
                  "scheduled_at": spec.scheduled_at, "schedule_in": spec.schedule_in,
@@ -348,20 +348,20 @@ class Engine:
     def _insert_copy(self, c: psycopg.Connection, specs: Sequence[JobSpec]) -> list[Job]:
         """Bulk path for jobs due now with no workflow or uniqueness: COPY with reserved ids."""
         row = c.execute(
-            self.q.reserve_ids, {"table": f'"{self.prefix}".lysmore_jobs', "n": len(specs)}
+            self.q.jobs.reserve_ids, {"table": f'"{self.prefix}".lysmore_jobs', "n": len(specs)}
         ).fetchone()
         assert row is not None
         now, ids = row
-        with c.cursor() as cur, cur.copy(self.q.copy_jobs) as copy:
+        with c.cursor() as cur, cur.copy(self.q.jobs.copy) as copy:
             for job_id, s in zip(ids, specs, strict=True):
                 copy.write_row(
                     (job_id, s.queue, s.worker, Jsonb(s.args), Jsonb(s.meta), s.tags, s.priority, s.max_attempts)
                 )
-        c.execute(self.q.notify_queues, {"channel": self.channel, "queue": sorted({s.queue for s in specs})})
+        c.execute(self.q.queues.notify, {"channel": self.channel, "queue": sorted({s.queue for s in specs})})
         return [s.saved(i, "available", now, now) for i, s in zip(ids, specs, strict=True)]
 
     def _insert_chunk(self, c: psycopg.Connection, specs: Sequence[JobSpec]) -> list[Job]:
-        rows = c.execute(self.q.insert, {"rows": specs_json(specs), "channel": self.channel}).fetchall()
+        rows = c.execute(self.q.jobs.insert, {"rows": specs_json(specs), "channel": self.channel}).fetchall()
         if len(rows) != len(specs):
             raise AssertionError(f"inserted {len(rows)} rows for {len(specs)} jobs")
         return [spec.saved(*row) for spec, row in zip(specs, rows, strict=True)]
@@ -377,7 +377,7 @@ class Engine:
     def get_jobs(self, job_ids: Iterable[int]) -> list[Job]:
         ids = job_ids_of(job_ids)
         with self.connection() as c, c.cursor(row_factory=dict_row) as cur:
-            cur.execute(self.q.get_jobs, {"id": ids})
+            cur.execute(self.q.jobs.get, {"id": ids})
             return [Job.from_row(r) for r in cur.fetchall()]
 
     def cancel_job(self, job_id: int, *, conn: psycopg.Connection | None = None) -> bool:
@@ -390,12 +390,12 @@ class Engine:
         done: list[int] = []
         executing: set[int] = set()
         with self.atomic(conn) as c:
-            workflows = [r[0] for r in c.execute(self.q.workflow_of_jobs, {"id": ids}).fetchall()]
+            workflows = [r[0] for r in c.execute(self.q.workflows.of_jobs, {"id": ids}).fetchall()]
             if workflows:
-                c.execute(self.q.workflow_lock, {"ids": workflows})
+                c.execute(self.q.workflows.lock, {"ids": workflows})
             for chunk in _chunks(ids, CONTROL_CHUNK):
                 rows = c.execute(
-                    self.q.cancel,
+                    self.q.jobs.cancel,
                     {"id": list(chunk), "from": allowed_from(JobState.CANCELLED), "channel": self.channel},
                 ).fetchall()
                 done.extend(r[0] for r in rows)
@@ -422,7 +422,7 @@ class Engine:
         they are.
         """
         with self.connection(conn) as c, c.transaction():
-            c.execute(self.q.workflow_lock, {"ids": [workflow_id_of(workflow_id)]})
+            c.execute(self.q.workflows.lock, {"ids": [workflow_id_of(workflow_id)]})
             ids = self._workflow_step_ids(c, workflow_id, (JobState.CANCELLED, JobState.DISCARDED))
             return sorted(self.retry_jobs(ids, conn=c)) if ids else []  # held where dependencies wait
 
@@ -430,24 +430,24 @@ class Engine:
         self, c: psycopg.Connection, workflow_id: uuid.UUID | str, states: Iterable[JobState]
     ) -> list[int]:
         params = {"workflow_id": workflow_id_of(workflow_id), "states": sorted(s.value for s in states)}
-        return [r[0] for r in c.execute(self.q.workflow_step_ids, params).fetchall()]
+        return [r[0] for r in c.execute(self.q.workflows.step_ids, params).fetchall()]
 
     def workflow_steps(self, workflow_id: uuid.UUID | str) -> list[Job]:
         """Every step of a workflow as stored now (state, step name, dependencies), by id."""
         with self.connection() as c, c.cursor(row_factory=dict_row) as cur:
-            cur.execute(self.q.workflow_steps, {"workflow_id": workflow_id_of(workflow_id)})
+            cur.execute(self.q.workflows.steps, {"workflow_id": workflow_id_of(workflow_id)})
             return [Job.from_row(r) for r in cur.fetchall()]
 
     def workflow_results(self, workflow_id: uuid.UUID | str, steps: Sequence[str]) -> dict[str, Any]:
         """Recorded results of the completed ``steps`` of a workflow, by step name."""
         with self.connection() as c:
-            rows = c.execute(self.q.workflow_results, {"workflow_id": workflow_id_of(workflow_id), "steps": list(steps)}).fetchall()
+            rows = c.execute(self.q.workflows.results, {"workflow_id": workflow_id_of(workflow_id), "steps": list(steps)}).fetchall()
         return {r[0]: r[1] for r in rows}
 
     def _resolve_workflows(self, c: psycopg.Connection, workflows: Sequence[Any]) -> None:
         """Promote or cancel held steps of ``workflows`` (already locked), down the whole graph."""
         for _ in range(1000):
-            row = c.execute(self.q.workflow_resolve, {"ids": list(workflows), "channel": self.channel}).fetchone()
+            row = c.execute(self.q.workflows.resolve, {"ids": list(workflows), "channel": self.channel}).fetchone()
             if row is None or not row[1]:
                 return
 
@@ -456,11 +456,11 @@ class Engine:
         if not self._is_leader():
             return 0
         with self.connection() as c:
-            stuck = [r[0] for r in c.execute(self.q.workflow_stuck, {"limit": 500}).fetchall()]
+            stuck = [r[0] for r in c.execute(self.q.workflows.stuck, {"limit": 500}).fetchall()]
             if stuck:
                 stuck.sort(key=str)
                 with c.transaction():
-                    c.execute(self.q.workflow_lock, {"ids": stuck})
+                    c.execute(self.q.workflows.lock, {"ids": stuck})
                     self._resolve_workflows(c, stuck)
         return len(stuck)
 
@@ -472,7 +472,7 @@ class Engine:
         ids = job_ids_of(job_ids)
         with self.connection(conn) as c:
             rows = c.execute(
-                self.q.retry,
+                self.q.jobs.retry,
                 {"id": ids, "from": sorted(s.value for s in RETRYABLE_BY_HAND), "channel": self.channel},
             ).fetchall()
         return [r[0] for r in rows]
@@ -485,7 +485,7 @@ class Engine:
         ids = job_ids_of(job_ids)
         with self.connection(conn) as c:
             rows = c.execute(
-                self.q.delete, {"id": ids, "from": sorted(s.value for s in DELETABLE)}
+                self.q.jobs.delete, {"id": ids, "from": sorted(s.value for s in DELETABLE)}
             ).fetchall()
         return [r[0] for r in rows]
 
@@ -536,7 +536,7 @@ class Engine:
             raise InvalidConfig(f"node must be a node name, or None for every node; got {node!r}")
         with self.connection(conn) as c:
             c.execute(
-                self.q.queue_settings_write,
+                self.q.queues.settings_write,
                 {"queue": queue, "node": node or "*", "paused": paused, "local_limit": local_limit,
                  "global_limit": Jsonb(global_limit.as_dict()) if global_limit else None,
                  "rate_limit": Jsonb(rate_limit.as_dict()) if rate_limit else None,
@@ -556,7 +556,7 @@ class Engine:
         while True:
             with self.connection() as c:
                 rows = c.execute(
-                    self.q.control_state, {"queue": queue, "node": node, "node_ttl": self.node_ttl}
+                    self.q.queues.control_state, {"queue": queue, "node": node, "node_ttl": self.node_ttl}
                 ).fetchall()
             acked = [r[0] for r in rows if (paused is None or r[1] == paused) and (limit is None or r[2] == limit)]
             pending = [r[0] for r in rows if r[0] not in acked]
@@ -570,7 +570,7 @@ class Engine:
         so nodes run it as configured again."""
         check_queue_name(queue)
         with self.connection() as c:
-            c.execute(self.q.queue_settings_reset, {"queue": queue, "node": node, "channel": self.channel})
+            c.execute(self.q.queues.settings_reset, {"queue": queue, "node": node, "channel": self.channel})
         self._control({"kind": "control", "queue": queue, "node": node or "*"})
 
     def record_audit(
@@ -587,7 +587,7 @@ class Engine:
         """Write one audit row (in ``conn``'s transaction when given, next to the change it records)."""
         with self.connection(conn) as c:
             row = c.execute(
-                self.q.audit_insert,
+                self.q.audit.insert,
                 {"actor": actor, "action": action, "targets": Jsonb(list(targets)), "filter": filter,
                  "outcome": outcome, "detail": Jsonb(detail or {})},
             ).fetchone()
@@ -597,7 +597,7 @@ class Engine:
     def _queue_settings(self, queue: str, config: QueueConfig) -> tuple[bool, QueueConfig]:
         """(paused, limits) for ``queue`` on this node: its own row, then '*', then config."""
         with self.connection() as c:
-            rows = c.execute(self.q.queue_settings_read, {"queue": queue, "node_name": self.node_name}).fetchall()
+            rows = c.execute(self.q.queues.settings_read, {"queue": queue, "node_name": self.node_name}).fetchall()
         by_node = {r[0]: r for r in rows}
         paused, effective = False, config
         for key in ("*", self.node_name):
@@ -691,7 +691,7 @@ class Engine:
             self._notifier.stop()
         try:
             with self.connection() as c:
-                c.execute(self.q.node_delete, {"node_id": self.node_id})
+                c.execute(self.q.nodes.delete, {"node_id": self.node_id})
         except Exception as exc:
             log.warning("could not remove node row on stop: %s", exc)
         self._close_pool()
@@ -723,7 +723,7 @@ class Engine:
         """Give (id, attempt) rows this node executes back to available, attempt restored."""
         with self.connection() as c:
             done = c.execute(
-                self.q.release,
+                self.q.jobs.release,
                 {"id": [r[0] for r in rows], "attempt": [r[1] for r in rows],
                  "node_id": self.node_id, "channel": self.channel},
             ).fetchall()
@@ -738,7 +738,7 @@ class Engine:
         """
         with self.connection() as c:
             rows = c.execute(
-                self.q.executing_mine,
+                self.q.jobs.executing_here,
                 {"node_id": self.node_id, "queue": producer.queue, "older_than": older_than},
             ).fetchall()
         if not rows:
@@ -785,7 +785,7 @@ class Engine:
         while limit is None or ran < limit:
             if with_scheduled:
                 with self.connection() as c:
-                    c.execute(self.q.stage_queue_now, {"queue": queue})
+                    c.execute(self.q.jobs.stage_queue_now, {"queue": queue})
             jobs = self._fetch(queue, 1)
             if not jobs:
                 break
@@ -826,7 +826,7 @@ class Engine:
                 self._stale(stale)
         with self.connection() as c, c.cursor(row_factory=dict_row) as cur:
             if limits is None or (limits.global_limit is None and limits.rate_limit is None):
-                cur.execute(self.q.fetch, params)
+                cur.execute(self.q.jobs.fetch, params)
                 rows = cur.fetchall()
             else:
                 g, r = limits.global_limit, limits.rate_limit
@@ -848,10 +848,10 @@ class Engine:
                 ack = c.cursor()
                 with c.pipeline():
                     c.execute("BEGIN")
-                    cur.execute(self.q.fetch_lock, {"key": f"{self.prefix}.{queue}"})
+                    cur.execute(self.q.queues.lock, {"key": f"{self.prefix}.{queue}"})
                     if done:  # no wake-up from this ack: the fetch below takes the freed slots
-                        ack.execute(self.q.ack, {**self._ack_params(done), "wake": []})
-                    cur.execute(self.q.fetch_global if plain_global else self.q.fetch_limited, params)
+                        ack.execute(self.q.jobs.ack, {**self._ack_params(done), "wake": []})
+                    cur.execute(self.q.jobs.fetch_global if plain_global else self.q.jobs.fetch_limited, params)
                     c.execute("COMMIT")
                 rows = cur.fetchall()
                 if done:
@@ -859,9 +859,9 @@ class Engine:
                     self._acked(done, freed)
                     done.clear()
                     if len(rows) < len(freed):  # ... unless it could not: other nodes may
-                        c.execute(self.q.notify_queues, {"channel": self.channel, "queue": [queue]})
+                        c.execute(self.q.queues.notify, {"channel": self.channel, "queue": [queue]})
                 if r is not None and len(rows) < demand:
-                    row = cur.execute(self.q.rate_next, params).fetchone()
+                    row = cur.execute(self.q.queues.rate_next, params).fetchone()
                     value = next(iter(row.values())) if row else None
                     rate_wait = max(0.0, float(value)) + 0.001 if value is not None else None
         self._count("fetched", len(rows))
@@ -876,13 +876,13 @@ class Engine:
         )
         with self.connection() as c:
             if not workflows:
-                hit = {r[0] for r in c.execute(self.q.ack, params).fetchall()}
+                hit = {r[0] for r in c.execute(self.q.jobs.ack, params).fetchall()}
             else:
                 # Lock the workflows first, then record, then resolve their held steps: all in one
                 # transaction, so a step is promoted exactly once whichever node finishes last.
                 with c.transaction():
-                    c.execute(self.q.workflow_lock, {"ids": workflows})
-                    hit = {r[0] for r in c.execute(self.q.ack, params).fetchall()}
+                    c.execute(self.q.workflows.lock, {"ids": workflows})
+                    hit = {r[0] for r in c.execute(self.q.jobs.ack, params).fetchall()}
                     self._resolve_workflows(c, workflows)
         self._count("acked", len(hit))
         for queue in {o.job.queue for o in outcomes} & set(params["wake"]):
@@ -918,7 +918,7 @@ class Engine:
         already there: that counts as acked, not stale."""
         try:
             with self.connection() as c:
-                rows = {r[0]: r[1:] for r in c.execute(self.q.refused_rows, {"id": [o.job.id for o in outcomes]})}
+                rows = {r[0]: r[1:] for r in c.execute(self.q.jobs.refused, {"id": [o.job.id for o in outcomes]})}
         except Exception as exc:  # the reasons are for people; the count must not wait for them
             log.warning("could not read why %d acks were refused: %s", len(outcomes), exc)
             rows = {}
@@ -947,7 +947,7 @@ class Engine:
         (None when the row was deleted)."""
         with self.connection() as c:
             rows = c.execute(
-                self.q.lost_jobs,
+                self.q.jobs.lost,
                 {"id": [r.job.id for r in runs], "attempt": [r.job.attempt for r in runs], "node_id": self.node_id},
             ).fetchall()
         return {r[0]: r[1] for r in rows}
@@ -959,7 +959,7 @@ class Engine:
 
     def _stage(self) -> None:
         with self.connection() as c:
-            c.execute(self.q.stage, {"limit": 5000, "channel": self.channel})
+            c.execute(self.q.jobs.stage, {"limit": 5000, "channel": self.channel})
 
     def _lease_held(self) -> bool:
         """True while this node's last heartbeat is recent enough that no rescuer can take it for
@@ -979,7 +979,7 @@ class Engine:
         names = list(self._producers)
         with self.connection() as c:
             row = c.execute(
-                self.q.heartbeat,
+                self.q.nodes.heartbeat,
                 {"node_id": self.node_id, "queue": names,
                  "running": [self._producers[n].running_count() for n in names]},
             ).fetchone()
@@ -993,7 +993,7 @@ class Engine:
 
     def _register(self, c: psycopg.Connection) -> None:
         c.execute(
-            self.q.node_register,
+            self.q.nodes.register,
             {"node_id": self.node_id, "name": self.node_name, "host": socket.gethostname(),
              "pid": os.getpid(),
              "meta": Jsonb({"queues": sorted(self.queues), "node_ttl": self.node_ttl,
@@ -1011,7 +1011,7 @@ class Engine:
     def _record_producer(self, producer: Producer) -> None:
         with self.connection() as c:
             c.execute(
-                self.q.producer_upsert,
+                self.q.queues.producer_upsert,
                 {"node_id": self.node_id, "queue": producer.queue, "local_limit": producer.limit,
                  "paused": producer.paused, "running": producer.running_count(),
                  "meta": Jsonb(producer.effective.limits_dict())},

@@ -39,7 +39,7 @@ class Leadership:
         sent = time.monotonic()
         with self.engine.connection() as c:
             row = c.execute(
-                self.engine.q.leader_elect,
+                self.engine.q.nodes.leader_elect,
                 {"node_id": self.engine.node_id, "node_name": self.engine.node_name, "lease": self.lease},
             ).fetchone()
         with self._lock:
@@ -62,6 +62,6 @@ class Leadership:
             return
         try:
             with self.engine.connection() as c:
-                c.execute(self.engine.q.leader_resign, {"node_id": self.engine.node_id, "epoch": epoch})
+                c.execute(self.engine.q.nodes.leader_resign, {"node_id": self.engine.node_id, "epoch": epoch})
         except Exception as exc:
             log.warning("could not resign leadership: %s", exc)

@@ -21,11 +21,11 @@ def lifeline(engine: Engine) -> int:
         return 0
     with engine.connection() as c:
         rows = c.execute(
-            engine.q.lifeline_rescue,
+            engine.q.jobs.rescue,
             {"node_ttl": engine.node_ttl, "orphan_after": engine.orphan_after, "limit": RESCUE_BATCH,
              "channel": engine.channel},
         ).fetchall()
-        reaped = c.execute(engine.q.nodes_reap, {"forget_after": max(engine.node_ttl * 6, 60.0)}).fetchall()
+        reaped = c.execute(engine.q.nodes.reap, {"forget_after": max(engine.node_ttl * 6, 60.0)}).fetchall()
     if rows:
         log.warning("lifeline rescued %d jobs from lost nodes", len(rows), extra={"rescued": len(rows)})
         engine._count("rescued", len(rows))
@@ -42,7 +42,7 @@ def prune(engine: Engine, *, force: bool = False) -> int:
     total = 0
     with engine.connection() as c:
         for _ in range(PRUNE_MAX_BATCHES):
-            cur = c.execute(engine.q.prune, {"max_age": engine.prune_max_age, "limit": PRUNE_BATCH})
+            cur = c.execute(engine.q.jobs.prune, {"max_age": engine.prune_max_age, "limit": PRUNE_BATCH})
             total += cur.rowcount
             if cur.rowcount < PRUNE_BATCH or not (force or engine._is_leader()):
                 break
@@ -58,6 +58,6 @@ def stats_retention(engine: Engine) -> None:
         return
     with engine.connection() as c:
         c.execute(
-            engine.q.stats_prune,
+            engine.q.stats.prune,
             {"stats_retention": engine.stats_retention, "cron_retention": engine.cron_retention},
         )

@@ -27,17 +27,17 @@ class Counts:
 def queue_counts(engine: Engine, exact_below: int = EXACT_BELOW) -> Counts:
     """Counts per queue and state, exact for small tables, else estimated (executing is exact)."""
     with engine.connection() as c:
-        rows = c.execute(engine.q.counts_estimate, {"prefix": engine.prefix}).fetchall()
+        rows = c.execute(engine.q.stats.counts_estimate, {"prefix": engine.prefix}).fetchall()
         total = rows[0][0] if rows else 0
         by_queue: dict[str, dict[str, int]] = {}
         if total < exact_below or not any(r[1] for r in rows):
-            for queue, state, n in c.execute(engine.q.counts_exact).fetchall():
+            for queue, state, n in c.execute(engine.q.stats.counts_exact).fetchall():
                 by_queue.setdefault(queue, {})[state] = int(n)
             return Counts(by_queue, estimated=False)
         for _, queue, state, freq in rows:
             if queue is not None and state != JobState.EXECUTING.value:
                 by_queue.setdefault(queue, {})[state] = round(freq * total)
-        for queue, state, n in c.execute(engine.q.counts_live).fetchall():
+        for queue, state, n in c.execute(engine.q.stats.counts_live).fetchall():
             by_queue.setdefault(queue, {})[state] = int(n)
         return Counts(by_queue, estimated=True)
 
@@ -45,7 +45,7 @@ def queue_counts(engine: Engine, exact_below: int = EXACT_BELOW) -> Counts:
 def cluster_status(engine: Engine) -> dict[str, Any]:
     """Nodes (heartbeat age, leader, queues) and queues (limits, paused, counts) as plain data."""
     with engine.connection() as c:
-        cur = c.execute(engine.q.status_nodes)
+        cur = c.execute(engine.q.nodes.status)
         names = [d.name for d in cur.description or []]
         nodes = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
     counts = queue_counts(engine)

@@ -151,7 +151,8 @@ def test_a_failed_fetch_keeps_its_outcomes_and_leaves_the_connection_clean(make_
     eng.insert_all([Quick.new({"n": i}) for i in range(4)])
     jobs, _ = eng._claim(Q, 2, cfg)
     done = [run_job(job) for job in jobs]
-    eng.q._cache["fetch_global"] = sql.SQL("SELECT 1 / 0")  # the fetch fails after the ack ran
+    real_fetch = eng.q.jobs.fetch_global
+    eng.q.jobs.fetch_global = sql.SQL("SELECT 1 / 0")  # type: ignore[assignment]  # fails after the ack ran
     try:
         eng._claim(Q, 2, cfg, done)
     except Exception as exc:
@@ -162,7 +163,7 @@ def test_a_failed_fetch_keeps_its_outcomes_and_leaves_the_connection_clean(make_
     # The engine ended the transaction itself: the pool got the connection back idle.
     assert not [r for r in caplog.records if r.name.startswith("psycopg")], caplog.text
     assert set(_states(conn, prefix, [j.id for j in jobs]).values()) == {"executing"}
-    del eng.q._cache["fetch_global"]
+    eng.q.jobs.fetch_global = real_fetch
     fetched, _ = eng._claim(Q, 2, cfg, done)
     assert done == [] and len(fetched) == 2
     assert set(_states(conn, prefix, [j.id for j in jobs]).values()) == {"completed"}

@@ -1,3 +1,17 @@
+-- Statements on workflows: their steps, locks, results and the promotion of held steps.
+-- Each statement follows its `-- name:` line; engine/_sql.py checks the names when it loads.
+
+-- name: lock
+-- Serialise resolution of these workflows until the transaction ends; always in id order, and
+-- always before touching any of their rows, so two resolvers never deadlock.
+SELECT count(pg_advisory_xact_lock(hashtext('lysmore.workflow'), hashtext(w.id::text)))
+FROM (SELECT DISTINCT id FROM unnest(%(ids)s::uuid[]) AS u(id) ORDER BY id) AS w
+
+-- name: of_jobs
+SELECT DISTINCT workflow_id FROM {prefix}.lysmore_jobs
+WHERE id = ANY(%(id)s::bigint[]) AND workflow_id IS NOT NULL
+
+-- name: resolve
 -- One round of resolving held steps of these workflows: a step whose dependencies are all
 -- satisfied becomes available; a step with a failed dependency is cancelled. Run again until
 -- nothing is cancelled, so cancellation reaches every step downstream.
@@ -40,3 +54,28 @@ notified AS (
 )
 SELECT (SELECT count(*) FROM promoted) AS promoted, (SELECT count(*) FROM doomed) AS doomed
 FROM notified
+
+-- name: results
+SELECT workflow_step, result FROM {prefix}.lysmore_jobs
+WHERE workflow_id = %(workflow_id)s AND workflow_step = ANY(%(steps)s::text[]) AND state = 'completed'
+
+-- name: step_ids
+-- The steps of one workflow that are in one of the given states.
+SELECT id FROM {prefix}.lysmore_jobs
+WHERE workflow_id = %(workflow_id)s AND state = ANY(%(states)s::{prefix}.lysmore_job_state[])
+ORDER BY id
+
+-- name: steps
+SELECT * FROM {prefix}.lysmore_jobs WHERE workflow_id = %(workflow_id)s ORDER BY id
+
+-- name: stuck
+-- Workflows with a held step whose dependencies have all finished: resolution was missed
+-- (a crash between ack and resolve, a rescue, a deletion). The sweeper resolves them.
+SELECT DISTINCT d.workflow_id
+FROM {prefix}.lysmore_jobs AS d
+WHERE d.state = 'held'
+  AND NOT EXISTS (
+      SELECT 1 FROM {prefix}.lysmore_jobs AS u
+      WHERE u.workflow_id = d.workflow_id AND u.workflow_step = ANY(d.workflow_deps)
+        AND u.state NOT IN ('completed', 'cancelled', 'discarded'))
+LIMIT %(limit)s

@@ -1,1 +1,0 @@
-SELECT max(instant) FROM {prefix}.lysmore_cron_runs WHERE name = %(name)s

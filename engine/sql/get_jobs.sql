@@ -1,1 +1,0 @@
-SELECT * FROM {prefix}.lysmore_jobs WHERE id = ANY(%(id)s::bigint[]) ORDER BY id

@@ -1,1 +1,0 @@
-DELETE FROM {prefix}.lysmore_nodes WHERE id = %(node_id)s
