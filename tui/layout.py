@@ -5,8 +5,8 @@ A line is a sequence of ``Item``: each has forms from longest to shortest, a ran
 which items are shortened and, optionally, a place in the order in which they go. ``fit_line``
 takes the items of the first rank (together) through their forms, then those of the next rank,
 until the line fits (an empty last form takes an item away at its rank); when even the shortest
-forms are too wide, items go in their drop order. Only what is left over after that (one item wider than the line) is cut,
-with an ellipsis.
+forms are too wide, items go in their drop order. Only what is left over after that (one item
+wider than the line) is cut, with an ellipsis.
 
 A table is a sequence of ``Col``. ``fit_columns`` takes the width every column's content needs and
 decides which columns show and how wide: previews and lists (``shrink_early``) are ellipsised
@@ -23,7 +23,6 @@ from typing import Any
 from rich.cells import cell_len
 from rich.text import Text
 
-ELLIPSIS = "…"
 CELL_PADDING = 2  # a DataTable cell has one blank on each side
 
 
@@ -104,19 +103,11 @@ def fit_lines(lines: Sequence[Sequence[Item]], width: int, sep: str = "  ") -> T
 
 def clip(value: Any, width: int) -> Any:
     """``value`` (text or string) cut to ``width`` cells with an ellipsis; other values as they are."""
-    if isinstance(value, Text):
-        if value.cell_len <= width:
-            return value
-        cut = value.copy()
-        cut.truncate(max(0, width), overflow="ellipsis")
-        return cut
-    if isinstance(value, str):
-        if cell_len(value) <= width:
-            return value
-        cut_text = Text(value)
-        cut_text.truncate(max(0, width), overflow="ellipsis")
-        return cut_text.plain
-    return value
+    if not isinstance(value, str | Text) or cell_width(value) <= width:
+        return value
+    cut = Text(value) if isinstance(value, str) else value.copy()
+    cut.truncate(max(0, width), overflow="ellipsis")
+    return cut.plain if isinstance(value, str) else cut
 
 
 def cell_width(value: Any) -> int:

@@ -313,8 +313,8 @@ def queue_summary(
     counts = [
         Item.of(f"executing {q.executing}/{q.local_limit}", f"exec {q.executing}/{q.local_limit}"),
         Item.of(f"available {fmt_count(q.available)}", f"avail {fmt_count(q.available)}"),
-        Item.of(f"scheduled {fmt_count(q.scheduled)}", f"sched {fmt_count(q.scheduled)}", drop=2),
-        Item.of(f"retryable {fmt_count(q.retryable)}", f"retry {fmt_count(q.retryable)}", drop=1),
+        Item.of(f"scheduled {fmt_count(q.scheduled)}", f"sched {fmt_count(q.scheduled)}", ""),
+        Item.of(f"retryable {fmt_count(q.retryable)}", f"retry {fmt_count(q.retryable)}", ""),
     ]
     limits = [
         Item.of(f"global {fmt_limit(q.global_limit)}", drop=2),
@@ -398,16 +398,19 @@ def pretty_json(value: Any) -> str:
 
 def job_heading(job: JobDetail) -> list[list[Item]]:
     """``job 42 ▸ executing  app.workers.Mailer`` over ``queue mailers · attempt 2/20 · priority 0 · tags``."""
-    worker = short_worker(job.worker)
-    worker_forms = name_forms(job.worker, widths=()) + name_forms(worker, widths=(24, 12))[worker == job.worker:]
+    # The whole dotted path, then the class name alone, then the class name ellipsised.
+    worker = name_forms(job.worker, widths=())
+    if short_worker(job.worker) != job.worker:
+        worker += name_forms(short_worker(job.worker), widths=())
+    worker += name_forms(short_worker(job.worker))[1:]
+    # Priority, tags and unique key shorten and go before the queue's name is cut.
     second = [Item(labelled("queue ", job.queue), shrink=1), Item.of(f"attempt {job.attempt}/{job.max_attempts}"),
-              Item.of(f"priority {job.priority}", drop=3)]
+              Item.of(f"priority {job.priority}", f"pri {job.priority}", "")]
     if job.tags:
-        second.append(Item(labelled("tags ", ", ".join(job.tags)), drop=2))
+        second.append(Item((*labelled("tags ", ", ".join(job.tags)), Text())))
     if job.unique_key:
-        second.append(Item(labelled("unique ", job.unique_key), drop=1))
-    return [[Item.of(Text.assemble((f"job {job.id} ", "bold"), state_text(job.state))), Item(worker_forms)],
-            second]
+        second.append(Item((*labelled("unique ", job.unique_key), Text())))
+    return [[Item.of(Text.assemble((f"job {job.id} ", "bold"), state_text(job.state))), Item(worker)], second]
 
 
 def timeline(job: JobDetail, now: datetime) -> list[Text]:
@@ -587,7 +590,8 @@ def audit_detail(a: AuditRow | None) -> list[list[Item]]:
     if a is None:
         return [[Item.of(Text("No actions recorded yet.", style="dim"))]]
     lines = [
-        [Item.of(Text(f"{fmt_time(a.at)} UTC", style="dim"), drop=1), Item(name_forms(a.actor), shrink=1),
+        [Item.of(Text(f"{fmt_time(a.at)} UTC", style="dim"), Text(fmt_time(a.at)[11:], style="dim"), ""),
+         Item(name_forms(a.actor), shrink=1),
          Item.of(a.action), Item.of(Text(a.outcome, style=OUTCOME_STYLE.get(a.outcome, "")))],
         [Item.of(f"targets {fmt_targets(a.targets, 200)}")],
     ]

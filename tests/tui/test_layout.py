@@ -84,3 +84,21 @@ def test_clip_ellipsises_text_and_strings() -> None:
     assert clip("abcdef", 4) == "abc…"
     assert clip(Text("abcdef", style="bold"), 4).plain == "abc…"
     assert clip(12, 1) == 12
+
+
+def test_job_heading_and_queue_summary_keep_long_names_whole_at_80() -> None:
+    from tests.tui.test_presenters import detail
+    from tui.layout import fit_lines
+    from tui.presenters import job_heading, page_status
+
+    job = detail(queue="analytics-export-nightly", worker="app.workers.reporting.NightlyAnalyticsExport",
+                 tags=("billing", "nightly"))
+    first, second = fit_lines(job_heading(job), 78, sep=" · ").plain.splitlines()
+    assert first.endswith("app.workers.reporting.NightlyAnalyticsExport")
+    assert second.startswith("queue analytics-export-nightly · attempt")
+    narrow = fit_lines(job_heading(job), 46, sep=" · ").plain.splitlines()
+    assert narrow[0].endswith("NightlyAnalyticsExport")  # the class name when the path does not fit
+    assert "analytics-export-nightly" in narrow[1]  # tags and priority went before the queue was cut
+    status = fit_line(page_status(1, 100, True, 0, "queue:analytics-export-nightly worker:Nightly", "retryable"),
+                      58, sep=" · ").plain
+    assert status.startswith("retryable · page 1 · 100+ shown · filter queue:") and status.endswith("…")
