@@ -126,7 +126,8 @@ async def measure(app: DashboardApp, rounds: int, warmup: int) -> Timings:
                     if n >= warmup:
                         view = VIEWS[key]
                         if shown is None or fresh is None:
-                            timings.problems.append(f"round {n} {view}: no fresh rows within 5 s")
+                            why = f" (last refresh failed: {app.last_error})" if app.last_error else ""
+                            timings.problems.append(f"round {n} {view}: no fresh rows within 5 s{why}")
                         else:
                             timings.skeleton.setdefault(view, []).append((shown - pressed) * 1000)
                             timings.fresh.setdefault(view, []).append((fresh - pressed) * 1000)
