@@ -14,7 +14,24 @@ from typing import ClassVar
 
 from psycopg import sql
 
-_NAME = re.compile(r"^-- name: ([a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
+from ._states import DUE_STATES, FINAL_STATES, RESCHEDULABLE, JobState
+
+_MARK = re.compile(r"^-- (name|part): ([a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
+_INCLUDE = re.compile(r"^[ \t]*-- include: (.+?)(,?)\s*$", re.MULTILINE)  # a trailing comma stays after it
+_ARG = re.compile(r"([a-z_]+)=(\S+(?:\s(?![a-z_]+=)\S+)*)")  # key=value, a value may hold spaces
+
+
+def _states(states: frozenset[JobState]) -> sql.Composed:
+    """``'a', 'b'``: a set of states for ``state IN (...)``, in the order they are declared."""
+    return sql.SQL(", ").join(sql.Literal(s.value) for s in JobState if s in states)
+
+
+# The state sets statements use, from _states.py: ``WHERE state IN ({final_states})``.
+STATE_SETS = {
+    "final_states": _states(FINAL_STATES),
+    "due_states": _states(DUE_STATES),
+    "reschedulable_states": _states(RESCHEDULABLE),
+}
 
 
 @cache
@@ -24,16 +41,35 @@ def _text(name: str) -> str:
 
 @cache
 def statements(filename: str) -> dict[str, str]:
-    """The statements of ``sql/filename`` by name, in file order."""
+    """The statements of ``sql/filename`` by name, in file order, with their includes put in.
+
+    A ``-- part: NAME`` section is a piece several statements share; a statement's line
+    ``-- include: NAME key=value ...`` is replaced by that part, its ``$key`` set to ``value``.
+    """
     text = _text(filename)
-    marks = list(_NAME.finditer(text))
+    marks = list(_MARK.finditer(text))
+    parts: dict[str, str] = {}
     found: dict[str, str] = {}
     for i, mark in enumerate(marks):
         end = marks[i + 1].start() if i + 1 < len(marks) else len(text)
-        if mark.group(1) in found:
-            raise RuntimeError(f"sql/{filename}: statement {mark.group(1)!r} is defined twice")
-        found[mark.group(1)] = text[mark.end():end].strip() + "\n"
-    return found
+        kind, name, body = mark.group(1), mark.group(2), text[mark.end():end].strip() + "\n"
+        into = parts if kind == "part" else found
+        if name in into:
+            raise RuntimeError(f"sql/{filename}: {kind} {name!r} is defined twice")
+        into[name] = body
+
+    def include(line: re.Match[str]) -> str:
+        name, *pairs = line.group(1).split(maxsplit=1)
+        if name not in parts:
+            raise RuntimeError(f"sql/{filename}: include of unknown part {name!r}")
+        body = parts[name].rstrip("\n")
+        for key, value in _ARG.findall(pairs[0] if pairs else ""):
+            body = body.replace(f"${key}", value)
+        if "$" in re.sub(r"'[^']*'", "", body):
+            raise RuntimeError(f"sql/{filename}: part {name!r} is missing a value: {line.group(0).strip()}")
+        return body + line.group(2)
+
+    return {name: _INCLUDE.sub(include, body) for name, body in found.items()}
 
 
 class Group:
@@ -53,7 +89,7 @@ class Group:
 
     def __init__(self, prefix: str) -> None:
         for name, text in statements(self.file).items():
-            setattr(self, name, sql.SQL(text).format(prefix=sql.Identifier(prefix)))
+            setattr(self, name, sql.SQL(text).format(prefix=sql.Identifier(prefix), **STATE_SETS))
 
 
 class Jobs(Group):

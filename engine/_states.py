@@ -41,6 +41,10 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
 }
 
 FINAL_STATES: frozenset[JobState] = frozenset({S.COMPLETED, S.DISCARDED, S.CANCELLED})
+# States that wait for their scheduled_at: the stager makes them available when it has come.
+DUE_STATES: frozenset[JobState] = frozenset({S.SCHEDULED, S.RETRYABLE})
+# States whose scheduled_at a unique insert with replace may move (the job has not started).
+RESCHEDULABLE: frozenset[JobState] = frozenset({S.SCHEDULED, S.AVAILABLE})
 UNFINISHED: frozenset[JobState] = frozenset(set(JobState) - FINAL_STATES)
 # States from which a job may be deleted: anything not running right now.
 DELETABLE: frozenset[JobState] = frozenset(set(JobState) - {S.EXECUTING})

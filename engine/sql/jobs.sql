@@ -1,5 +1,32 @@
 -- Statements on the jobs table: insert, fetch, record, control and sweep jobs.
 -- Each statement follows its `-- name:` line; engine/_sql.py checks the names when it loads.
+-- A `-- part:` is a piece several statements share, put in where one says `-- include: NAME k=v`.
+
+
+-- part: claimed
+-- The claim every fetch ends with: the picked rows become this node's executions, by primary key
+-- (a LIMIT taken from a CTE is not something the planner can size); $started_at is when they start.
+claimed AS (
+    UPDATE {prefix}.lysmore_jobs AS j
+    SET state = 'executing',
+        attempt = j.attempt + 1,
+        attempted_at = $started_at,
+        attempted_by = ARRAY[%(node_name)s::text, %(node_id)s::text],
+        node_id = %(node_id)s
+    WHERE j.id = ANY(ARRAY(SELECT id FROM picked))
+    RETURNING j.*
+)
+
+-- part: peers
+-- The other live, unpaused nodes of a globally limited queue, and how much room they have.
+peers AS (
+    SELECT count(*) + 1 AS nodes,
+           coalesce(sum(greatest(p.local_limit - p.running, 0)), 0) AS room
+    FROM {prefix}.lysmore_producers AS p
+    JOIN {prefix}.lysmore_nodes AS n ON n.id = p.node_id
+    WHERE p.queue = %(queue)s AND NOT p.paused AND p.node_id <> %(node_id)s
+      AND n.heartbeat_at > now() - make_interval(secs => %(node_ttl)s)
+)
 
 -- name: ack
 -- Record the outcomes of many executions at once. Compare-and-set: a row changes only while it
@@ -11,7 +38,7 @@ WITH acked AS (
         completed_at = CASE WHEN v.state = 'completed' THEN now() ELSE j.completed_at END,
         discarded_at = CASE WHEN v.state = 'discarded' THEN now() ELSE j.discarded_at END,
         cancelled_at = CASE WHEN v.state = 'cancelled' THEN now() ELSE j.cancelled_at END,
-        scheduled_at = CASE WHEN v.state IN ('scheduled', 'retryable')
+        scheduled_at = CASE WHEN v.state IN ({due_states})
                             THEN now() + make_interval(secs => v.delay)
                             ELSE j.scheduled_at END,
         max_attempts = j.max_attempts + v.extra_attempts,
@@ -104,16 +131,7 @@ WITH picked AS (
     LIMIT %(demand)s
     FOR UPDATE SKIP LOCKED
 ),
-claimed AS (
-    UPDATE {prefix}.lysmore_jobs AS j
-    SET state = 'executing',
-        attempt = j.attempt + 1,
-        attempted_at = now(),
-        attempted_by = ARRAY[%(node_name)s::text, %(node_id)s::text],
-        node_id = %(node_id)s
-    WHERE j.id = ANY(ARRAY(SELECT id FROM picked))  -- by primary key, whatever the plan guesses
-    RETURNING j.*
-)
+-- include: claimed started_at=now()
 SELECT * FROM claimed ORDER BY priority, scheduled_at, id
 
 -- name: fetch_global
@@ -124,14 +142,7 @@ WITH running AS (
     FROM {prefix}.lysmore_jobs
     WHERE state = 'executing' AND queue = %(queue)s
 ),
-peers AS (
-    SELECT count(*) + 1 AS nodes,
-           coalesce(sum(greatest(p.local_limit - p.running, 0)), 0) AS room
-    FROM {prefix}.lysmore_producers AS p
-    JOIN {prefix}.lysmore_nodes AS n ON n.id = p.node_id
-    WHERE p.queue = %(queue)s AND NOT p.paused AND p.node_id <> %(node_id)s
-      AND n.heartbeat_at > now() - make_interval(secs => %(node_ttl)s)
-),
+-- include: peers,
 budget AS (
     -- This node's fair share, or more when the other nodes have no room to take the rest.
     SELECT least(%(demand)s::int,
@@ -148,16 +159,7 @@ picked AS (
     LIMIT (SELECT greatest(n, 0) FROM budget)
     FOR UPDATE SKIP LOCKED
 ),
-claimed AS (
-    UPDATE {prefix}.lysmore_jobs AS j
-    SET state = 'executing',
-        attempt = j.attempt + 1,
-        attempted_at = clock_timestamp(),
-        attempted_by = ARRAY[%(node_name)s::text, %(node_id)s::text],
-        node_id = %(node_id)s
-    WHERE j.id = ANY(ARRAY(SELECT id FROM picked))  -- by primary key: the planner cannot size the LIMIT
-    RETURNING j.*
-)
+-- include: claimed started_at=clock_timestamp()
 SELECT * FROM claimed ORDER BY priority, scheduled_at, id
 
 -- name: fetch_limited
@@ -182,14 +184,7 @@ started AS (
       AND r.started_at > clock.ts - make_interval(secs => %(r_period)s)
     GROUP BY 1
 ),
-peers AS (
-    SELECT count(*) + 1 AS nodes,
-           coalesce(sum(greatest(p.local_limit - p.running, 0)), 0) AS room
-    FROM {prefix}.lysmore_producers AS p
-    JOIN {prefix}.lysmore_nodes AS n ON n.id = p.node_id
-    WHERE p.queue = %(queue)s AND NOT p.paused AND p.node_id <> %(node_id)s
-      AND n.heartbeat_at > now() - make_interval(secs => %(node_ttl)s)
-),
+-- include: peers,
 budget AS (
     -- An unpartitioned global limit is shared fairly: take at most this node's share, or more
     -- when the other nodes have no room to take the rest.
@@ -230,16 +225,7 @@ picked AS (
     ORDER BY r.priority, r.scheduled_at, r.id
     LIMIT (SELECT n FROM budget)
 ),
-claimed AS (
-    UPDATE {prefix}.lysmore_jobs AS j
-    SET state = 'executing',
-        attempt = j.attempt + 1,
-        attempted_at = (SELECT ts FROM clock),
-        attempted_by = ARRAY[%(node_name)s::text, %(node_id)s::text],
-        node_id = %(node_id)s
-    WHERE j.id = ANY(ARRAY(SELECT id FROM picked))  -- by primary key: the LIMIT is not plannable
-    RETURNING j.*
-),
+-- include: claimed started_at=(SELECT ts FROM clock),
 logged AS (
     INSERT INTO {prefix}.lysmore_rate_log (queue, partition, started_at, job_id)
     SELECT %(queue)s, picked.rp, (SELECT ts FROM clock), picked.id
@@ -317,7 +303,7 @@ SET args = CASE WHEN %(replace)s::jsonb -> j.state::text ? 'args' THEN excluded.
     scheduled_at = CASE WHEN %(replace)s::jsonb -> j.state::text ? 'scheduled_at'
                         THEN excluded.scheduled_at ELSE j.scheduled_at END,
     state = CASE WHEN %(replace)s::jsonb -> j.state::text ? 'scheduled_at'
-                      AND j.state IN ('scheduled', 'available')
+                      AND j.state IN ({reschedulable_states})
                  THEN (CASE WHEN excluded.scheduled_at > now() THEN 'scheduled' ELSE 'available' END)::{prefix}.lysmore_job_state
                  ELSE j.state END
 RETURNING j.*, (xmax = 0) AS inserted
@@ -336,7 +322,7 @@ WHERE j.id IS NULL
 WITH doomed AS (
     SELECT id
     FROM {prefix}.lysmore_jobs
-    WHERE state IN ('completed', 'cancelled', 'discarded')
+    WHERE state IN ({final_states})
       AND coalesce(completed_at, cancelled_at, discarded_at, inserted_at)
           < now() - make_interval(secs => %(max_age)s)
     ORDER BY id
@@ -457,7 +443,7 @@ SELECT retried.id FROM retried, notified
 WITH due AS (
     SELECT id
     FROM {prefix}.lysmore_jobs
-    WHERE state IN ('scheduled', 'retryable') AND scheduled_at <= now()
+    WHERE state IN ({due_states}) AND scheduled_at <= now()
     ORDER BY scheduled_at, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -479,7 +465,7 @@ SELECT (SELECT count(*) FROM staged) AS staged, notified.n AS queues FROM notifi
 -- Make every scheduled and retryable job of one queue available now (drain_queue with_scheduled).
 UPDATE {prefix}.lysmore_jobs
 SET state = 'available', scheduled_at = now()
-WHERE queue = %(queue)s AND state IN ('scheduled', 'retryable')
+WHERE queue = %(queue)s AND state IN ({due_states})
 
 -- name: unique_expire
 -- Give up the key of a unique job inserted longer ago than the period (by the database clock),

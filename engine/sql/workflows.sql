@@ -77,5 +77,5 @@ WHERE d.state = 'held'
   AND NOT EXISTS (
       SELECT 1 FROM {prefix}.lysmore_jobs AS u
       WHERE u.workflow_id = d.workflow_id AND u.workflow_step = ANY(d.workflow_deps)
-        AND u.state NOT IN ('completed', 'cancelled', 'discarded'))
+        AND u.state NOT IN ({final_states}))
 LIMIT %(limit)s
