@@ -138,7 +138,10 @@ async def measure(app: DashboardApp, rounds: int, warmup: int) -> Timings:
 
 
 def _line(label: str, values: list[float]) -> str:
-    return f"{label:<22} median {statistics.median(values):4.0f} ms  worst {max(values):4.0f} ms  (n={len(values)})"
+    p95 = statistics.quantiles(values, n=20)[-1] if len(values) > 1 else values[0]
+    over = sum(v > 300 for v in values)
+    return (f"{label:<22} median {statistics.median(values):4.0f} ms  p95 {p95:4.0f} ms  worst {max(values):4.0f} ms"
+            f"  over 300 ms {over}/{len(values)}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
