@@ -6,14 +6,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import psycopg
 
 from ._runner import UNRECORDABLE, Outcome, unrecordable
-
-if TYPE_CHECKING:
-    from ._engine import Engine
 
 log = logging.getLogger("lysmore.acker")
 
@@ -39,8 +35,10 @@ def refused(outcome: Outcome, exc: BaseException) -> list[Outcome]:
 class Acker:
     """One thread that flushes outcomes in batches; a failed flush keeps them and tries again."""
 
-    def __init__(self, engine: Engine, on_stale: Callable[[list[Outcome]], None]) -> None:
-        self._engine = engine
+    def __init__(
+        self, record: Callable[[list[Outcome]], list[Outcome]], on_stale: Callable[[list[Outcome]], None]
+    ) -> None:
+        self._record = record  # writes a batch, returns the outcomes it could not apply
         self._on_stale = on_stale
         self._buffer: list[Outcome] = []
         self._cond = threading.Condition()
@@ -101,7 +99,7 @@ class Acker:
                 self._inflight = len(batch)
                 self._inflight_ids = {o.job.id for o in batch}
             try:
-                stale = self._engine._record(batch)
+                stale = self._record(batch)
             except Exception as exc:
                 if not transient(exc):
                     # PostgreSQL refused something in this batch: halve it until the refused

@@ -167,7 +167,7 @@ class Engine:
         self._counter_lock = threading.Lock()
         self._producers: dict[str, Producer] = {}
         self._pool_threads = ThreadPool(f"lysmore-job-{self.prefix}")
-        self._acker = Acker(self, self._stale)
+        self._acker = Acker(self._record, self._stale)
         self._deadlines = Deadlines()
         self._notifier: Notifier | None = None
         self._loops: list[Periodic] = []
