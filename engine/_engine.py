@@ -42,7 +42,7 @@ from ._queues import (
     parse_queues,
     parse_rate_limit,
 )
-from ._runner import MAX_JSON_BYTES, Outcome, ThreadPool, run_job
+from ._runner import MAX_JSON_BYTES, Outcome, ThreadPool
 from ._schema import check_migrated, migrate
 from ._settings import check_prefix, load_settings, redact_url, server_label
 from ._sql import Queries, channel
@@ -772,38 +772,7 @@ class Engine:
         """Hear job events (start, success, failure, discard, cancel, snooze, timeout, stale_ack)."""
         return self.events.subscribe(handler, kinds)
 
-    def drain_queue(self, queue: str, *, with_scheduled: bool = False, limit: int | None = None) -> dict[str, int]:
-        """Run the available jobs of ``queue`` in this thread, one by one; returns counts by outcome.
-
-        For tests. Jobs inserted while draining run too; ``with_scheduled`` stages the queue's
-        scheduled and retryable jobs before every fetch, so retries run until they complete or
-        are discarded (give ``limit`` for a job that snoozes for ever).
-        """
-        check_queue_name(queue)
-        counts: dict[str, int] = {}
-        ran = 0
-        while limit is None or ran < limit:
-            if with_scheduled:
-                with self.connection() as c:
-                    c.execute(self.q.jobs.stage_queue_now, {"queue": queue})
-            jobs = self._fetch(queue, 1)
-            if not jobs:
-                break
-            jobs[0]._engine = self
-            outcome = run_job(jobs[0], self.max_json_bytes, self.worker_modules)
-            stale = self._record([outcome])
-            if stale:  # the row moved on while it ran: counted and announced, as on a node
-                self._stale(stale)
-            key = "stale" if stale else outcome.state.value
-            counts[key] = counts.get(key, 0) + 1
-            ran += 1
-        return counts
-
     # -- internals used by producers, acker and notifier -----------------------------------------
-    def _fetch(self, queue: str, demand: int) -> list[Job]:
-        """Claim up to ``demand`` jobs of ``queue`` with this node's configured limits."""
-        return self._claim(queue, demand, self.queues.get(queue))[0]
-
     def _claim(
         self, queue: str, demand: int, limits: QueueConfig | None = None, done: list[Outcome] | None = None
     ) -> tuple[list[Job], float | None]:

@@ -9,7 +9,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from engine import Engine, Job, JobState
+from engine import Engine, Job, JobState, testing
 from tests.helpers import EventLog, wait_for
 
 # The events that end one execution of a job.
@@ -42,7 +42,7 @@ def wait_end(
         lambda evs: any(e.job is not None and e.job.id == job_id and e.kind in wanted for e in evs),
         timeout,
     )
-    assert eng._flush(5), "acks were not recorded in time"
+    assert testing.flush(eng, 5), "acks were not recorded in time"
     return eng.get_job(job_id)
 
 

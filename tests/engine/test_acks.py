@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 import engine._producer as producer_mod
-from engine import JobState, Worker
+from engine import JobState, Worker, testing
 from engine._runner import Outcome, run_job
 from tests.engine._support import events_of, set_row, start_node, wait_state
 from tests.helpers import EventLog, wait_for
@@ -84,7 +84,7 @@ def _change_deleted(eng, conn, prefix, job_id) -> None:  # type: ignore[no-untyp
 def test_stale_ack_changes_nothing_and_is_counted(make_engine, conn, prefix, change, state) -> None:  # type: ignore[no-untyped-def]
     eng, log = _acking_engine(make_engine)
     job = eng.insert(Quick.new({"n": 1}))
-    (fetched,) = eng._fetch(Q, 1)
+    (fetched,) = testing.fetch(eng, Q, 1)
     change(eng, conn, prefix, job.id)
     before = _row(conn, prefix, job.id)
     outcome = Outcome(fetched, state, delay=5.0, result={"stale": True},
@@ -104,7 +104,7 @@ def test_stale_ack_changes_nothing_and_is_counted(make_engine, conn, prefix, cha
 def test_only_the_stale_outcome_of_a_batch_is_refused(make_engine, conn, prefix) -> None:  # type: ignore[no-untyped-def]
     eng, log = _acking_engine(make_engine)
     eng.insert_all([Quick.new({"n": i}) for i in range(3)])
-    jobs = eng._fetch(Q, 3)
+    jobs = testing.fetch(eng, Q, 3)
     assert len(jobs) == 3
     set_row(conn, prefix, jobs[1].id, node_id=uuid.uuid4())
     for job in jobs:
@@ -120,9 +120,9 @@ def test_only_the_stale_outcome_of_a_batch_is_refused(make_engine, conn, prefix)
 def test_the_new_attempt_wins_over_the_old_one(make_engine, conn, prefix) -> None:  # type: ignore[no-untyped-def]
     eng = make_engine()
     job = eng.insert(Quick.new({"n": 7}))
-    (first,) = eng._fetch(Q, 1)
+    (first,) = testing.fetch(eng, Q, 1)
     set_row(conn, prefix, job.id, state="available", node_id=None)  # rescued, say
-    (second,) = eng._fetch(Q, 1)
+    (second,) = testing.fetch(eng, Q, 1)
     assert (first.attempt, second.attempt) == (1, 2)
     old = Outcome(first, JobState.COMPLETED, result={"from": "attempt 1"})
     new = Outcome(second, JobState.COMPLETED, result={"from": "attempt 2"})
@@ -143,8 +143,8 @@ def test_drain_queue_counts_a_stale_ack(make_engine, conn, prefix, monkeypatch) 
         set_row(conn, prefix, j.id, node_id=uuid.uuid4())
         return outcome
 
-    monkeypatch.setattr("engine._engine.run_job", run_then_lose)
-    assert eng.drain_queue(Q) == {"stale": 1}
+    monkeypatch.setattr("engine.testing.run_job", run_then_lose)
+    assert testing.drain(eng, Q) == {"stale": 1}
     assert eng.get_job(job.id).state is JobState.EXECUTING
     assert eng.counters["stale_acks"] == 1
 
@@ -174,7 +174,7 @@ def test_a_retried_ack_whose_first_try_committed_is_not_stale(make_engine) -> No
     """The commit's answer was lost: the acker tries again and finds its own outcome there."""
     eng, log = _acking_engine(make_engine)
     eng.insert(Quick.new({"n": 1}))
-    (fetched,) = eng._fetch(Q, 1)
+    (fetched,) = testing.fetch(eng, Q, 1)
     outcome = run_job(fetched)
     assert eng._record([outcome]) == []  # the first try committed ...
     eng._acker.add(outcome)  # ... and its answer never came back, so the acker tries again

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from engine import JobState, Worker, default_backoff
+from engine import JobState, Worker, default_backoff, testing
 from tests.engine._support import db_now, start_node, wait_end
 
 Q = "backoff"
@@ -87,9 +87,9 @@ def test_retry_time_is_database_now_at_ack_plus_backoff(make_engine, conn) -> No
 def test_worker_backoff_is_called_with_the_failed_attempt(make_engine) -> None:  # type: ignore[no-untyped-def]
     eng = make_engine()
     job = eng.insert(Linear.new({}))
-    eng.drain_queue(Q)
+    testing.drain(eng, Q)
     assert _retry_delay(eng.get_job(job.id)) == 100.0
-    eng.drain_queue(Q, with_scheduled=True, limit=1)
+    testing.drain(eng, Q, with_scheduled=True, limit=1)
     row = eng.get_job(job.id)
     assert row.attempt == 2
     assert _retry_delay(row) == 200.0
@@ -98,8 +98,8 @@ def test_worker_backoff_is_called_with_the_failed_attempt(make_engine) -> None: 
 def test_default_backoff_is_used_by_a_plain_worker(make_engine) -> None:  # type: ignore[no-untyped-def]
     eng = make_engine()
     job = eng.insert(Flaky.new({}))
-    eng.drain_queue(Q)
-    eng.drain_queue(Q, with_scheduled=True, limit=1)
+    testing.drain(eng, Q)
+    testing.drain(eng, Q, with_scheduled=True, limit=1)
     row = eng.get_job(job.id)
     assert row.attempt == 2 and row.state is JobState.RETRYABLE
     assert 19 * 0.9 <= _retry_delay(row) <= 19 * 1.1  # 15 + 2**2
@@ -109,7 +109,7 @@ def test_default_backoff_is_used_by_a_plain_worker(make_engine) -> None:  # type
 def test_a_broken_backoff_falls_back_to_the_default(make_engine, worker) -> None:  # type: ignore[no-untyped-def]
     eng = make_engine()
     job = eng.insert(worker.new({}))
-    assert eng.drain_queue(Q) == {"retryable": 1}
+    assert testing.drain(eng, Q) == {"retryable": 1}
     row = eng.get_job(job.id)
     assert row.state is JobState.RETRYABLE
     assert 17 * 0.9 <= _retry_delay(row) <= 17 * 1.1

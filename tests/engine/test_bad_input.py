@@ -18,6 +18,7 @@ from engine import (
     JobState,
     Snooze,
     Worker,
+    testing,
 )
 from tests.engine._support import count_jobs, start_node, wait_end
 
@@ -274,7 +275,7 @@ def test_system_exit_and_keyboard_interrupt_fail_only_the_job(make_engine, worke
 def test_last_attempt_system_exit_discards(make_engine) -> None:  # type: ignore[no-untyped-def]
     eng = make_engine()
     job = eng.insert(Exits.new({}, max_attempts=1))
-    assert eng.drain_queue(Q) == {"discarded": 1}
+    assert testing.drain(eng, Q) == {"discarded": 1}
     assert eng.get_job(job.id).errors[0]["error"] == "SystemExit: 3"
 
 

@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 import engine._producer as producer_mod
-from engine import JobState, Worker
+from engine import JobState, Worker, testing
 from tests.engine._support import events_of, set_row, start_node, wait_end, wait_state
 from tests.helpers import wait_for
 
@@ -82,7 +82,7 @@ def _settled(eng, job):  # type: ignore[no-untyped-def]
     """Wait until the execution's thread has returned and anything it acked is recorded."""
     assert done(job.args["key"]).wait(10)
     wait_for(lambda: eng._producers[Q].running_count() == 0, what="the thread to finish")
-    assert eng._flush(5)
+    assert testing.flush(eng, 5)
     return eng.get_job(job.id)
 
 
@@ -162,7 +162,7 @@ def test_cancel_jobs_that_are_not_running(make_engine) -> None:  # type: ignore[
 def test_cancel_finished_jobs_returns_false(make_engine) -> None:  # type: ignore[no-untyped-def]
     eng = make_engine()
     job = eng.insert(Quick.new({"key": new_key()}))
-    eng.drain_queue(Q)
+    testing.drain(eng, Q)
     assert eng.cancel_job(job.id) is False
     assert eng.get_job(job.id).state is JobState.COMPLETED
     assert eng.cancel_job(10**12) is False
@@ -172,7 +172,7 @@ def test_timeout_fails_the_attempt_and_the_late_return_changes_nothing(make_engi
     eng, log = start_node(make_engine, {Q: 2})
     job = eng.insert(SlowCooperative.new({"key": new_key()}))
     row = wait_end(eng, log, job.id, kinds=["timeout"])
-    assert eng._flush(5)
+    assert testing.flush(eng, 5)
     row = eng.get_job(job.id)
     assert row.state is JobState.RETRYABLE
     (entry,) = row.errors

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import psycopg
 import pytest
 
-from engine import CronEntry, Engine, InvalidConfig, Job, Worker
+from engine import CronEntry, Engine, InvalidConfig, Job, Worker, testing
 from engine._plugins import lifeline, prune
 from tests.helpers import EventLog, wait_for
 
@@ -152,7 +152,7 @@ def test_pruner_deletes_old_finished_jobs_in_batches_and_can_be_off(make_engine,
 def test_stats_rollups_count_outcomes_per_minute(make_engine, conn, prefix) -> None:  # type: ignore[no-untyped-def]
     eng = make_engine(queues={"q": 2})
     eng.insert_all([Quick.new() for _ in range(3)] + [Flaky.new()])
-    counts = eng.drain_queue("q")
+    counts = testing.drain(eng, "q")
     assert counts == {"completed": 3, "discarded": 1}
     row = conn.execute(
         f'SELECT sum(completed), sum(discarded), sum(failed) FROM "{prefix}".lysmore_stats_minutely WHERE queue = %s',
@@ -346,6 +346,6 @@ def test_prune_on_demand_and_job_prefix(make_engine, conn, prefix) -> None:  # t
     assert keeper.prune() == 0
     assert pruner.prune() == 1
     assert keeper.insert(Quick.new()).prefix is None  # not handed out by a node
-    fetched = keeper._fetch("q", 1)[0]
+    fetched = testing.fetch(keeper, "q", 1)[0]
     fetched._engine = keeper
     assert fetched.prefix == prefix and fetched.id != job.id

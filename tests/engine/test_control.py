@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from engine import TRANSITIONS, JobNotFound, JobState, Worker
+from engine import TRANSITIONS, JobNotFound, JobState, Worker, testing
 from engine._states import DELETABLE, FINAL_STATES, RETRYABLE_BY_HAND, can_move
 from tests.engine._support import count_jobs, db_now, events_of, set_row, start_node, wait_end
 
@@ -41,7 +41,7 @@ def test_the_transition_table_is_what_the_issue_promises() -> None:
 def _job_in(eng, conn, prefix, state: JobState):  # type: ignore[no-untyped-def]
     job = eng.insert(Once.new({}))
     if state is S.EXECUTING:
-        (job,) = eng._fetch(Q, 1)
+        (job,) = testing.fetch(eng, Q, 1)
     elif state is not S.AVAILABLE:
         set_row(conn, prefix, job.id, state=state.value, attempt=1)
     return job
@@ -110,11 +110,11 @@ def test_get_job_and_get_jobs(make_engine, prefix) -> None:  # type: ignore[no-u
 def test_retry_gives_an_exhausted_job_one_more_attempt(make_engine) -> None:  # type: ignore[no-untyped-def]
     eng = make_engine()
     job = eng.insert(Once.new({"fail": True}))
-    assert eng.drain_queue(Q) == {"discarded": 1}
+    assert testing.drain(eng, Q) == {"discarded": 1}
     assert eng.retry_job(job.id) is True
     row = eng.get_job(job.id)
     assert (row.state, row.attempt, row.max_attempts) == (S.AVAILABLE, 1, 2)
-    assert eng.drain_queue(Q) == {"discarded": 1}  # still failing: attempt 2 of 2
+    assert testing.drain(eng, Q) == {"discarded": 1}  # still failing: attempt 2 of 2
     row = eng.get_job(job.id)
     assert [e["attempt"] for e in row.errors] == [1, 2]
 
@@ -122,7 +122,7 @@ def test_retry_gives_an_exhausted_job_one_more_attempt(make_engine) -> None:  # 
 def test_retry_wakes_a_node_by_notification(make_engine) -> None:  # type: ignore[no-untyped-def]
     eng = make_engine()
     job = eng.insert(Once.new({}))
-    eng.drain_queue(Q)
+    testing.drain(eng, Q)
     assert eng.get_job(job.id).state is S.COMPLETED
     # a poll every 30 s: a quick pickup can only come from the notification the retry sends
     node, log = start_node(make_engine, {Q: 1}, poll_interval=30.0)

@@ -13,7 +13,7 @@ import logging
 
 from psycopg import sql
 
-from engine import Worker
+from engine import Worker, testing
 from engine._producer import Producer
 from engine._queues import QueueConfig, parse_queue
 from engine._runner import run_job
@@ -129,7 +129,7 @@ def test_outcomes_go_to_the_acker_when_no_fetch_will_carry_them(make_engine, con
     producer.stop_fetching()  # stopping hands over what waits ...
     producer._finish(run_job(c), carry=True)  # ... and what finishes afterwards
     assert producer.carried_ids() == set()
-    assert eng._flush(5)
+    assert testing.flush(eng, 5)
     assert set(_states(conn, prefix, [a.id, b.id, c.id]).values()) == {"completed"}
 
 
@@ -140,7 +140,7 @@ def test_flush_waits_for_outcomes_held_by_a_producer(make_engine, conn, prefix) 
     eng._acker.start()
     producer = eng._producers[Q] = Producer(eng, cfg)
     producer._done.append(run_job(claimed))
-    assert eng._flush(5)
+    assert testing.flush(eng, 5)
     assert _states(conn, prefix, [job.id]) == {job.id: "completed"}
 
 

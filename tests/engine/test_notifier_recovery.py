@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from engine import JobState, Worker
+from engine import JobState, Worker, testing
 from tests.engine._support import start_node, wait_end, wait_state
 from tests.helpers import wait_for
 
@@ -109,7 +109,7 @@ def test_api_calls_never_get_a_connection_the_server_closed(make_engine, conn) -
     _terminate(conn, [r[0] for r in rows])
     jobs = [eng.insert(Echo.new({"n": i})) for i in range(4)]  # none raises
     assert [j.id for j in eng.get_jobs([j.id for j in jobs])] == [j.id for j in jobs]
-    assert eng.drain_queue(Q) == {"completed": 4}
+    assert testing.drain(eng, Q) == {"completed": 4}
 
 
 def test_killed_connections_of_a_busy_node(make_engine, conn) -> None:  # type: ignore[no-untyped-def]

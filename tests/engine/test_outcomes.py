@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from engine import Cancel, Discard, JobState, Snooze, Worker
+from engine import Cancel, Discard, JobState, Snooze, Worker, testing
 from tests.engine._support import db_now, events_of, start_node, wait_end
 
 Q = "outcomes"
@@ -174,7 +174,7 @@ def test_raise_on_last_attempt_discards(make_engine, conn) -> None:  # type: ign
 def test_every_failed_attempt_appends_an_error(make_engine, conn) -> None:  # type: ignore[no-untyped-def]
     eng = make_engine()
     job = eng.insert(Raises.new({"n": 5}))  # max_attempts=3
-    counts = eng.drain_queue(Q, with_scheduled=True)
+    counts = testing.drain(eng, Q, with_scheduled=True)
     assert counts == {"retryable": 2, "discarded": 1}
     row = eng.get_job(job.id)
     assert row.state is JobState.DISCARDED
@@ -224,8 +224,8 @@ def test_snooze_reschedules_without_using_an_attempt(make_engine, conn, worker) 
 def test_snooze_twice_counts_and_keeps_the_attempts_left(make_engine) -> None:  # type: ignore[no-untyped-def]
     eng = make_engine()
     job = eng.insert(SnoozeReturned.new({}))
-    assert eng.drain_queue(Q) == {"scheduled": 1}
-    assert eng.drain_queue(Q, with_scheduled=True, limit=1) == {"scheduled": 1}
+    assert testing.drain(eng, Q) == {"scheduled": 1}
+    assert testing.drain(eng, Q, with_scheduled=True, limit=1) == {"scheduled": 1}
     row = eng.get_job(job.id)
     assert row.state is JobState.SCHEDULED
     assert (row.attempt, row.max_attempts, row.meta["snoozed"]) == (2, 3, 2)

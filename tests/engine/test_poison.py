@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine import Job, JobState, Snooze, Worker
+from engine import Job, JobState, Snooze, Worker, testing
 from engine._runner import Outcome
 from tests.engine._support import start_node, wait_end, wait_state
 
@@ -82,7 +82,7 @@ def test_an_outcome_that_cannot_be_made_is_a_failure_with_a_higher_attempt_next(
 def test_a_batch_postgres_refuses_is_split_and_only_the_bad_outcome_fails(make_engine) -> None:  # type: ignore[no-untyped-def]
     eng = make_engine()
     eng.insert_all([Quick.new({"n": n}) for n in range(40)])
-    jobs = eng._fetch(Q, 40)
+    jobs = testing.fetch(eng, Q, 40)
     assert len(jobs) == 40
     outcomes = [Outcome(job, JobState.COMPLETED, result={"n": job.args["n"]}) for job in jobs]
     bad = outcomes[23]
@@ -102,7 +102,7 @@ def test_a_batch_postgres_refuses_is_split_and_only_the_bad_outcome_fails(make_e
     assert eng.counters["acked"] == 40
     # ... and the node records what comes next at once.
     later = eng.insert(Quick.new({"n": 99}))
-    (fetched,) = eng._fetch(Q, 1)
+    (fetched,) = testing.fetch(eng, Q, 1)
     assert fetched.id == later.id
     eng._acker.add(Outcome(fetched, JobState.COMPLETED, result={"n": 99}))
     assert eng._acker.flush(5)

@@ -9,7 +9,7 @@ from datetime import timedelta
 
 from psycopg import sql
 
-from engine import JobState, Worker
+from engine import JobState, Worker, testing
 from tests.engine._support import db_now, events_of, start_node, wait_end, wait_state
 from tests.helpers import EventLog, wait_for
 
@@ -82,7 +82,7 @@ def test_priority_then_scheduled_at_then_id(make_engine, conn) -> None:  # type:
     ]
     for spec in specs:
         eng.insert(spec)
-    assert eng.drain_queue(Q) == {"completed": 7}
+    assert testing.drain(eng, Q) == {"completed": 7}
     # p0: 4 and 6 share a time (4 has the lower id), then 3; p5: 5 (older) then 1; p9: 7 then 2
     assert ORDER == [4, 6, 3, 5, 1, 7, 2]
 
@@ -119,13 +119,13 @@ def test_paused_queue_fetches_nothing(make_engine) -> None:  # type: ignore[no-u
 def test_fetch_never_takes_more_than_asked(make_engine) -> None:  # type: ignore[no-untyped-def]
     eng = make_engine()
     ids = [j.id for j in eng.insert_all([Record.new({"n": i}, priority=9 - i) for i in range(10)])]
-    got = eng._fetch(Q, 3)
+    got = testing.fetch(eng, Q, 3)
     assert [j.id for j in got] == ids[::-1][:3]  # highest priority first (lowest number)
     for job in got:
         row = eng.get_job(job.id)
         assert row.state is JobState.EXECUTING and row.attempt == 1 and row.node_id == eng.node_id
-    assert len(eng._fetch(Q, 100)) == 7
-    assert eng._fetch(Q, 5) == []
+    assert len(testing.fetch(eng, Q, 100)) == 7
+    assert testing.fetch(eng, Q, 5) == []
 
 
 def test_concurrent_fetches_never_share_a_job(make_engine) -> None:  # type: ignore[no-untyped-def]
@@ -138,7 +138,7 @@ def test_concurrent_fetches_never_share_a_job(make_engine) -> None:  # type: ign
     def grab() -> None:
         gate.wait()
         mine = []
-        while batch := eng._fetch(Q, 3):
+        while batch := testing.fetch(eng, Q, 3):
             assert len(batch) <= 3
             mine.extend(j.id for j in batch)
         with lock:
@@ -159,12 +159,12 @@ def test_drain_queue_counts_and_skips_future_jobs(make_engine) -> None:  # type:
     eng.insert_all([Record.new({"n": i}) for i in range(3)])
     later = eng.insert(Record.new({"n": 99}, schedule_in=3600))
     failing = eng.insert(Fails.new({}))
-    assert eng.drain_queue(Q) == {"completed": 3, "retryable": 1}
+    assert testing.drain(eng, Q) == {"completed": 3, "retryable": 1}
     assert eng.get_job(later.id).state is JobState.SCHEDULED
     assert eng.get_job(failing.id).state is JobState.RETRYABLE
-    assert eng.drain_queue(Q) == {}
+    assert testing.drain(eng, Q) == {}
     # with_scheduled: the future job runs now, and the failed one runs out of attempts
-    assert eng.drain_queue(Q, with_scheduled=True) == {"completed": 1, "discarded": 1}
+    assert testing.drain(eng, Q, with_scheduled=True) == {"completed": 1, "discarded": 1}
     assert eng.get_job(later.id).state is JobState.COMPLETED
     assert eng.get_job(failing.id).state is JobState.DISCARDED
     assert sorted(ORDER) == [0, 1, 2, 99]
@@ -174,10 +174,10 @@ def test_drain_queue_limit_and_other_queues(make_engine) -> None:  # type: ignor
     eng = make_engine()
     eng.insert_all([Record.new({"n": i}) for i in range(5)])
     other = eng.insert(Record.new({"n": 100}, queue="elsewhere"))
-    assert eng.drain_queue(Q, limit=2) == {"completed": 2}
-    assert eng.drain_queue(Q) == {"completed": 3}
+    assert testing.drain(eng, Q, limit=2) == {"completed": 2}
+    assert testing.drain(eng, Q) == {"completed": 3}
     assert eng.get_job(other.id).state is JobState.AVAILABLE
-    assert eng.drain_queue("elsewhere") == {"completed": 1}
+    assert testing.drain(eng, "elsewhere") == {"completed": 1}
 
 
 def test_events_of_a_scheduled_job_start_after_it_is_due(make_engine) -> None:  # type: ignore[no-untyped-def]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from engine import JobState, Worker
+from engine import JobState, Worker, testing
 from tests.helpers import EventLog
 
 
@@ -21,7 +21,7 @@ def test_job_runs_and_result_is_stored(make_engine) -> None:  # type: ignore[no-
     eng.start()
     job = eng.insert(Echo.new({"n": 7}))
     log.wait(lambda events: any(e.job.id == job.id for e in events))
-    eng._flush(5)
+    testing.flush(eng, 5)
     stored = eng.get_job(job.id)
     assert stored.state is JobState.COMPLETED
     assert stored.result == {"echo": 7}

@@ -11,7 +11,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from engine import InvalidJob, Job, Snooze, Worker
+from engine import InvalidJob, Job, Snooze, Worker, testing
 from tests.unique_race import OnlyOnce
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -104,11 +104,11 @@ def test_a_snoozed_job_gives_up_its_key_and_never_stalls(make_engine, conn, pref
     rescued job coming back never collides with the job that took the key meanwhile."""
     eng = make_engine(queues={"mail": 1})
     first = eng.insert(Sleepy.new({"k": 1}))
-    assert eng.drain_queue("mail") == {"scheduled": 1}  # snoozed: scheduled is not counted here
+    assert testing.drain(eng, "mail") == {"scheduled": 1}  # snoozed: scheduled is not counted here
     second = eng.insert(Sleepy.new({"k": 1}))
     assert not second.conflict
     # Both come back to available together and run: neither stalls staging or fetching.
-    assert eng.drain_queue("mail", with_scheduled=True, limit=3) == {"scheduled": 3}
+    assert testing.drain(eng, "mail", with_scheduled=True, limit=3) == {"scheduled": 3}
     jobs = eng.get_jobs([first.id, second.id])
     assert [j.attempt >= 1 for j in jobs] == [True, True]
     assert sum(j.attempt for j in jobs) == 4

@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from engine import InvalidJob, Job, Worker, Workflow
+from engine import InvalidJob, Job, Worker, Workflow, testing
 from tests.cluster import Node, create_ledger
 from tests.cluster_app import StepJob
 from tests.helpers import wait_for
@@ -48,7 +48,7 @@ def test_steps_wait_held_then_run_in_order_with_results(make_engine) -> None:  #
     assert [(j.workflow_step, j.state.value) for j in jobs] == [
         ("a", "available"), ("b", "held"), ("c", "held"), ("d", "held")]
     assert all(j.workflow_id == wf.id and j.workflow_name == "diamond" for j in jobs)
-    assert eng.drain_queue("wf") == {"completed": 4}
+    assert testing.drain(eng, "wf") == {"completed": 4}
     d = next(j for j in eng.workflow_steps(wf.id) if j.workflow_step == "d")
     assert d.result == {"step": "d", "deps": {"b": {"step": "b", "deps": {"a": {"step": "a", "deps": {}}}},
                                               "c": {"step": "c", "deps": {"a": {"step": "a", "deps": {}}}}}}
@@ -58,7 +58,7 @@ def test_a_discarded_step_cancels_its_dependents_transitively(make_engine) -> No
     eng = make_engine(queues={"wf": 4})
     wf = _diamond(fail="b")
     eng.insert_all(wf)
-    eng.drain_queue("wf")
+    testing.drain(eng, "wf")
     assert _states(eng, wf) == {"a": "completed", "b": "discarded", "c": "completed", "d": "cancelled"}
     d = next(j for j in eng.workflow_steps(wf.id) if j.workflow_step == "d")
     assert "depends on was cancelled or discarded" in d.errors[-1]["error"]
@@ -68,7 +68,7 @@ def test_ignore_discarded_lets_the_step_run(make_engine) -> None:  # type: ignor
     eng = make_engine(queues={"wf": 4})
     wf = _diamond(fail="b", ignore_discarded=True)
     eng.insert_all(wf)
-    eng.drain_queue("wf")
+    testing.drain(eng, "wf")
     assert _states(eng, wf)["d"] == "completed"
 
 
@@ -104,13 +104,13 @@ def test_retrying_a_failed_workflow_runs_the_failed_steps_in_graph_order(make_en
           .add("c", Step.new({"name": "c"}), deps=["a"])
           .add("d", Step.new({"name": "d"}), deps=["b", "c"]))
     jobs = {j.workflow_step: j for j in eng.insert_all(wf)}
-    eng.drain_queue("wf")
+    testing.drain(eng, "wf")
     assert _states(eng, wf) == {"a": "completed", "b": "discarded", "c": "completed", "d": "cancelled"}
     Flaky.mended = True
     assert eng.retry_workflow(wf.id) == sorted([jobs["b"].id, jobs["d"].id])
     # b's dependency completed: it runs now; d waits for b again instead of running early.
     assert _states(eng, wf) == {"a": "completed", "b": "available", "c": "completed", "d": "held"}
-    assert eng.drain_queue("wf") == {"completed": 2}
+    assert testing.drain(eng, "wf") == {"completed": 2}
     steps = {j.workflow_step: j for j in eng.workflow_steps(wf.id)}
     assert {name: j.state.value for name, j in steps.items()} == dict.fromkeys("abcd", "completed")
     assert steps["b"].attempt == 2 and steps["b"].max_attempts == 2  # one more attempt, as a retry by hand
@@ -125,14 +125,14 @@ def test_a_step_retried_by_hand_still_waits_for_its_dependencies(make_engine) ->
           .add("b", Flaky.new())
           .add("d", Step.new({"name": "d"}), deps=["b"]))
     jobs = {j.workflow_step: j for j in eng.insert_all(wf)}
-    eng.drain_queue("wf")
+    testing.drain(eng, "wf")
     assert _states(eng, wf) == {"b": "discarded", "d": "cancelled"}
     assert eng.retry_job(jobs["d"].id)
     assert _states(eng, wf) == {"b": "discarded", "d": "held"}  # not available: b has not completed
-    assert eng.drain_queue("wf") == {}
+    assert testing.drain(eng, "wf") == {}
     Flaky.mended = True
     assert eng.retry_job(jobs["b"].id)
-    assert eng.drain_queue("wf") == {"completed": 2}  # b, then d, promoted when b's ack resolved it
+    assert testing.drain(eng, "wf") == {"completed": 2}  # b, then d, promoted when b's ack resolved it
     assert set(eng.get_job(jobs["d"].id).result["deps"]) == {"b"}
 
 
@@ -143,7 +143,7 @@ def test_retrying_a_cancelled_workflow_starts_again_from_its_roots(make_engine) 
     assert len(eng.cancel_workflow(wf.id)) == 4
     assert len(eng.retry_workflow(wf.id)) == 4
     assert _states(eng, wf) == {"a": "available", "b": "held", "c": "held", "d": "held"}
-    assert eng.drain_queue("wf") == {"completed": 4}
+    assert testing.drain(eng, "wf") == {"completed": 4}
 
 
 def test_invalid_graphs_are_refused_and_nothing_is_inserted(make_engine, conn, prefix) -> None:  # type: ignore[no-untyped-def]

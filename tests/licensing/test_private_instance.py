@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg
 from psycopg import sql
 
-from engine import Engine
+from engine import Engine, testing
 from licensing.app import LicensingApp
 from licensing.settings import LicensingSettings
 from licensing.workers import UpdateWorker
@@ -53,7 +53,7 @@ def test_private_jobs_are_invisible_to_another_instance_and_never_pruned(
         assert public.get_jobs(ids) == [] and _jobs_in(conn, public_prefix) == 0
         assert not any(n for states in public.queue_counts().by_queue.values() for n in states.values())
         assert sum(app.engine.queue_counts().by_queue["default"].values()) == 3
-        assert public.drain_queue("default") == {}
+        assert testing.drain(public, "default") == {}
         tables = conn.execute(
             "SELECT table_schema FROM information_schema.tables WHERE table_schema IN (%s, %s, %s)",
             [prefix, f"{prefix}_licensing", public_prefix],
