@@ -100,7 +100,7 @@ class Engine:
         stats_retention: float = 86_400.0,
         cron_retention: float = 7 * 86_400.0,
         crontab: Sequence[Any] | None = None,
-        connect_timeout: float = 15.0,
+        connect_timeout: float | None = None,
         max_json_bytes: int = MAX_JSON_BYTES,
         worker_modules: Sequence[str] = (),
         listen_url: str | None = None,
@@ -110,6 +110,8 @@ class Engine:
             prefix=prefix, node=node, poll_interval=poll_interval, stage_interval=stage_interval,
             heartbeat_interval=heartbeat_interval, shutdown_grace=shutdown_grace,
         )
+        if connect_timeout is None:
+            connect_timeout = settings.connect_timeout
         self.prefix = check_prefix(settings.prefix)
         self.node_name = settings.node or f"{socket.gethostname()}-{os.getpid()}"
         if not self.node_name or len(self.node_name) > 128:

@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     stage_interval: float = Field(default=1.0, gt=0, description="Seconds between stager runs.")
     heartbeat_interval: float = Field(default=1.0, gt=0, description="Seconds between heartbeats.")
     shutdown_grace: float = Field(default=15.0, ge=0, description="Default grace period on stop.")
+    connect_timeout: float = Field(
+        default=15.0, gt=0, description="Seconds to wait for PostgreSQL when first connecting."
+    )
     listen_url: SecretStr | None = Field(
         default=None, description="A direct PostgreSQL URL for LISTEN when database_url goes through a pooler."
     )

@@ -69,8 +69,10 @@ def run_bench(
     say = progress or (lambda msg: None)
     queue_spec: Any = {"local_limit": concurrency, **(queue_options or {})} if queue_options else concurrency
     inserter = Engine(database_url, prefix=prefix)
+    made = False
     try:
         inserter.migrate()
+        made = True
         # single inserts, one statement and commit each
         n_single = min(singles, jobs)
         say(f"single inserts: {n_single}")
@@ -130,6 +132,7 @@ def run_bench(
         )
     finally:
         try:
-            _drop(inserter)
+            if made:  # nothing to drop when the database could not be reached
+                _drop(inserter)
         finally:
             inserter.stop()

@@ -36,8 +36,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def _timeout(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--connect-timeout", type=float, default=DEFAULT_CONNECT_TIMEOUT, metavar="S",
-                        help=f"seconds to wait for PostgreSQL before giving up (default {DEFAULT_CONNECT_TIMEOUT:g})")
+    parser.add_argument("--connect-timeout", type=float, metavar="S",
+                        help="seconds to wait for PostgreSQL before giving up (default: "
+                             f"LYSMORE_CONNECT_TIMEOUT, else {DEFAULT_CONNECT_TIMEOUT:g})")
 
 
 def _require(*modules: str) -> None:
@@ -79,7 +80,7 @@ def _engine(args: argparse.Namespace) -> tuple[Any, bool]:
     from engine import Engine
 
     url, prefix, attached = _existing_database(args)
-    return Engine(url, prefix=prefix, connect_timeout=args.connect_timeout), attached
+    return Engine(url, prefix=prefix), attached  # its connect timeout: LYSMORE_CONNECT_TIMEOUT, set by main
 
 
 def _cmd_migrate(args: argparse.Namespace) -> int:
@@ -208,7 +209,6 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     eng = _load_app(args.app)
     if eng.uses_embedded:  # type: ignore[attr-defined]
         raise CommandError(NO_DATABASE)
-    eng.connect_timeout = args.connect_timeout  # type: ignore[attr-defined]
     if args.node:
         eng.node_name = args.node  # type: ignore[attr-defined]
     if not args.no_migrate:
@@ -420,6 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-mouse", action="store_true", help="dashboard without mouse support")
     p.add_argument("--low-bandwidth", action="store_true", help="dashboard for slow links")
     p.add_argument("--log-file", help="where logs go while the dashboard runs (default: a temp file)")
+    _timeout(p)
     p.set_defaults(fn=_cmd_demo)
     _add_licensing(sub)
     return parser
@@ -438,6 +439,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     name = f"lysmore {args.command}"
+    # Every engine a command makes (the demo's, the bench's, the licensing app's too) gives up on
+    # PostgreSQL after this long, unless the environment says otherwise.
+    timeout = getattr(args, "connect_timeout", None)
+    if timeout is not None:
+        os.environ["LYSMORE_CONNECT_TIMEOUT"] = str(timeout)
+    else:
+        os.environ.setdefault("LYSMORE_CONNECT_TIMEOUT", str(DEFAULT_CONNECT_TIMEOUT))
     try:
         return int(args.fn(args))
     except KeyboardInterrupt:
