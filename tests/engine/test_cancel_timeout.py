@@ -147,11 +147,11 @@ def test_missed_cancel_notification_is_caught_by_the_ownership_check(make_engine
 
 def test_cancel_jobs_that_are_not_running(make_engine) -> None:  # type: ignore[no-untyped-def]
     eng, log = start_node(make_engine, {Q: 2})
-    eng.pause_queue(Q)
+    eng.pause_queue(Q, wait=30)
     waiting = eng.insert(Quick.new({"key": new_key()}))
     later = eng.insert(Quick.new({"key": new_key()}, schedule_in=3600))
     assert eng.cancel_jobs([waiting.id, later.id, 10**12]) == [waiting.id, later.id]
-    eng.resume_queue(Q)
+    eng.resume_queue(Q, wait=30)
     probe = eng.insert(Quick.new({"key": new_key()}))
     wait_state(eng, probe.id, JobState.COMPLETED)
     for job_id in (waiting.id, later.id):

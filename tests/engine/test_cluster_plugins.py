@@ -102,7 +102,7 @@ def test_lifeline_discards_rescued_job_without_attempts_left(make_engine, conn, 
     eng = make_engine(queues={"q": 1}, node="leader")
     eng.start()
     job = eng.insert(Flaky.new())
-    eng.pause_queue("q")
+    eng.pause_queue("q", wait=30)
     conn.execute(
         f"""INSERT INTO "{prefix}".lysmore_nodes (id, name, host, pid, heartbeat_at)
             VALUES ('00000000-0000-0000-0000-0000000000aa', 'gone', 'h', 1, now() - interval '1 hour')""")
@@ -116,7 +116,7 @@ def test_lifeline_discards_rescued_job_without_attempts_left(make_engine, conn, 
 
 def test_orphans_without_a_producer_are_rescued_after_orphan_after(make_engine, conn, prefix) -> None:  # type: ignore[no-untyped-def]
     eng = make_engine(queues={"q": 1}, node="leader", orphan_after=60).start()
-    eng.pause_queue("q")
+    eng.pause_queue("q", wait=30)
     young = eng.insert(Quick.new())
     old = eng.insert(Quick.new(queue="nobody_runs_this"))
     conn.execute(
@@ -196,13 +196,13 @@ def test_pause_and_scale_reach_every_node_and_persist_across_restart(make_engine
 
 def test_paused_queue_runs_nothing_until_resumed(make_engine, conn, prefix) -> None:  # type: ignore[no-untyped-def]
     eng = make_engine(queues={"q": 2}).start()
-    eng.pause_queue("q")
+    eng.pause_queue("q", wait=30)
     job = eng.insert(Quick.new())
     done = threading.Event()
     eng.subscribe(lambda e: done.set(), kinds=["success"])
     assert not done.wait(0.5)  # paused: the job has had ample chances to be fetched
     assert _state(conn, prefix, job.id) == "available"
-    eng.resume_queue("q")
+    eng.resume_queue("q", wait=30)
     assert done.wait(5)
 
 
@@ -308,7 +308,7 @@ def test_cron_instants_missed_while_no_node_ran(make_engine, conn, prefix, polic
 
 def test_reconcile_releases_rows_whose_fetch_answer_was_lost(make_engine, conn, prefix) -> None:  # type: ignore[no-untyped-def]
     eng = make_engine(queues={"q": 2}).start()
-    eng.pause_queue("q")
+    eng.pause_queue("q", wait=30)
     job = eng.insert(Quick.new())
     # The fetch committed, but the node never saw the rows (the connection died on the way back).
     conn.execute(
@@ -322,8 +322,8 @@ def test_reconcile_releases_rows_whose_fetch_answer_was_lost(make_engine, conn, 
 
 def test_reset_queue_forgets_persisted_control(make_engine) -> None:  # type: ignore[no-untyped-def]
     eng = make_engine(queues={"q": 3}, node="a").start()
-    eng.pause_queue("q")
-    eng.scale_queue("q", 9)
+    eng.pause_queue("q", wait=30)
+    eng.scale_queue("q", 9, wait=30)
     assert eng._producers["q"].paused and eng._producers["q"].limit == 9
     eng.reset_queue("q")
     wait_for(lambda: not eng._producers["q"].paused and eng._producers["q"].limit == 3, what="config again")

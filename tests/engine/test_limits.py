@@ -174,11 +174,11 @@ def test_limits_config_is_validated() -> None:
 
 def test_scaling_global_and_rate_limits_at_runtime_persists(make_engine) -> None:  # type: ignore[no-untyped-def]
     eng = make_engine(queues={"media": {"global_limit": 10}}, node="a").start()
-    eng.scale_queue("media", global_limit=3, rate_limit={"allowed": 5, "period": 1})
+    eng.scale_queue("media", global_limit=3, rate_limit={"allowed": 5, "period": 1}, wait=30)
     wait_for(lambda: eng._producers["media"].effective.global_limit.allowed == 3, what="global limit applied")
     assert eng._producers["media"].effective.rate_limit.allowed == 5
     eng.stop()
     again = make_engine(queues={"media": {"global_limit": 10}}, node="a").start()
     wait_for(lambda: again._producers["media"].effective.global_limit.allowed == 3, what="persisted")
     with pytest.raises(InvalidConfig):
-        again.scale_queue("media")
+        again.scale_queue("media", wait=30)

@@ -99,7 +99,7 @@ def test_cancel_on_one_prefix_leaves_the_same_id_running_on_the_other(make_engin
 
 def test_control_of_a_queue_stays_in_its_prefix(make_engine, prefix) -> None:  # type: ignore[no-untyped-def]
     a, log_a, b, log_b = _two_nodes(make_engine, prefix)
-    result = a.pause_queue(Q)
+    result = a.pause_queue(Q, wait=30)
     assert result.acked == ["node-a"]
     assert a._producers[Q].paused
     job_b = b.insert(Echo.new({"n": 3}))

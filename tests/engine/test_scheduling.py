@@ -95,7 +95,7 @@ def test_paused_queue_resumed_runs_in_priority_order(make_engine) -> None:  # ty
     eng.subscribe(log, kinds=["success"])
     eng.start()
     ids = [eng.insert(Record.new({"n": p}, priority=p)).id for p in (9, 3, 0, 7, 3, 1)]
-    result = eng.resume_queue(Q)
+    result = eng.resume_queue(Q, wait=30)
     assert result.acked == [eng.node_name]
     log.wait(lambda evs: len(evs) == 6)
     assert ORDER == [0, 1, 3, 3, 7, 9]
@@ -106,13 +106,13 @@ def test_paused_queue_resumed_runs_in_priority_order(make_engine) -> None:  # ty
 def test_paused_queue_fetches_nothing(make_engine) -> None:  # type: ignore[no-untyped-def]
     eng = make_engine(queues={Q: 2})
     eng.start()
-    result = eng.pause_queue(Q)
+    result = eng.pause_queue(Q, wait=30)
     assert result.acked == [eng.node_name] and result.pending == []
     job = eng.insert(Record.new({"n": 1}))
     # the node has acknowledged the pause; a notified, polling producer leaves the job alone
     assert eng._producers[Q].paused
     assert eng.get_job(job.id).state is JobState.AVAILABLE
-    eng.resume_queue(Q)
+    eng.resume_queue(Q, wait=30)
     assert wait_state(eng, job.id, JobState.COMPLETED).result == 1
 
 

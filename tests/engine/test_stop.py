@@ -120,10 +120,10 @@ def test_jobs_longer_than_the_grace_are_released(make_engine, conn, prefix) -> N
 
 def test_released_job_keeps_its_earlier_attempts_and_runs_elsewhere(make_engine, conn, prefix) -> None:  # type: ignore[no-untyped-def]
     eng, log = start_node(make_engine, {Q: 1}, node="first")
-    eng.pause_queue(Q)
+    eng.pause_queue(Q, wait=30)
     job = eng.insert(Long.new({"key": _key()}))
     set_row(conn, prefix, job.id, attempt=2)  # two attempts already used
-    eng.resume_queue(Q)
+    eng.resume_queue(Q, wait=30)
     _wait_started(log, 1)
     assert eng.get_job(job.id).attempt == 3
     eng.stop(0.1)
