@@ -18,6 +18,7 @@ from ._errors import (
 )
 from ._events import Event
 from ._job import Job, JobSpec
+from ._schema import apply_migrations
 from ._settings import Settings, load_settings, redact_url
 from ._states import DELETABLE, RETRYABLE_BY_HAND, TRANSITIONS, JobState
 from ._worker import Cancel, Discard, Snooze, Worker, default_backoff
@@ -47,6 +48,7 @@ __all__ = [
     "Snooze",
     "Worker",
     "Workflow",
+    "apply_migrations",
     "default_backoff",
     "load_settings",
     "redact_url",

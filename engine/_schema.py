@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from importlib import resources
 
 import psycopg
@@ -35,28 +36,40 @@ def migrate(conn: psycopg.Connection, prefix: str) -> list[int]:
     Returns the versions applied by this call.
     """
     q = Queries(prefix)
+    steps = [(version, q.compose(f"migrations/{filename}")) for version, filename in migrations()]
+    return apply_migrations(conn, prefix, steps, table="lysmore_migrations", lock="lysmore.migrate")
+
+
+def apply_migrations(
+    conn: psycopg.Connection, schema: str, steps: Sequence[tuple[int, sql.Composed]], *,
+    table: str = "migrations", lock: str = "lysmore.migrate",
+) -> list[int]:
+    """Create ``schema`` if needed and run the ``steps`` (version, statement) it has not had yet,
+    in order, each once, recording them in ``schema.table``; returns the versions applied.
+
+    One transaction under a transaction-scoped advisory lock on (``lock``, ``schema``): any number
+    of processes may call it at once, and a failed step leaves nothing of the call behind. The
+    engine's own schema and an app's tables (the licensing app's) are migrated by this one function.
+    """
+    versions = [version for version, _ in steps]
+    if versions != sorted(set(versions)):
+        raise ValueError(f"migration versions must be unique and ascending, got {versions}")
     applied: list[int] = []
     with conn.transaction():
-        # Serialise concurrent migrations of the same prefix; released at commit.
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s), hashtext(%s))", [lock, schema])
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+        record = sql.Identifier(schema, table)
         conn.execute(
-            "SELECT pg_advisory_xact_lock(hashtext('lysmore.migrate'), hashtext(%s))", [prefix]
+            sql.SQL("CREATE TABLE IF NOT EXISTS {} (version integer PRIMARY KEY, "
+                    "applied_at timestamptz NOT NULL DEFAULT now())").format(record)
         )
-        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(prefix)))
-        conn.execute(
-            sql.SQL(
-                "CREATE TABLE IF NOT EXISTS {} (version integer PRIMARY KEY, "
-                "applied_at timestamptz NOT NULL DEFAULT now())"
-            ).format(q.table("migrations"))
-        )
-        done = {row[0] for row in conn.execute(sql.SQL("SELECT version FROM {}").format(q.table("migrations")))}
-        for version, filename in migrations():
+        done = {row[0] for row in conn.execute(sql.SQL("SELECT version FROM {}").format(record))}
+        for version, statement in steps:
             if version in done:
                 continue
-            log.info("applying migration", extra={"prefix": prefix, "version": version})
-            conn.execute(q.compose(f"migrations/{filename}"))
-            conn.execute(
-                sql.SQL("INSERT INTO {} (version) VALUES (%s)").format(q.table("migrations")), [version]
-            )
+            log.info("applying migration", extra={"schema": schema, "version": version})
+            conn.execute(statement)
+            conn.execute(sql.SQL("INSERT INTO {} (version) VALUES (%s)").format(record), [version])
             applied.append(version)
     return applied
 

@@ -10,6 +10,8 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from engine import apply_migrations
+
 log = logging.getLogger("licensing.db")
 
 # Append-only: each entry runs once per schema, in order, under a transaction-scoped advisory lock.
@@ -105,23 +107,12 @@ class Sql:
 
 
 def migrate(conn: psycopg.Connection, schema: str, plans: Mapping[str, str]) -> list[int]:
-    """Create or upgrade the app schema and upsert the plans; idempotent and safe to run concurrently."""
+    """Create or upgrade the app schema and upsert the plans, in one transaction; idempotent and
+    safe to run concurrently (the engine's migrator, with the app's own steps and lock)."""
     q = Sql(schema)
-    applied: list[int] = []
     with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(hashtext('lysmore.licensing.migrate'), hashtext(%s))", [schema])
-        conn.execute(q("CREATE SCHEMA IF NOT EXISTS {s}"))
-        conn.execute(
-            q("CREATE TABLE IF NOT EXISTS {s}.migrations (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())")
-        )
-        done = {row[0] for row in conn.execute(q("SELECT version FROM {s}.migrations"))}
-        for version, text in MIGRATIONS:
-            if version in done:
-                continue
-            log.info("applying licensing migration %d to %s", version, schema)
-            conn.execute(q(text))
-            conn.execute(q("INSERT INTO {s}.migrations (version) VALUES (%s)"), [version])
-            applied.append(version)
+        applied = apply_migrations(conn, schema, [(version, q(text)) for version, text in MIGRATIONS],
+                                   table="migrations", lock="lysmore.licensing.migrate")
         for name, price in plans.items():
             conn.execute(
                 q(
