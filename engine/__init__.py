@@ -19,7 +19,7 @@ from ._errors import (
 from ._events import Event
 from ._job import Job, JobSpec
 from ._schema import apply_migrations
-from ._settings import Settings, load_settings, redact_url
+from ._settings import Settings, load_settings, redact_url, server_label
 from ._states import DELETABLE, RETRYABLE_BY_HAND, TRANSITIONS, JobState
 from ._worker import Cancel, Discard, Snooze, Worker, default_backoff
 from ._workflow import Workflow
@@ -52,4 +52,5 @@ __all__ = [
     "default_backoff",
     "load_settings",
     "redact_url",
+    "server_label",
 ]

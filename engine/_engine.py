@@ -23,14 +23,14 @@ from ._acker import Acker
 from ._cron import Cron, parse_crontab
 from ._deadlines import Deadlines
 from ._embedded import embedded_url
-from ._errors import DatabaseUnavailable, InvalidConfig, JobNotFound
+from ._errors import InvalidConfig, JobNotFound
 from ._events import Event, Events, Handler
 from ._job import Job, JobSpec, check_queue_name, job_ids_of, specs_json, workflow_id_of
 from ._leader import Leadership
 from ._loop import Periodic
 from ._notifier import Notifier
 from ._plugins import lifeline, prune, stats_retention
-from ._pool import connect_problem, idle_check, probe
+from ._pool import idle_check, probe, unavailable
 from ._producer import Producer, Running
 from ._queues import (
     GlobalLimit,
@@ -44,7 +44,7 @@ from ._queues import (
 )
 from ._runner import MAX_JSON_BYTES, Outcome, ThreadPool
 from ._schema import check_migrated, migrate
-from ._settings import check_prefix, load_settings, redact_url, server_label
+from ._settings import check_prefix, load_settings
 from ._sql import Queries, channel
 from ._states import DELETABLE, FINAL_STATES, RETRYABLE_BY_HAND, UNFINISHED, JobState, allowed_from
 from ._stats import Counts, cluster_status, queue_counts
@@ -219,10 +219,7 @@ class Engine:
                     pool.open(wait=True, timeout=self.connect_timeout)
                 except Exception as exc:
                     pool.close()
-                    raise DatabaseUnavailable(
-                        f"cannot connect to PostgreSQL at {server_label(self.database_url)}: "
-                        f"{redact_url(connect_problem(exc))}"
-                    ) from exc
+                    raise unavailable(self.database_url, exc) from exc
                 self._pool = pool
             return self._pool
 

@@ -70,9 +70,13 @@ def probe(url: str, timeout: float) -> bool:
                              prepare_threshold=None) as conn:
             return behind_pooler(conn)
     except psycopg.Error as exc:
-        raise DatabaseUnavailable(
-            f"cannot connect to PostgreSQL at {server_label(url)}: {redact_url(connect_problem(exc))}"
-        ) from exc
+        raise unavailable(url, exc) from exc
+
+
+def unavailable(url: str, exc: BaseException) -> DatabaseUnavailable:
+    """The one-line error for a failed connection to ``url``: server and cause, no password."""
+    return DatabaseUnavailable(f"cannot connect to PostgreSQL at {server_label(url)}: "
+                               f"{redact_url(connect_problem(exc))}")
 
 
 def behind_pooler(conn: psycopg.Connection) -> bool:

@@ -196,13 +196,11 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 
     if args.node:
         os.environ["LYSMORE_NODE"] = args.node
-    if args.database_url:
-        os.environ["LYSMORE_DATABASE_URL"] = args.database_url
     try:
         url, prefix, _ = _existing_database(args)
     except CommandError:
         url = prefix = None  # the app may name its database in code; checked below
-    if url is not None:  # a running demo's server: the app's Engine reads it from the environment
+    if url is not None:  # --database-url or a running demo's server: the app's Engine reads the environment
         os.environ["LYSMORE_DATABASE_URL"] = url
         if prefix is not None:
             os.environ.setdefault("LYSMORE_PREFIX", prefix)
@@ -302,7 +300,7 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
     except KeymapError as exc:
         print(f"lysmore dashboard: {exc}", file=sys.stderr)
         return 2
-    from engine._settings import server_label
+    from engine import server_label
 
     eng, attached = _engine(args)
     try:
