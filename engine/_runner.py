@@ -107,9 +107,11 @@ def _describe(exc: BaseException) -> tuple[str, str | None]:
     return message, tb
 
 
-def failure(job: Job, exc: BaseException, worker: Worker | None, duration: float) -> Outcome:
-    """A failed attempt: retryable with backoff while attempts remain, else discarded."""
-    entry = _error_entry(job, *_describe(exc))
+def failure(job: Job, exc: BaseException, worker: Worker | None, duration: float, note: str = "") -> Outcome:
+    """A failed attempt: retryable with backoff while attempts remain, else discarded; ``note``
+    goes before the exception in the error entry."""
+    message, tb = _describe(exc)
+    entry = _error_entry(job, f"{note}: {message}" if note else message, tb)
     if job.attempt >= job.max_attempts:
         return Outcome(job, JobState.DISCARDED, error=entry, exception=exc, duration=duration, kind="discard")
     try:
@@ -179,13 +181,7 @@ UNRECORDABLE = "the outcome of this attempt could not be recorded"
 
 def unrecordable(job: Job, exc: BaseException, duration: float) -> Outcome:
     """The attempt as a plain failure when its own outcome could not be made, encoded or stored."""
-    message, tb = _describe(exc)
-    entry = _error_entry(job, f"{UNRECORDABLE}: {message}", tb)
-    if job.attempt >= job.max_attempts:
-        outcome = Outcome(job, JobState.DISCARDED, error=entry, exception=exc, duration=duration, kind="discard")
-    else:
-        outcome = Outcome(job, JobState.RETRYABLE, delay=default_backoff(job.attempt), error=entry,
-                          exception=exc, duration=duration, kind="failure")
+    outcome = failure(job, exc, None, duration, note=UNRECORDABLE)  # no worker: its backoff may be what broke
     outcome.encode()
     return outcome
 
