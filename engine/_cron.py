@@ -5,16 +5,15 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
 from ._errors import InvalidConfig
+from ._leader import Leadership
+from ._store import Store
 from ._worker import Worker
-
-if TYPE_CHECKING:
-    from ._engine import Engine
 
 log = logging.getLogger("lysmore.cron")
 
@@ -113,21 +112,19 @@ def parse_crontab(crontab: object) -> list[CronEntry]:
 class Cron:
     """Runs on the leader every second or so; inserts due jobs exactly once per instant."""
 
-    def __init__(self, engine: Engine, entries: list[CronEntry]) -> None:
-        self.engine = engine
+    def __init__(self, store: Store, leader: Leadership, entries: list[CronEntry]) -> None:
+        self.store = store
+        self.leader = leader
         self.entries = entries
         self._seen: dict[str, set[datetime]] = {}  # instants handled per entry, on this node
 
     def tick(self) -> int:
-        leader = self.engine._leader
-        epoch = leader.current_epoch() if leader else None
+        epoch = self.leader.current_epoch()
         if epoch is None or not self.entries:
             return 0
         inserted = 0
-        with self.engine.connection() as c:
-            row = c.execute("SELECT now()").fetchone()
-            assert row is not None
-            now: datetime = row[0]
+        with self.store.db.connection() as c:
+            now = self.store.now(c)
             for entry in self.entries:
                 seen = self._seen.setdefault(entry.key, set())
                 instants = [i for i in entry.instants(now) if i not in seen]
@@ -146,8 +143,7 @@ class Cron:
         Only instants after the newest recorded run count (a new entry starts with its newest
         instant, it does not backfill); late ones are dropped, except under ``run_once`` the newest.
         """
-        row = c.execute(self.engine.q.cron.last, {"name": entry.key}).fetchone()
-        last = row[0] if row else None
+        last = self.store.cron_last(c, entry.key)
         fresh = [i for i in instants if last is None or i > last]
         if last is None:
             fresh = fresh[:1]
@@ -159,17 +155,13 @@ class Cron:
     def _run(self, c: Any, entry: CronEntry, instant: datetime, epoch: int) -> bool:
         """Claim (entry, instant) and insert its job in one transaction; False if already run."""
         with c.transaction():
-            claimed = c.execute(
-                self.engine.q.cron.claim,
-                {"name": entry.key, "instant": instant, "node_id": self.engine.node_id, "epoch": epoch},
-            ).fetchone()
-            if claimed is None:
+            if not self.store.cron_claim(c, entry.key, instant, epoch):
                 return False
             meta = {"cron": entry.key, "cron_instant": instant.isoformat()}
             options = dict(entry.options)
             options["meta"] = {**options.get("meta", {}), **meta}
-            job = self.engine.insert(entry.worker.new(entry.args, **options), conn=c)
-            c.execute(self.engine.q.cron.link, {"name": entry.key, "instant": instant, "job_id": job.id})
+            job = self.store.insert([entry.worker.new(entry.args, **options)], c)[0]
+            self.store.cron_link(c, entry.key, instant, job.id)
         log.info("cron %s inserted job %s for %s", entry.key, job.id, instant.isoformat())
         return True
 

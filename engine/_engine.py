@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
 import logging
 import os
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
 from ._acker import Acker
@@ -24,17 +21,17 @@ from ._cron import Cron, parse_crontab
 from ._deadlines import Deadlines
 from ._embedded import embedded_url
 from ._errors import InvalidConfig, JobNotFound
-from ._events import Event, Events, Handler
-from ._job import Job, JobSpec, check_queue_name, job_ids_of, specs_json, workflow_id_of
+from ._events import Counters, Events, Handler
+from ._job import Job, JobSpec, check_queue_name, job_ids_of, workflow_id_of
+from ._jobpath import JobPath
 from ._leader import Leadership
 from ._loop import Periodic
 from ._notifier import Notifier
-from ._plugins import lifeline, prune, stats_retention
-from ._pool import idle_check, probe, unavailable
-from ._producer import Producer, Running
+from ._plugins import expire_stats, lifeline, prune, sweep_workflows
+from ._pool import Database
+from ._producer import Producer, Running, Runtime
 from ._queues import (
     GlobalLimit,
-    Partition,
     QueueConfig,
     RateLimit,
     check_limit,
@@ -42,26 +39,18 @@ from ._queues import (
     parse_queues,
     parse_rate_limit,
 )
-from ._runner import MAX_JSON_BYTES, Outcome, ThreadPool
+from ._runner import MAX_JSON_BYTES, ThreadPool
 from ._schema import check_migrated, migrate
 from ._settings import check_prefix, load_settings
-from ._sql import Queries, channel
-from ._states import DELETABLE, FINAL_STATES, RETRYABLE_BY_HAND, UNFINISHED, JobState, allowed_from
+from ._states import DELETABLE, RETRYABLE_BY_HAND, UNFINISHED, JobState, allowed_from
 from ._stats import Counts, cluster_status, queue_counts
+from ._store import NodeId, Store, _chunks
 from ._worker import check_worker_modules
 from ._workflow import Workflow
 
 log = logging.getLogger("lysmore.engine")
 
-NO_PARTITION = Partition()
-INSERT_CHUNK = 5_000
-COPY_AT_LEAST = 100  # below this many plain jobs, one INSERT statement is as quick
 CONTROL_CHUNK = 300  # ids per cancel notification, well under NOTIFY's 8000-byte payload
-
-
-def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 @dataclass(frozen=True)
@@ -116,7 +105,6 @@ class Engine:
         self.node_name = settings.node or f"{socket.gethostname()}-{os.getpid()}"
         if not self.node_name or len(self.node_name) > 128:
             raise InvalidConfig(f"node name must be 1 to 128 characters, got {self.node_name!r}")
-        self.node_id = uuid.uuid4()
         self.queues: dict[str, QueueConfig] = parse_queues(queues)
         self.poll_interval = settings.poll_interval
         self.stage_interval = settings.stage_interval
@@ -145,7 +133,6 @@ class Engine:
         self.stats_retention = float(stats_retention)
         self.cron_retention = float(cron_retention)
         self.crontab = parse_crontab(crontab)
-        self._leader: Leadership | None = Leadership(self, float(leader_lease))
         if database_url is not None:
             self._url: str | None = database_url
         elif settings.database_url is not None:
@@ -156,21 +143,47 @@ class Engine:
         if listen_url is None and settings.listen_url is not None:
             listen_url = settings.listen_url.get_secret_value()
         self.listen_url = listen_url
-        self.pooler: bool | None = settings.pooler if pooler is None else bool(pooler)  # None: detect
         self._embedded = False
         self._lease_until = 0.0  # monotonic: see _lease_held
-        self._pool_size = pool_size or len(self.queues) + 4
-        self._pool: ConnectionPool | None = None
-        self._pool_lock = threading.Lock()
-        self.q = Queries(self.prefix)
-        self.channel = channel(self.prefix)
+        # The parts, wired here and nowhere else: the store (the only one that speaks SQL), the
+        # job path's two ends (fetch for the producers, record for the acker), the leadership.
+        self.db = Database(
+            lambda: self.database_url, size=pool_size or len(self.queues) + 4,
+            connect_timeout=self.connect_timeout, application_name=self.application_name,
+            pooler=settings.pooler if pooler is None else bool(pooler), name=f"lysmore-{self.prefix}",
+        )
+        self.node_id = uuid.uuid4()
+        self.store = Store(self.db, self.prefix, NodeId(self.node_id, self.node_name))
+        self.q = self.store.q
+        self.channel = self.store.channel
         self.events = Events()
-        self.counters: dict[str, int] = {"stale_acks": 0, "acked": 0, "fetched": 0, "released": 0}
-        self._counter_lock = threading.Lock()
+        self.counters = Counters("stale_acks", "acked", "fetched", "released")
         self._producers: dict[str, Producer] = {}
+        self._path = JobPath(
+            self.store, self.counters, self.events, self.node_ttl,
+            limited=lambda: [name for name, p in self._producers.items() if p.effective.global_limit],
+            wake=lambda queue: self._producers[queue].wake(),
+        )
+        self._leader = Leadership(self.store, float(leader_lease))
         self._pool_threads = ThreadPool(f"lysmore-job-{self.prefix}")
-        self._acker = Acker(self._record, self._stale)
+        self._acker = Acker(self._path.record, self._path.stale)
         self._deadlines = Deadlines()
+        store, leading, count = self.store, self._leader.is_leader, self.counters.add
+        self._rounds: dict[str, Callable[[], Any]] = {  # one round of each periodic part
+            "stager": store.stage,
+            "lifeline": lambda: lifeline(store, leading, count, node_ttl=self.node_ttl, orphan_after=self.orphan_after),
+            "pruner": lambda: prune(store, leading, count, max_age=self.prune_max_age),
+            "stats": lambda: expire_stats(
+                store, leading, stats_retention=self.stats_retention, cron_retention=self.cron_retention),
+            "workflows": lambda: sweep_workflows(store, leading),
+            "cron": Cron(store, self._leader, self.crontab).tick,
+        }
+        self._runtime = Runtime(
+            store=self.store, path=self._path, acker=self._acker, events=self.events,
+            threads=self._pool_threads, deadlines=self._deadlines, lease_held=self._lease_held,
+            job_done=self._job_done, owner=self, poll_interval=self.poll_interval,
+            max_json_bytes=self.max_json_bytes, worker_modules=self.worker_modules,
+        )
         self._notifier: Notifier | None = None
         self._loops: list[Periodic] = []
         self._idle = threading.Condition()
@@ -196,57 +209,28 @@ class Engine:
         return f"lysmore-{role} {self.node_name}"[:63]
 
     @property
-    def pool(self) -> ConnectionPool:
-        with self._pool_lock:
-            if self._pool is None:
-                proxied = probe(self.database_url, self.connect_timeout)
-                if self.pooler is None:
-                    self.pooler = proxied
-                    if proxied:
-                        log.info("connected through a pooler: no prepared statements, LISTEN only on listen_url")
-                kwargs: dict[str, Any] = {
-                    "autocommit": True, "connect_timeout": max(1, round(self.connect_timeout)),
-                    "application_name": self.application_name,
-                }
-                if self.pooler:  # a transaction pooler hands each transaction to any server session
-                    kwargs["prepare_threshold"] = None
-                pool = ConnectionPool(
-                    self.database_url, min_size=1, max_size=self._pool_size, kwargs=kwargs,
-                    open=False, name=f"lysmore-{self.prefix}",
-                    reconnect_timeout=0, check=idle_check(lambda: self._pool),
-                )
-                try:
-                    pool.open(wait=True, timeout=self.connect_timeout)
-                except Exception as exc:
-                    pool.close()
-                    raise unavailable(self.database_url, exc) from exc
-                self._pool = pool
-            return self._pool
+    def pooler(self) -> bool | None:
+        """True behind a transaction pooler (PgBouncer), as configured or detected at the first
+        connection; None before that when not configured."""
+        return self.db.pooler
 
-    @contextmanager
-    def atomic(self, conn: psycopg.Connection | None = None) -> Iterator[psycopg.Connection]:
+    @property
+    def pool(self) -> ConnectionPool:
+        return self.db.pool
+
+    def atomic(self, conn: psycopg.Connection | None = None) -> contextlib.AbstractContextManager[psycopg.Connection]:
         """A connection and a transaction for statements that must commit together.
 
         With the caller's ``conn`` the work joins the caller's transaction (as a savepoint) and
         is committed or rolled back by the caller, never here.
         """
-        if conn is None:
-            with self.pool.connection() as pooled, pooled.transaction():
-                yield pooled
-            return
-        if not conn.autocommit and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
-            conn.execute("SELECT 1")  # open the caller's transaction, so ours is a savepoint in it
-        with conn.transaction():
-            yield conn
+        return self.db.atomic(conn)
 
-    @contextmanager
-    def connection(self, conn: psycopg.Connection | None = None) -> Iterator[psycopg.Connection]:
+    def connection(
+        self, conn: psycopg.Connection | None = None
+    ) -> contextlib.AbstractContextManager[psycopg.Connection]:
         """The caller's connection when given, else one from the pool (autocommit)."""
-        if conn is not None:
-            yield conn
-        else:
-            with self.pool.connection() as pooled:
-                yield pooled
+        return self.db.connection(conn)
 
     @property
     def uses_embedded(self) -> bool:
@@ -290,80 +274,7 @@ class Engine:
         return self._insert(items, conn)
 
     def _insert(self, specs: list[JobSpec], conn: psycopg.Connection | None) -> list[Job]:
-        with self.connection(conn) as c:
-            if len(specs) == 1 and specs[0].unique is None:
-                return self._insert_chunk(c, specs)  # one statement: atomic without a transaction
-        with self.atomic(conn) as c:
-            return self._insert_many(c, specs)
-
-    def _insert_many(self, c: psycopg.Connection, specs: list[JobSpec]) -> list[Job]:
-        """Insert in the caller's transaction; results in the order of ``specs``."""
-        results: list[Job | None] = [None] * len(specs)
-        plain = [i for i, s in enumerate(specs) if s.unique is None]
-        for chunk in _chunks(plain, INSERT_CHUNK):
-            batch = [specs[i] for i in chunk]
-            if len(batch) >= COPY_AT_LEAST and all(s.plain() for s in batch):
-                jobs = self._insert_copy(c, batch)
-            else:
-                jobs = self._insert_chunk(c, batch)
-            for i, job in zip(chunk, jobs, strict=True):
-                results[i] = job
-        by_key: dict[str, Job] = {}
-        woken: set[str] = set()
-        for i, spec in enumerate(specs):
-            if spec.unique is None:
-                continue
-            key = spec.unique["key"]
-            if key in by_key:  # the same job twice in one call: one row, the rest conflicts
-                results[i] = dataclasses.replace(by_key[key], conflict=True)
-                continue
-            job = self._insert_unique(c, spec)
-            by_key[key] = job
-            results[i] = job
-            if not job.conflict and job.state is JobState.AVAILABLE:
-                woken.add(job.queue)
-        if woken:
-            c.execute(self.q.queues.notify, {"channel": self.channel, "queue": sorted(woken)})
-        return [job for job in results if job is not None]
-
-    def _insert_unique(self, c: psycopg.Connection, spec: JobSpec) -> Job:
-        assert spec.unique is not None
-        opts = spec.unique
-        with c.cursor(row_factory=dict_row) as cur:
-            cur.execute(self.q.jobs.unique_expire, {"unique_key": opts["key"], "period": opts["period"]})
-            cur.execute(
-                self.q.jobs.insert_unique,
-                {"queue": spec.queue, "worker": spec.worker, "args": Jsonb(spec.args), "meta": Jsonb(spec.meta),
-                 "tags": spec.tags, "priority": spec.priority, "max_attempts": spec.max_attempts,
-                 "scheduled_at": spec.scheduled_at, "schedule_in": spec.schedule_in,
-                 "unique_key": opts["key"], "unique_states": opts["states"], "replace": Jsonb(opts["replace"])},
-            )
-            row = cur.fetchone()
-        assert row is not None
-        job = Job.from_row(row)
-        job.conflict = not row["inserted"]
-        return job
-
-    def _insert_copy(self, c: psycopg.Connection, specs: Sequence[JobSpec]) -> list[Job]:
-        """Bulk path for jobs due now with no workflow or uniqueness: COPY with reserved ids."""
-        row = c.execute(
-            self.q.jobs.reserve_ids, {"table": f'"{self.prefix}".lysmore_jobs', "n": len(specs)}
-        ).fetchone()
-        assert row is not None
-        now, ids = row
-        with c.cursor() as cur, cur.copy(self.q.jobs.copy) as copy:
-            for job_id, s in zip(ids, specs, strict=True):
-                copy.write_row(
-                    (job_id, s.queue, s.worker, Jsonb(s.args), Jsonb(s.meta), s.tags, s.priority, s.max_attempts)
-                )
-        c.execute(self.q.queues.notify, {"channel": self.channel, "queue": sorted({s.queue for s in specs})})
-        return [s.saved(i, "available", now, now) for i, s in zip(ids, specs, strict=True)]
-
-    def _insert_chunk(self, c: psycopg.Connection, specs: Sequence[JobSpec]) -> list[Job]:
-        rows = c.execute(self.q.jobs.insert, {"rows": specs_json(specs), "channel": self.channel}).fetchall()
-        if len(rows) != len(specs):
-            raise AssertionError(f"inserted {len(rows)} rows for {len(specs)} jobs")
-        return [spec.saved(*row) for spec, row in zip(specs, rows, strict=True)]
+        return self.store.insert(specs, conn)
 
     # -- reading and controlling jobs -------------------------------------------------------------
     def get_job(self, job_id: int) -> Job:
@@ -374,10 +285,7 @@ class Engine:
         return jobs[0]
 
     def get_jobs(self, job_ids: Iterable[int]) -> list[Job]:
-        ids = job_ids_of(job_ids)
-        with self.connection() as c, c.cursor(row_factory=dict_row) as cur:
-            cur.execute(self.q.jobs.get, {"id": ids})
-            return [Job.from_row(r) for r in cur.fetchall()]
+        return self.store.get_jobs(job_ids_of(job_ids))
 
     def cancel_job(self, job_id: int, *, conn: psycopg.Connection | None = None) -> bool:
         """Cancel a job that has not finished; an executing one is told to stop. True if cancelled."""
@@ -388,19 +296,17 @@ class Engine:
         ids = job_ids_of(job_ids)
         done: list[int] = []
         executing: set[int] = set()
+        from_states = allowed_from(JobState.CANCELLED)
         with self.atomic(conn) as c:
-            workflows = [r[0] for r in c.execute(self.q.workflows.of_jobs, {"id": ids}).fetchall()]
+            workflows = self.store.workflows_of(c, ids)
             if workflows:
-                c.execute(self.q.workflows.lock, {"ids": workflows})
+                self.store.lock_workflows(c, workflows)
             for chunk in _chunks(ids, CONTROL_CHUNK):
-                rows = c.execute(
-                    self.q.jobs.cancel,
-                    {"id": list(chunk), "from": allowed_from(JobState.CANCELLED), "channel": self.channel},
-                ).fetchall()
-                done.extend(r[0] for r in rows)
-                executing.update(r[0] for r in rows if r[1] == "executing")
+                rows = self.store.cancel(c, chunk, from_states)
+                done.extend(job_id for job_id, _ in rows)
+                executing.update(job_id for job_id, was in rows if was == "executing")
             if workflows:
-                self._resolve_workflows(c, workflows)
+                self.store.resolve_workflows(c, workflows)
         if executing and conn is None:
             self._interrupt(executing, "was cancelled")
         return done
@@ -409,7 +315,7 @@ class Engine:
     def cancel_workflow(self, workflow_id: uuid.UUID | str, *, conn: psycopg.Connection | None = None) -> list[int]:
         """Cancel every unfinished step of a workflow; returns the ids cancelled."""
         with self.connection(conn) as c:
-            ids = self._workflow_step_ids(c, workflow_id, UNFINISHED)
+            ids = self.store.step_ids(c, workflow_id_of(workflow_id), UNFINISHED)
         return self.cancel_jobs(ids, conn=conn) if ids else []
 
     def retry_workflow(self, workflow_id: uuid.UUID | str, *, conn: psycopg.Connection | None = None) -> list[int]:
@@ -420,73 +326,33 @@ class Engine:
         complete, in graph order as the first time. Completed and unfinished steps are left as
         they are.
         """
+        wid = workflow_id_of(workflow_id)
         with self.connection(conn) as c, c.transaction():
-            c.execute(self.q.workflows.lock, {"ids": [workflow_id_of(workflow_id)]})
-            ids = self._workflow_step_ids(c, workflow_id, (JobState.CANCELLED, JobState.DISCARDED))
+            self.store.lock_workflows(c, [wid])
+            ids = self.store.step_ids(c, wid, (JobState.CANCELLED, JobState.DISCARDED))
             return sorted(self.retry_jobs(ids, conn=c)) if ids else []  # held where dependencies wait
-
-    def _workflow_step_ids(
-        self, c: psycopg.Connection, workflow_id: uuid.UUID | str, states: Iterable[JobState]
-    ) -> list[int]:
-        params = {"workflow_id": workflow_id_of(workflow_id), "states": sorted(s.value for s in states)}
-        return [r[0] for r in c.execute(self.q.workflows.step_ids, params).fetchall()]
 
     def workflow_steps(self, workflow_id: uuid.UUID | str) -> list[Job]:
         """Every step of a workflow as stored now (state, step name, dependencies), by id."""
-        with self.connection() as c, c.cursor(row_factory=dict_row) as cur:
-            cur.execute(self.q.workflows.steps, {"workflow_id": workflow_id_of(workflow_id)})
-            return [Job.from_row(r) for r in cur.fetchall()]
+        return self.store.workflow_steps(workflow_id_of(workflow_id))
 
     def workflow_results(self, workflow_id: uuid.UUID | str, steps: Sequence[str]) -> dict[str, Any]:
         """Recorded results of the completed ``steps`` of a workflow, by step name."""
-        with self.connection() as c:
-            rows = c.execute(self.q.workflows.results, {"workflow_id": workflow_id_of(workflow_id), "steps": list(steps)}).fetchall()
-        return {r[0]: r[1] for r in rows}
-
-    def _resolve_workflows(self, c: psycopg.Connection, workflows: Sequence[Any]) -> None:
-        """Promote or cancel held steps of ``workflows`` (already locked), down the whole graph."""
-        for _ in range(1000):
-            row = c.execute(self.q.workflows.resolve, {"ids": list(workflows), "channel": self.channel}).fetchone()
-            if row is None or not row[1]:
-                return
-
-    def _sweep_workflows(self) -> int:
-        """Resolve workflows whose held steps wait on finished dependencies; leader only."""
-        if not self._is_leader():
-            return 0
-        with self.connection() as c:
-            stuck = [r[0] for r in c.execute(self.q.workflows.stuck, {"limit": 500}).fetchall()]
-            if stuck:
-                stuck.sort(key=str)
-                with c.transaction():
-                    c.execute(self.q.workflows.lock, {"ids": stuck})
-                    self._resolve_workflows(c, stuck)
-        return len(stuck)
+        return self.store.workflow_results(workflow_id_of(workflow_id), list(steps))
 
     def retry_job(self, job_id: int, *, conn: psycopg.Connection | None = None) -> bool:
         """Make a finished, failed or waiting job available now. True if it was moved."""
         return bool(self.retry_jobs([job_id], conn=conn))
 
     def retry_jobs(self, job_ids: Iterable[int], *, conn: psycopg.Connection | None = None) -> list[int]:
-        ids = job_ids_of(job_ids)
-        with self.connection(conn) as c:
-            rows = c.execute(
-                self.q.jobs.retry,
-                {"id": ids, "from": sorted(s.value for s in RETRYABLE_BY_HAND), "channel": self.channel},
-            ).fetchall()
-        return [r[0] for r in rows]
+        return self.store.retry(job_ids_of(job_ids), sorted(s.value for s in RETRYABLE_BY_HAND), conn)
 
     def delete_job(self, job_id: int, *, conn: psycopg.Connection | None = None) -> bool:
         """Delete a job that is not executing. True if it was deleted."""
         return bool(self.delete_jobs([job_id], conn=conn))
 
     def delete_jobs(self, job_ids: Iterable[int], *, conn: psycopg.Connection | None = None) -> list[int]:
-        ids = job_ids_of(job_ids)
-        with self.connection(conn) as c:
-            rows = c.execute(
-                self.q.jobs.delete, {"id": ids, "from": sorted(s.value for s in DELETABLE)}
-            ).fetchall()
-        return [r[0] for r in rows]
+        return self.store.delete(job_ids_of(job_ids), sorted(s.value for s in DELETABLE), conn)
 
     # -- queue control ---------------------------------------------------------------------------
     def pause_queue(
@@ -533,14 +399,12 @@ class Engine:
         check_queue_name(queue)
         if node is not None and (not isinstance(node, str) or not node or node == "*"):
             raise InvalidConfig(f"node must be a node name, or None for every node; got {node!r}")
-        with self.connection(conn) as c:
-            c.execute(
-                self.q.queues.settings_write,
-                {"queue": queue, "node": node or "*", "paused": paused, "local_limit": local_limit,
-                 "global_limit": Jsonb(global_limit.as_dict()) if global_limit else None,
-                 "rate_limit": Jsonb(rate_limit.as_dict()) if rate_limit else None,
-                 "channel": self.channel},
-            )
+        self.store.write_queue_settings(
+            {"queue": queue, "node": node or "*", "paused": paused, "local_limit": local_limit,
+             "global_limit": global_limit.as_dict() if global_limit else None,
+             "rate_limit": rate_limit.as_dict() if rate_limit else None},
+            conn,
+        )
         if conn is not None:
             return ControlResult(queue, node, [], [])  # not committed yet: nobody has seen it
         self._control({"kind": "control", "queue": queue, "node": node or "*"})
@@ -553,10 +417,7 @@ class Engine:
         deadline = time.monotonic() + wait
         delay = 0.01
         while True:
-            with self.connection() as c:
-                rows = c.execute(
-                    self.q.queues.control_state, {"queue": queue, "node": node, "node_ttl": self.node_ttl}
-                ).fetchall()
+            rows = self.store.control_state(queue, node, self.node_ttl)
             acked = [r[0] for r in rows if (paused is None or r[1] == paused) and (limit is None or r[2] == limit)]
             pending = [r[0] for r in rows if r[0] not in acked]
             if not pending or time.monotonic() >= deadline:
@@ -568,8 +429,7 @@ class Engine:
         """Forget persisted pause/scale settings of ``queue`` (for one node name, or all of them),
         so nodes run it as configured again."""
         check_queue_name(queue)
-        with self.connection() as c:
-            c.execute(self.q.queues.settings_reset, {"queue": queue, "node": node, "channel": self.channel})
+        self.store.reset_queue_settings(queue, node)
         self._control({"kind": "control", "queue": queue, "node": node or "*"})
 
     def record_audit(
@@ -584,34 +444,11 @@ class Engine:
         conn: psycopg.Connection | None = None,
     ) -> int:
         """Write one audit row (in ``conn``'s transaction when given, next to the change it records)."""
-        with self.connection(conn) as c:
-            row = c.execute(
-                self.q.audit.insert,
-                {"actor": actor, "action": action, "targets": Jsonb(list(targets)), "filter": filter,
-                 "outcome": outcome, "detail": Jsonb(detail or {})},
-            ).fetchone()
-        assert row is not None
-        return int(row[0])
-
-    def _queue_settings(self, queue: str, config: QueueConfig) -> tuple[bool, QueueConfig]:
-        """(paused, limits) for ``queue`` on this node: its own row, then '*', then config."""
-        with self.connection() as c:
-            rows = c.execute(self.q.queues.settings_read, {"queue": queue, "node_name": self.node_name}).fetchall()
-        by_node = {r[0]: r for r in rows}
-        paused, effective = False, config
-        for key in ("*", self.node_name):
-            row = by_node.get(key)
-            if row is None:
-                continue
-            paused = row[1] if row[1] is not None else paused
-            where = f"persisted settings of queue {queue!r}"
-            try:
-                effective = effective.with_overrides(
-                    row[2], parse_global_limit(where, row[3]), parse_rate_limit(where, row[4])
-                )
-            except InvalidConfig as exc:
-                log.error("ignoring %s", exc)
-        return paused, effective
+        return self.store.audit(
+            {"actor": actor, "action": action, "targets": list(targets), "filter": filter,
+             "outcome": outcome, "detail": detail or {}},
+            conn,
+        )
 
     # -- running ---------------------------------------------------------------------------------
     def start(self) -> Engine:
@@ -625,7 +462,7 @@ class Engine:
             self._register(c)
         self._lease_until = registered + 0.8 * self.node_ttl
         self._acker.start()
-        self._producers = {name: Producer(self, cfg) for name, cfg in self.queues.items()}
+        self._producers = {name: Producer(self._runtime, cfg) for name, cfg in self.queues.items()}
         for producer in self._producers.values():
             producer.start()
         listen = self.listen_url or (None if self.pooler else self.database_url)
@@ -638,19 +475,19 @@ class Engine:
                 self._notifier = Notifier(listen, self.channel, self._control, self._catch_up,
                                           application_name=f"lysmore-listen {self.node_name}"[:63])
                 self._notifier.start()
-            assert self._leader is not None
+            r = self._rounds
             self._loops = [
-                Periodic("stager", self.stage_interval, self._stage),
+                Periodic("stager", self.stage_interval, r["stager"]),
                 # No backoff: a node whose heartbeats lapse past node_ttl is taken for dead.
                 Periodic("heartbeat", self.heartbeat_interval, self._heartbeat, backoff=False),
                 Periodic("leader", self._leader.lease / 3, self._leader.elect),
-                Periodic("lifeline", self.node_ttl / 2, lambda: lifeline(self)),
-                Periodic("pruner", self.prune_interval, lambda: prune(self)),
-                Periodic("stats", 60.0, lambda: stats_retention(self)),
-                Periodic("workflows", 5.0, self._sweep_workflows),
+                Periodic("lifeline", self.node_ttl / 2, r["lifeline"]),
+                Periodic("pruner", self.prune_interval, r["pruner"]),
+                Periodic("stats", 60.0, r["stats"]),
+                Periodic("workflows", 5.0, r["workflows"]),
             ]
             if self.crontab:
-                self._loops.append(Periodic("cron", 1.0, Cron(self, self.crontab).tick))
+                self._loops.append(Periodic("cron", 1.0, r["cron"]))
             for loop in self._loops:
                 loop.start()
         log.info("node started", extra={"node": self.node_name, "prefix": self.prefix, "queues": list(self.queues)})
@@ -684,23 +521,18 @@ class Engine:
             self._release(left)
         for loop in self._loops:
             loop.stop()
-        if self._leader is not None:
-            self._leader.resign()
+        self._leader.resign()
         if self._notifier:
             self._notifier.stop()
         try:
-            with self.connection() as c:
-                c.execute(self.q.nodes.delete, {"node_id": self.node_id})
+            self.store.delete_node()
         except Exception as exc:
             log.warning("could not remove node row on stop: %s", exc)
         self._close_pool()
         log.info("node stopped", extra={"node": self.node_name, "released": len(left)})
 
     def _close_pool(self) -> None:
-        with self._pool_lock:
-            if self._pool is not None:
-                self._pool.close()
-                self._pool = None
+        self.db.close()
 
     def _running_total(self) -> int:
         return sum(p.running_count() for p in self._producers.values())
@@ -713,47 +545,15 @@ class Engine:
         for run in runs:
             run.job._interrupt()
         try:
-            released = self._release_rows([(r.job.id, r.job.attempt) for r in runs])
+            released = self._path.release([(r.job.id, r.job.attempt) for r in runs])
             log.warning("released %d jobs still running at stop", released)
         except Exception as exc:
             log.error("could not release %d running jobs (%s); the lifeline will rescue them", len(runs), exc)
 
-    def _release_rows(self, rows: list[tuple[int, int]]) -> int:
-        """Give (id, attempt) rows this node executes back to available, attempt restored."""
-        with self.connection() as c:
-            done = c.execute(
-                self.q.jobs.release,
-                {"id": [r[0] for r in rows], "attempt": [r[1] for r in rows],
-                 "node_id": self.node_id, "channel": self.channel},
-            ).fetchall()
-        self._count("released", len(done))
-        return len(done)
-
-    def _reconcile(self, producer: Producer, older_than: float = 10.0) -> int:
-        """Release rows recorded as executing here that no execution here knows about.
-
-        That happens when a fetch committed but its answer was lost with the connection. Runs
-        on the producer's own thread, so no fetch of that queue is in flight meanwhile.
-        """
-        with self.connection() as c:
-            rows = c.execute(
-                self.q.jobs.executing_here,
-                {"node_id": self.node_id, "queue": producer.queue, "older_than": older_than},
-            ).fetchall()
-        if not rows:
-            return 0
-        known = {run.job.id for run in producer.snapshot()} | producer.carried_ids() | self._acker.pending_ids()
-        lost = [(r[0], r[1]) for r in rows if r[0] not in known]
-        if not lost:
-            return 0
-        released = self._release_rows(lost)
-        log.warning("released %d jobs of %s whose fetch answer was lost", released, producer.queue)
-        return released
-
     def prune(self) -> int:
         """Run one pruning round now, whoever leads; returns the jobs deleted (0 when history is
         kept: ``prune_max_age=None``)."""
-        return prune(self, force=True)
+        return prune(self.store, lambda: True, self.counters.add, max_age=self.prune_max_age)
 
     def queue_counts(self) -> Counts:
         """Jobs per queue and state: exact for small tables, planner estimates for large ones."""
@@ -771,163 +571,11 @@ class Engine:
         """Hear job events (start, success, failure, discard, cancel, snooze, timeout, stale_ack)."""
         return self.events.subscribe(handler, kinds)
 
-    # -- internals used by producers, acker and notifier -----------------------------------------
-    def _claim(
-        self, queue: str, demand: int, limits: QueueConfig | None = None, done: list[Outcome] | None = None
-    ) -> tuple[list[Job], float | None]:
-        """Claim up to ``demand`` jobs; also seconds until a rate window frees a slot, if it is full.
-
-        ``done`` are finished executions of this globally limited queue, recorded in the same
-        transaction under the queue's lock, just before the fetch counts what is executing: the
-        slots they held are free for this very fetch, and no reader ever sees more executing than
-        the limit. Without this, a slot would wait for a separate ack commit before any fetch
-        could use it. ``done`` is emptied once its outcomes are recorded (whatever happens next).
-        """
-        params: dict[str, Any] = {
-            "queue": queue, "demand": demand, "node_id": self.node_id, "node_name": self.node_name,
-        }
-        rate_wait: float | None = None
-        if done and (limits is None or limits.global_limit is None):  # the limit went away meanwhile
-            stale = self._record(done)
-            done.clear()
-            if stale:
-                self._stale(stale)
-        with self.connection() as c, c.cursor(row_factory=dict_row) as cur:
-            if limits is None or (limits.global_limit is None and limits.rate_limit is None):
-                cur.execute(self.q.jobs.fetch, params)
-                rows = cur.fetchall()
-            else:
-                g, r = limits.global_limit, limits.rate_limit
-                params.update(
-                    g_allowed=g.allowed if g else None,
-                    g_partitioned=bool(g and g.partition),
-                    r_allowed=r.allowed if r else None,
-                    r_period=r.period if r else 0.0,
-                    node_ttl=self.node_ttl,
-                    **(g.partition if g and g.partition else NO_PARTITION).params("g"),
-                    **(r.partition if r and r.partition else NO_PARTITION).params("r"),
-                )
-                plain_global = r is None and g is not None and g.partition is None
-                # One round trip: the lock and the fetch are separate statements (the fetch must
-                # see what the previous holder committed), sent together in a pipeline. BEGIN and
-                # COMMIT are statements of the pipeline too: psycopg's transaction() block would
-                # add round trips of its own.
-                # On an error the pooled connection's context rolls the transaction back.
-                ack = c.cursor()
-                with c.pipeline():
-                    c.execute("BEGIN")
-                    cur.execute(self.q.queues.lock, {"key": f"{self.prefix}.{queue}"})
-                    if done:  # no wake-up from this ack: the fetch below takes the freed slots
-                        ack.execute(self.q.jobs.ack, {**self._ack_params(done), "wake": []})
-                    cur.execute(self.q.jobs.fetch_global if plain_global else self.q.jobs.fetch_limited, params)
-                    c.execute("COMMIT")
-                rows = cur.fetchall()
-                if done:
-                    freed = {row[0] for row in ack.fetchall()}
-                    self._acked(done, freed)
-                    done.clear()
-                    if len(rows) < len(freed):  # ... unless it could not: other nodes may
-                        c.execute(self.q.queues.notify, {"channel": self.channel, "queue": [queue]})
-                if r is not None and len(rows) < demand:
-                    row = cur.execute(self.q.queues.rate_next, params).fetchone()
-                    value = next(iter(row.values())) if row else None
-                    rate_wait = max(0.0, float(value)) + 0.001 if value is not None else None
-        self._count("fetched", len(rows))
-        return [Job.from_row(r) for r in rows], rate_wait
-
-    def _record(self, outcomes: list[Outcome]) -> list[Outcome]:
-        """Write ``outcomes`` in one statement; returns those that were stale (changed nothing)."""
-        params = self._ack_params(outcomes)
-        workflows = sorted(
-            {o.job.workflow_id for o in outcomes if o.job.workflow_id is not None and o.state in FINAL_STATES},
-            key=str,
-        )
-        with self.connection() as c:
-            if not workflows:
-                hit = {r[0] for r in c.execute(self.q.jobs.ack, params).fetchall()}
-            else:
-                # Lock the workflows first, then record, then resolve their held steps: all in one
-                # transaction, so a step is promoted exactly once whichever node finishes last.
-                with c.transaction():
-                    c.execute(self.q.workflows.lock, {"ids": workflows})
-                    hit = {r[0] for r in c.execute(self.q.jobs.ack, params).fetchall()}
-                    self._resolve_workflows(c, workflows)
-        self._count("acked", len(hit))
-        for queue in {o.job.queue for o in outcomes} & set(params["wake"]):
-            self._producers[queue].wake()  # global slots freed: fetch again without waiting to hear it
-        return [o for o in outcomes if o.job.id not in hit]
-
-    def _ack_params(self, outcomes: Sequence[Outcome]) -> dict[str, Any]:
-        columns = list(zip(*(o.params() for o in outcomes), strict=True))
-        names = ("id", "attempt", "state", "delay", "extra_attempts", "error", "result", "meta")
-        params: dict[str, Any] = {n: list(col) for n, col in zip(names, columns, strict=True)}
-        params["node_id"] = self.node_id
-        params["channel"] = self.channel
-        params["wake"] = [name for name, p in self._producers.items() if p.effective.global_limit]
-        return params
-
-    def _acked(self, done: list[Outcome], hit: set[int]) -> None:
-        """Count outcomes a fetch recorded, and announce the stale ones."""
-        self._count("acked", len(hit))
-        stale = [o for o in done if o.job.id not in hit]
-        if stale:
-            self._stale(stale)
-
     def _flush(self, timeout: float) -> bool:
         """Wait until every outcome so far is recorded, wherever it waits; False on timeout."""
         deadline = time.monotonic() + timeout
         settled = all([p.flush(deadline) for p in self._producers.values()])
         return self._acker.flush(max(0.0, deadline - time.monotonic())) and settled
-
-    def _stale(self, outcomes: list[Outcome]) -> None:
-        """Count and announce outcomes an ack did not apply, each with why: the attempt was
-        ``rescued`` (given back or to another node), ``cancelled`` or ``deleted`` meanwhile. An
-        ack retried after its first try committed (the answer was lost) finds its own outcome
-        already there: that counts as acked, not stale."""
-        try:
-            with self.connection() as c:
-                rows = {r[0]: r[1:] for r in c.execute(self.q.jobs.refused, {"id": [o.job.id for o in outcomes]})}
-        except Exception as exc:  # the reasons are for people; the count must not wait for them
-            log.warning("could not read why %d acks were refused: %s", len(outcomes), exc)
-            rows = {}
-        stale = []
-        for outcome in outcomes:
-            state, attempt, node_id, last_error = rows.get(outcome.job.id, (None, None, None, None))
-            own_error = None if outcome.error is None else outcome.error.get("error")
-            if (state, attempt, node_id) == (outcome.state.value, outcome.job.attempt, self.node_id) and (
-                own_error is None or own_error == last_error
-            ):
-                self._count("acked", 1)
-                continue
-            why = ("unknown" if not rows else "deleted" if state is None
-                   else "cancelled" if state == JobState.CANCELLED.value and attempt == outcome.job.attempt
-                   else "rescued")
-            stale.append(outcome)
-            log.warning(
-                "stale ack for job %s attempt %s: the attempt was %s meanwhile, nothing changed",
-                outcome.job.id, outcome.job.attempt, why, extra={"job_id": outcome.job.id},
-            )
-            self.events.emit(Event("stale_ack", outcome.job, detail={"state": outcome.state.value, "reason": why}))
-        self._count("stale_acks", len(stale))
-
-    def _lost_jobs(self, runs: list[Running]) -> dict[int, str | None]:
-        """Of ``runs``, those whose row no longer says this node runs them: id -> state now
-        (None when the row was deleted)."""
-        with self.connection() as c:
-            rows = c.execute(
-                self.q.jobs.lost,
-                {"id": [r.job.id for r in runs], "attempt": [r.job.attempt for r in runs], "node_id": self.node_id},
-            ).fetchall()
-        return {r[0]: r[1] for r in rows}
-
-    def _count(self, key: str, n: int) -> None:
-        if n:
-            with self._counter_lock:
-                self.counters[key] = self.counters.get(key, 0) + n
-
-    def _stage(self) -> None:
-        with self.connection() as c:
-            c.execute(self.q.jobs.stage, {"limit": 5000, "channel": self.channel})
 
     def _lease_held(self) -> bool:
         """True while this node's last heartbeat is recent enough that no rescuer can take it for
@@ -945,45 +593,26 @@ class Engine:
 
     def _beat(self) -> None:
         names = list(self._producers)
-        with self.connection() as c:
-            row = c.execute(
-                self.q.nodes.heartbeat,
-                {"node_id": self.node_id, "queue": names,
-                 "running": [self._producers[n].running_count() for n in names]},
-            ).fetchone()
-            if row is not None and row[0] == 0 and not self._stopped:
-                # Taken for dead (we were paused or cut off past node_ttl): our jobs were rescued
-                # and cannot be acked by us any more. Come back as the same node, with producers.
-                log.warning("node row was gone (heartbeat expired); registering again")
-                self._register(c)
-                for producer in self._producers.values():
-                    producer.settings_changed()
+        alive = self.store.heartbeat(names, [self._producers[n].running_count() for n in names])
+        if not alive and not self._stopped:
+            # Taken for dead (we were paused or cut off past node_ttl): our jobs were rescued
+            # and cannot be acked by us any more. Come back as the same node, with producers.
+            log.warning("node row was gone (heartbeat expired); registering again")
+            self._register()
+            for producer in self._producers.values():
+                producer.settings_changed()
 
-    def _register(self, c: psycopg.Connection) -> None:
-        c.execute(
-            self.q.nodes.register,
-            {"node_id": self.node_id, "name": self.node_name, "host": socket.gethostname(),
-             "pid": os.getpid(),
-             "meta": Jsonb({"queues": sorted(self.queues), "node_ttl": self.node_ttl,
-                            "heartbeat_interval": self.heartbeat_interval})},
+    def _register(self, conn: psycopg.Connection | None = None) -> None:
+        self.store.register(
+            socket.gethostname(), os.getpid(),
+            {"queues": sorted(self.queues), "node_ttl": self.node_ttl, "heartbeat_interval": self.heartbeat_interval},
+            conn,
         )
-
-    def _is_leader(self) -> bool:
-        return self._leader is not None and self._leader.is_leader()
 
     @property
     def is_leader(self) -> bool:
         """Whether this node holds the leadership lease right now."""
-        return self._is_leader()
-
-    def _record_producer(self, producer: Producer) -> None:
-        with self.connection() as c:
-            c.execute(
-                self.q.queues.producer_upsert,
-                {"node_id": self.node_id, "queue": producer.queue, "local_limit": producer.limit,
-                 "paused": producer.paused, "running": producer.running_count(),
-                 "meta": Jsonb(producer.effective.limits_dict())},
-            )
+        return self._leader.is_leader()
 
     def _catch_up(self) -> None:
         """The listener (re)connected: what was announced while it was not listening (inserts,

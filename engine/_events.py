@@ -62,3 +62,17 @@ class Events:
                     handler(event)
                 except BaseException:  # noqa: B036 - not even SystemExit in a subscriber may stop a job's path
                     log.exception("event subscriber failed", extra={"event": event.kind})
+
+
+class Counters(dict[str, int]):
+    """This node's running totals (fetched, acked, stale_acks, released, rescued, pruned), safe
+    to add to from any thread; read it as a dict."""
+
+    def __init__(self, *names: str) -> None:
+        super().__init__(dict.fromkeys(names, 0))
+        self._lock = threading.Lock()
+
+    def add(self, key: str, n: int) -> None:
+        if n:
+            with self._lock:
+                self[key] = self.get(key, 0) + n

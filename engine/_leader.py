@@ -5,10 +5,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from ._engine import Engine
+from ._store import Store
 
 log = logging.getLogger("lysmore.leader")
 
@@ -18,8 +16,8 @@ SAFETY = 0.8  # trust a lease for this fraction of its length, measured from bef
 class Leadership:
     """Tries to take or renew the lease every third of its length (the caller adds jitter)."""
 
-    def __init__(self, engine: Engine, lease: float) -> None:
-        self.engine = engine
+    def __init__(self, store: Store, lease: float) -> None:
+        self.store = store
         self.lease = lease
         self.epoch: int | None = None
         self._valid_until = 0.0
@@ -37,23 +35,19 @@ class Leadership:
     def elect(self) -> None:
         """One round: take the lease if free or expired, renew it if ours."""
         sent = time.monotonic()
-        with self.engine.connection() as c:
-            row = c.execute(
-                self.engine.q.nodes.leader_elect,
-                {"node_id": self.engine.node_id, "node_name": self.engine.node_name, "lease": self.lease},
-            ).fetchone()
+        epoch = self.store.elect(self.lease)
         with self._lock:
             was = self.epoch if time.monotonic() < self._valid_until else None
-            if row is None:
+            if epoch is None:
                 if was is not None:
                     log.warning("lost leadership (epoch %s)", was)
                 self.epoch = None
                 self._valid_until = 0.0
                 return
-            self.epoch = int(row[0])
+            self.epoch = epoch
             self._valid_until = sent + self.lease * SAFETY
             if was != self.epoch:
-                log.info("became leader", extra={"node": self.engine.node_name, "epoch": self.epoch})
+                log.info("became leader", extra={"node": self.store.node.name, "epoch": self.epoch})
 
     def resign(self) -> None:
         with self._lock:
@@ -61,7 +55,6 @@ class Leadership:
         if epoch is None:
             return
         try:
-            with self.engine.connection() as c:
-                c.execute(self.engine.q.nodes.leader_resign, {"node_id": self.engine.node_id, "epoch": epoch})
+            self.store.resign(epoch)
         except Exception as exc:
             log.warning("could not resign leadership: %s", exc)

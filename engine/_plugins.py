@@ -1,12 +1,15 @@
-"""Leader-only housekeeping: lifeline (rescue), pruner, stats retention. Each is one small function."""
+"""Leader-only housekeeping: lifeline (rescue), pruner, stats retention, workflow sweeper.
+
+Each is one small function over the store, told whether this node leads right now and where to
+count what it did; none knows the Engine.
+"""
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
-if TYPE_CHECKING:
-    from ._engine import Engine
+from ._store import Store
 
 log = logging.getLogger("lysmore.plugins")
 
@@ -14,50 +17,47 @@ RESCUE_BATCH = 5_000
 PRUNE_BATCH = 10_000
 PRUNE_MAX_BATCHES = 50  # per round, so one round stays bounded; the next round carries on
 
+Leading = Callable[[], bool]
+Count = Callable[[str, int], None]
 
-def lifeline(engine: Engine) -> int:
+
+def lifeline(store: Store, leading: Leading, count: Count, *, node_ttl: float, orphan_after: float) -> int:
     """Rescue jobs of dead nodes (and orphans), then forget nodes dead for long; leader only."""
-    if not engine._is_leader():
+    if not leading():
         return 0
-    with engine.connection() as c:
-        rows = c.execute(
-            engine.q.jobs.rescue,
-            {"node_ttl": engine.node_ttl, "orphan_after": engine.orphan_after, "limit": RESCUE_BATCH,
-             "channel": engine.channel},
-        ).fetchall()
-        reaped = c.execute(engine.q.nodes.reap, {"forget_after": max(engine.node_ttl * 6, 60.0)}).fetchall()
-    if rows:
-        log.warning("lifeline rescued %d jobs from lost nodes", len(rows), extra={"rescued": len(rows)})
-        engine._count("rescued", len(rows))
+    rescued = store.rescue(node_ttl, orphan_after, RESCUE_BATCH)
+    reaped = store.reap_nodes(max(node_ttl * 6, 60.0))
+    if rescued:
+        log.warning("lifeline rescued %d jobs from lost nodes", rescued, extra={"rescued": rescued})
+        count("rescued", rescued)
     if reaped:
-        log.info("forgot dead nodes %s", [r[0] for r in reaped])
-    return len(rows)
+        log.info("forgot dead nodes %s", reaped)
+    return rescued
 
 
-def prune(engine: Engine, *, force: bool = False) -> int:
-    """Delete finished jobs older than ``prune_max_age`` in bounded batches; leader only, unless
-    ``force`` (one round on demand)."""
-    if engine.prune_max_age is None or not (force or engine._is_leader()):
+def prune(store: Store, leading: Leading, count: Count, *, max_age: float | None) -> int:
+    """Delete finished jobs older than ``max_age`` in bounded batches while this node leads
+    (``leading`` is always true for a round on demand); nothing when history is kept (None)."""
+    if max_age is None or not leading():
         return 0
     total = 0
-    with engine.connection() as c:
-        for _ in range(PRUNE_MAX_BATCHES):
-            cur = c.execute(engine.q.jobs.prune, {"max_age": engine.prune_max_age, "limit": PRUNE_BATCH})
-            total += cur.rowcount
-            if cur.rowcount < PRUNE_BATCH or not (force or engine._is_leader()):
-                break
+    for _ in range(PRUNE_MAX_BATCHES):
+        deleted = store.prune(max_age, PRUNE_BATCH)
+        total += deleted
+        if deleted < PRUNE_BATCH or not leading():
+            break
     if total:
         log.info("pruned %d finished jobs", total)
-        engine._count("pruned", total)
+        count("pruned", total)
     return total
 
 
-def stats_retention(engine: Engine) -> None:
+def expire_stats(store: Store, leading: Leading, *, stats_retention: float, cron_retention: float) -> None:
     """Drop old per-minute rollups and cron run records; leader only."""
-    if not engine._is_leader():
-        return
-    with engine.connection() as c:
-        c.execute(
-            engine.q.stats.prune,
-            {"stats_retention": engine.stats_retention, "cron_retention": engine.cron_retention},
-        )
+    if leading():
+        store.prune_stats(stats_retention, cron_retention)
+
+
+def sweep_workflows(store: Store, leading: Leading) -> int:
+    """Resolve workflows whose held steps wait on finished dependencies; leader only."""
+    return store.sweep_workflows() if leading() else 0

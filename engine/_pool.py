@@ -1,11 +1,15 @@
-"""The connection pool's check: a dead pooled connection is caught before a statement is sent."""
+"""Connections: the first contact (probe, pooler detection, one-line errors) and the pool, whose
+check catches a dead pooled connection before a statement is sent."""
 
 from __future__ import annotations
 
 import logging
 import re
 import select
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import psycopg
 from psycopg_pool import ConnectionPool
@@ -88,3 +92,86 @@ def behind_pooler(conn: psycopg.Connection) -> bool:
     """
     row = conn.execute("SELECT pg_backend_pid()").fetchone()
     return row is not None and row[0] != conn.info.backend_pid
+
+
+class Database:
+    """The pool of one engine, opened on first use: a probe first (one clear error, and the pooler
+    detected), then a pool whose dead connections are caught before a statement is sent.
+
+    ``url`` is asked for only then, so an embedded server starts only when a connection is wanted.
+    """
+
+    def __init__(
+        self, url: Callable[[], str], *, size: int, connect_timeout: float, application_name: str,
+        pooler: bool | None, name: str,
+    ) -> None:
+        self._url = url
+        self.size = size
+        self.connect_timeout = connect_timeout
+        self.application_name = application_name
+        self.pooler = pooler  # None: detect at the first connection
+        self.name = name
+        self._pool: ConnectionPool | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def pool(self) -> ConnectionPool:
+        with self._lock:
+            if self._pool is None:
+                self._pool = self._open()
+            return self._pool
+
+    def _open(self) -> ConnectionPool:
+        url = self._url()
+        proxied = probe(url, self.connect_timeout)
+        if self.pooler is None:
+            self.pooler = proxied
+            if proxied:
+                log.info("connected through a pooler: no prepared statements, LISTEN only on listen_url")
+        kwargs: dict[str, Any] = {
+            "autocommit": True, "connect_timeout": max(1, round(self.connect_timeout)),
+            "application_name": self.application_name,
+        }
+        if self.pooler:  # a transaction pooler hands each transaction to any server session
+            kwargs["prepare_threshold"] = None
+        pool = ConnectionPool(
+            url, min_size=1, max_size=self.size, kwargs=kwargs, open=False, name=self.name,
+            reconnect_timeout=0, check=idle_check(lambda: self._pool),
+        )
+        try:
+            pool.open(wait=True, timeout=self.connect_timeout)
+        except Exception as exc:
+            pool.close()
+            raise unavailable(url, exc) from exc
+        return pool
+
+    @contextmanager
+    def connection(self, conn: psycopg.Connection | None = None) -> Iterator[psycopg.Connection]:
+        """The caller's connection when given, else one from the pool (autocommit)."""
+        if conn is not None:
+            yield conn
+        else:
+            with self.pool.connection() as pooled:
+                yield pooled
+
+    @contextmanager
+    def atomic(self, conn: psycopg.Connection | None = None) -> Iterator[psycopg.Connection]:
+        """A connection and a transaction for statements that must commit together.
+
+        With the caller's ``conn`` the work joins the caller's transaction (as a savepoint) and
+        is committed or rolled back by the caller, never here.
+        """
+        if conn is None:
+            with self.pool.connection() as pooled, pooled.transaction():
+                yield pooled
+            return
+        if not conn.autocommit and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+            conn.execute("SELECT 1")  # open the caller's transaction, so ours is a savepoint in it
+        with conn.transaction():
+            yield conn
+
+    def close(self) -> None:
+        with self._lock:
+            if self._pool is not None:
+                self._pool.close()
+                self._pool = None

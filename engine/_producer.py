@@ -5,19 +5,20 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Any
 
-from ._deadlines import Deadline
-from ._events import Event
+from ._acker import Acker
+from ._deadlines import Deadline, Deadlines
+from ._events import Event, Events
 from ._job import Job
+from ._jobpath import JobPath
 from ._loop import jittered
-from ._queues import QueueConfig
-from ._runner import Outcome, run_job, timeout_outcome
+from ._queues import QueueConfig, effective_settings
+from ._runner import Outcome, ThreadPool, run_job, timeout_outcome
+from ._store import Store
 from ._worker import Worker, resolve_worker
-
-if TYPE_CHECKING:
-    from ._engine import Engine
 
 log = logging.getLogger("lysmore.producer")
 
@@ -46,11 +47,30 @@ class Running:
             return True
 
 
+@dataclass(frozen=True)
+class Runtime:
+    """What the producers of one node share: the way to the database, the job path's two ends,
+    the threads jobs run in, and the node's few answers a producer asks for."""
+
+    store: Store
+    path: JobPath
+    acker: Acker
+    events: Events
+    threads: ThreadPool
+    deadlines: Deadlines
+    lease_held: Callable[[], bool]  # False while this node's heartbeat lease has lapsed: fetch nothing
+    job_done: Callable[[], None]  # a job's thread finished (stop() waits on these)
+    owner: Any  # given to each job (``job._engine``): a job reads its workflow's results through it
+    poll_interval: float
+    max_json_bytes: int
+    worker_modules: Sequence[str]
+
+
 class Producer:
     """Fetches jobs of one queue for this node and runs them, within the local limit."""
 
-    def __init__(self, engine: Engine, config: QueueConfig) -> None:
-        self.engine = engine
+    def __init__(self, rt: Runtime, config: QueueConfig) -> None:
+        self.rt = rt
         self.queue = config.name
         self.config = config
         self.limit = config.local_limit
@@ -125,7 +145,7 @@ class Producer:
                 hits += 1
                 if run.claim():
                     log.info("job %s %s while executing", run.job.id, reason, extra={"job_id": run.job.id})
-                    self.engine.events.emit(Event("cancel", run.job, time.monotonic() - run.started))
+                    self.rt.events.emit(Event("cancel", run.job, time.monotonic() - run.started))
                 run.job._interrupt()
         return hits
 
@@ -152,14 +172,14 @@ class Producer:
                 if now - last_reconcile > RECONCILE_INTERVAL and self._begin_reconcile():
                     last_reconcile = now
                     try:
-                        self.engine._reconcile(self)
+                        self.reconcile()
                     finally:
                         self._reconciling = False
                 rate_due = self._rate_wake_at and now >= self._rate_wake_at
                 if woken or rate_due or now >= poll_due:
                     fetched = self._fetch_once()
                     if not fetched:
-                        poll_due = now + jittered(self.engine.poll_interval)
+                        poll_due = now + jittered(self.rt.poll_interval)
                 failures = 0
             except Exception as exc:
                 failures += 1
@@ -187,7 +207,7 @@ class Producer:
                     continue
             except Exception as exc:
                 log.debug("second fetcher of %s: %s", self.queue, exc)
-            self._assist_wake.wait(jittered(self.engine.poll_interval))
+            self._assist_wake.wait(jittered(self.rt.poll_interval))
             self._assist_wake.clear()
 
     def _free(self) -> int:
@@ -211,7 +231,7 @@ class Producer:
         with self._lock:
             done, self._done = self._done, []
             demand = self.limit - len(self.running) - self._reserved
-            fenced = not self.engine._lease_held()  # our heartbeat may have lapsed: take no new work
+            fenced = not self.rt.lease_held()  # our heartbeat may have lapsed: take no new work
             self.fenced_skips += fenced
             if self.paused or not self._fetching or self._reconciling or demand <= 0 or fenced:
                 if demand <= 0 and self._reserved and self._fetching:
@@ -226,7 +246,7 @@ class Producer:
         carrying = len(done)
         try:
             self._rate_wake_at = 0.0
-            jobs, rate_wait = self.engine._claim(self.queue, demand, self.effective, done)
+            jobs, rate_wait = self.rt.path.fetch(self.queue, demand, self.effective, done)
             if rate_wait is not None:
                 self._rate_wake_at = time.monotonic() + rate_wait
             for job in jobs:
@@ -244,7 +264,7 @@ class Producer:
 
     def _hand_over(self, done: list[Outcome]) -> None:
         for outcome in done:
-            self.engine._acker.add(outcome)
+            self.rt.acker.add(outcome)
 
     def _hand_over_waiting(self) -> None:
         """Send every outcome waiting for a fetch to the acker instead."""
@@ -253,21 +273,21 @@ class Producer:
         self._hand_over(done)
 
     def _start(self, job: Job) -> None:
-        job._engine = self.engine
+        job._engine = self.rt.owner
         run = Running(job)
         with self._lock:
             self.running[job.id] = run
-        cls = resolve_worker(job.worker, self.engine.worker_modules)
+        cls = resolve_worker(job.worker, self.rt.worker_modules)
         timeout = getattr(cls, "timeout", None) if cls else None
         if timeout:
-            run.timer = self.engine._deadlines.call_in(timeout, lambda: self._timed_out(run, timeout, cls))
-        self.engine._pool_threads.submit(lambda: self._execute(run))
+            run.timer = self.rt.deadlines.call_in(timeout, lambda: self._timed_out(run, timeout, cls))
+        self.rt.threads.submit(lambda: self._execute(run))
 
     def _execute(self, run: Running) -> None:
         job = run.job
         try:
-            self.engine.events.emit(Event("start", job))
-            outcome = run_job(job, self.engine.max_json_bytes, self.engine.worker_modules)
+            self.rt.events.emit(Event("start", job))
+            outcome = run_job(job, self.rt.max_json_bytes, self.rt.worker_modules)
             if run.timer is not None:
                 run.timer.cancel()
             if run.claim():
@@ -277,14 +297,14 @@ class Producer:
                 self.running.pop(job.id, None)
             self._wake.set()
             self._assist_wake.set()
-            self.engine._job_done()
+            self.rt.job_done()
 
     def _timed_out(self, run: Running, seconds: float, cls: type[Worker] | None) -> None:
         if run.claim():
             run.job._interrupt()
             log.warning("job %s ran past its timeout of %ss", run.job.id, seconds, extra={"job_id": run.job.id})
             outcome = timeout_outcome(run.job, seconds, cls)
-            self.engine.events.emit(Event("timeout", run.job, seconds))
+            self.rt.events.emit(Event("timeout", run.job, seconds))
             self._finish(outcome)
 
     def _finish(self, outcome: Outcome, carry: bool = False) -> None:
@@ -299,8 +319,8 @@ class Producer:
                     self._done.append(outcome)
                     carried = True
         if not carried:
-            self.engine._acker.add(outcome)
-        self.engine.events.emit(
+            self.rt.acker.add(outcome)
+        self.rt.events.emit(
             Event(outcome.kind, outcome.job, outcome.duration, outcome.exception, outcome.result,
                   detail=outcome.error)  # the error entry: the reason of a Cancel or Discard too
         )
@@ -312,7 +332,7 @@ class Producer:
         runs = [r for r in self.snapshot() if not r.claimed and not r.taken]
         if not runs:
             return
-        lost = self.engine._lost_jobs(runs)
+        lost = self.rt.store.lost([r.job.id for r in runs], [r.job.attempt for r in runs])
         cancelled = {i for i, state in lost.items() if state == "cancelled"}
         if cancelled:
             self.interrupt(cancelled, "was cancelled")
@@ -325,13 +345,34 @@ class Producer:
                 run.job._interrupt()
 
     def _apply_settings(self) -> None:
-        paused, effective = self.engine._queue_settings(self.queue, self.config)
+        paused, effective, problems = effective_settings(
+            self.config, self.rt.store.queue_settings(self.queue), self.rt.store.node.name
+        )
+        for problem in problems:
+            log.error("ignoring %s", problem)
         limit = effective.local_limit
         changed = (paused, effective) != (self.paused, self.effective)
         self.paused, self.limit, self.effective = paused, limit, effective
-        self.engine._record_producer(self)
+        self.rt.store.record_producer(self.queue, limit, paused, self.running_count(), effective.limits_dict())
         if changed:
             log.info(
                 "queue %s now %s with limit %d", self.queue, "paused" if paused else "running", limit,
                 extra={"queue": self.queue, "paused": paused, "limit": limit},
             )
+
+    def reconcile(self, older_than: float = 10.0) -> int:
+        """Release rows recorded as executing here that no execution here knows about.
+
+        That happens when a fetch committed but its answer was lost with the connection. Runs
+        on the producer's own thread, so no fetch of this queue is in flight meanwhile.
+        """
+        rows = self.rt.store.executing_here(self.queue, older_than)
+        if not rows:
+            return 0
+        known = {run.job.id for run in self.snapshot()} | self.carried_ids() | self.rt.acker.pending_ids()
+        lost = [row for row in rows if row[0] not in known]
+        if not lost:
+            return 0
+        released = self.rt.path.release(lost)
+        log.warning("released %d jobs of %s whose fetch answer was lost", released, self.queue)
+        return released

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -179,3 +180,30 @@ def parse_queues(queues: object) -> dict[str, QueueConfig]:
     if not isinstance(queues, dict):
         raise InvalidConfig(f"queues must be a dict of queue name -> limit, got {type(queues).__name__}")
     return {name: parse_queue(name, spec) for name, spec in queues.items()}
+
+
+def effective_settings(
+    config: QueueConfig, rows: Sequence[Sequence[Any]], node_name: str
+) -> tuple[bool, QueueConfig, list[str]]:
+    """(paused, limits) of a queue on node ``node_name``: its own persisted row over the row for
+    every node ('*') over ``config``; also the problems of rows that could not be applied.
+
+    ``rows`` are (node, paused, local_limit, global_limit, rate_limit) as the settings table holds
+    them; a field left NULL keeps what the level below says.
+    """
+    by_node = {r[0]: r for r in rows}
+    paused, effective = False, config
+    problems: list[str] = []
+    for key in ("*", node_name):
+        row = by_node.get(key)
+        if row is None:
+            continue
+        paused = row[1] if row[1] is not None else paused
+        where = f"persisted settings of queue {config.name!r}"
+        try:
+            effective = effective.with_overrides(
+                row[2], parse_global_limit(where, row[3]), parse_rate_limit(where, row[4])
+            )
+        except InvalidConfig as exc:
+            problems.append(str(exc))
+    return paused, effective, problems

@@ -89,7 +89,7 @@ def test_stale_ack_changes_nothing_and_is_counted(make_engine, conn, prefix, cha
     before = _row(conn, prefix, job.id)
     outcome = Outcome(fetched, state, delay=5.0, result={"stale": True},
                       error={"attempt": 1, "error": "stale", "traceback": None})
-    assert eng._record([outcome]) == [outcome]  # nothing hit
+    assert testing.record(eng, [outcome]) == [outcome]  # nothing hit
     assert _row(conn, prefix, job.id) == before
     eng._acker.add(outcome)
     assert eng._acker.flush(5)
@@ -126,9 +126,9 @@ def test_the_new_attempt_wins_over_the_old_one(make_engine, conn, prefix) -> Non
     assert (first.attempt, second.attempt) == (1, 2)
     old = Outcome(first, JobState.COMPLETED, result={"from": "attempt 1"})
     new = Outcome(second, JobState.COMPLETED, result={"from": "attempt 2"})
-    assert eng._record([old]) == [old]
-    assert eng._record([new]) == []
-    assert eng._record([old]) == [old]  # and never after it either
+    assert testing.record(eng, [old]) == [old]
+    assert testing.record(eng, [new]) == []
+    assert testing.record(eng, [old]) == [old]  # and never after it either
     row = eng.get_job(job.id)
     assert row.state is JobState.COMPLETED and row.result == {"from": "attempt 2"}
 
@@ -176,7 +176,7 @@ def test_a_retried_ack_whose_first_try_committed_is_not_stale(make_engine) -> No
     eng.insert(Quick.new({"n": 1}))
     (fetched,) = testing.fetch(eng, Q, 1)
     outcome = run_job(fetched)
-    assert eng._record([outcome]) == []  # the first try committed ...
+    assert testing.record(eng, [outcome]) == []  # the first try committed ...
     eng._acker.add(outcome)  # ... and its answer never came back, so the acker tries again
     assert eng._acker.flush(5)
     assert eng.counters["stale_acks"] == 0

@@ -10,7 +10,6 @@ import psycopg
 import pytest
 
 from engine import CronEntry, Engine, InvalidConfig, Job, Worker, testing
-from engine._plugins import lifeline, prune
 from tests.helpers import EventLog, wait_for
 
 
@@ -68,7 +67,7 @@ def test_local_lease_expiry_stops_leading_without_asking_the_database(make_engin
     assert eng._leader is not None
     eng._leader._valid_until = 0.0  # as if the process had been paused past its lease
     assert not eng.is_leader
-    assert lifeline(eng) == 0 and prune(eng) == 0
+    assert testing.run_round(eng, "lifeline") == 0 and testing.run_round(eng, "pruner") == 0
 
 
 def test_lifeline_rescues_dead_nodes_jobs_but_not_live_long_runners(make_engine, conn, prefix) -> None:  # type: ignore[no-untyped-def]
@@ -90,7 +89,7 @@ def test_lifeline_rescues_dead_nodes_jobs_but_not_live_long_runners(make_engine,
     conn.execute(f"""UPDATE "{prefix}".lysmore_jobs SET attempted_at = now() - interval '3 hours' WHERE id = %s""",
                  [job.id])
     _lead(live)
-    assert lifeline(live) == 1
+    assert testing.run_round(live, "lifeline") == 1
     wait_for(lambda: _state(conn, prefix, orphan.id) == "completed", what="rescued job to run again")
     rescued = live.get_job(orphan.id)
     assert any("node dead was lost" in e["error"] for e in rescued.errors)
@@ -110,7 +109,7 @@ def test_lifeline_discards_rescued_job_without_attempts_left(make_engine, conn, 
         f"""UPDATE "{prefix}".lysmore_jobs SET state = 'executing', attempt = 1,
             node_id = '00000000-0000-0000-0000-0000000000aa' WHERE id = %s""", [job.id])
     _lead(eng)
-    assert lifeline(eng) == 1
+    assert testing.run_round(eng, "lifeline") == 1
     assert _state(conn, prefix, job.id) == "discarded"
 
 
@@ -124,7 +123,7 @@ def test_orphans_without_a_producer_are_rescued_after_orphan_after(make_engine, 
             attempted_at = now() - make_interval(secs => CASE WHEN id = %s THEN 30 ELSE 120 END)
             WHERE id IN (%s, %s)""", [eng.node_id, young.id, young.id, old.id])
     _lead(eng)
-    assert lifeline(eng) == 1
+    assert testing.run_round(eng, "lifeline") == 1
     assert _state(conn, prefix, old.id) == "available"
     assert _state(conn, prefix, young.id) == "executing"
 
@@ -140,13 +139,13 @@ def test_pruner_deletes_old_finished_jobs_in_batches_and_can_be_off(make_engine,
             WHERE id <> %s""", [keep.id])
     monkeypatch.setattr(plugins, "PRUNE_BATCH", 10)
     _lead(eng)
-    assert prune(eng) == len(jobs)
+    assert testing.run_round(eng, "pruner") == len(jobs)
     left = conn.execute(f'SELECT id FROM "{prefix}".lysmore_jobs').fetchall()
     assert [r[0] for r in left] == [keep.id]
     keeper = make_engine(queues={"q": 1}, prune_max_age=None, node="keeps-history")
     conn.execute(f"""UPDATE "{prefix}".lysmore_jobs SET state = 'completed', completed_at = now() - interval '9 days'""")
     _lead(keeper) if not eng.is_leader else None
-    assert prune(keeper) == 0
+    assert testing.run_round(keeper, "pruner") == 0
 
 
 def test_stats_rollups_count_outcomes_per_minute(make_engine, conn, prefix) -> None:  # type: ignore[no-untyped-def]
@@ -225,7 +224,7 @@ def test_cron_inserts_one_job_per_instant_even_with_two_evaluators(make_engine, 
     entry = CronEntry("* * * * *", Tick, name="minutely", tolerance=3600)
     eng = make_engine(crontab=[entry])
     _lead(eng)
-    first, second = Cron(eng, [entry]), Cron(eng, [entry])
+    first, second = Cron(eng.store, eng._leader, [entry]), Cron(eng.store, eng._leader, [entry])
     assert first.tick() == 1
     assert second.tick() == 0  # the same instant, claimed already
     rows = conn.execute(f'SELECT name, job_id FROM "{prefix}".lysmore_cron_runs').fetchall()
@@ -237,10 +236,10 @@ def test_cron_does_nothing_without_a_live_term(make_engine, conn, prefix) -> Non
 
     entry = CronEntry("* * * * *", Tick, name="m", tolerance=3600)
     eng = make_engine(crontab=[entry])
-    assert Cron(eng, [entry]).tick() == 0
+    assert Cron(eng.store, eng._leader, [entry]).tick() == 0
     _lead(eng)
     conn.execute(f'UPDATE "{prefix}".lysmore_leader SET epoch = epoch + 1')  # someone else's term now
-    assert Cron(eng, [entry]).tick() == 0
+    assert Cron(eng.store, eng._leader, [entry]).tick() == 0
     assert conn.execute(f'SELECT count(*) FROM "{prefix}".lysmore_jobs').fetchone()[0] == 0
 
 
@@ -302,8 +301,8 @@ def test_cron_instants_missed_while_no_node_ran(make_engine, conn, prefix, polic
     if (now - now.replace(second=0, microsecond=0)).total_seconds() <= 1:
         pytest.skip("too close to a minute boundary for a one-second tolerance")
     _lead(eng)
-    assert Cron(eng, [entry]).tick() == expected
-    assert Cron(eng, [entry]).tick() == 0  # and never twice
+    assert Cron(eng.store, eng._leader, [entry]).tick() == expected
+    assert Cron(eng.store, eng._leader, [entry]).tick() == 0  # and never twice
 
 
 def test_reconcile_releases_rows_whose_fetch_answer_was_lost(make_engine, conn, prefix) -> None:  # type: ignore[no-untyped-def]
@@ -314,10 +313,10 @@ def test_reconcile_releases_rows_whose_fetch_answer_was_lost(make_engine, conn, 
     conn.execute(
         f"""UPDATE "{prefix}".lysmore_jobs SET state = 'executing', attempt = 1, node_id = %s,
             attempted_at = now() - interval '1 minute' WHERE id = %s""", [eng.node_id, job.id])
-    assert eng._reconcile(eng._producers["q"]) == 1
+    assert testing.reconcile(eng, "q") == 1
     stored = eng.get_job(job.id)
     assert stored.state.value == "available" and stored.attempt == 0
-    assert eng._reconcile(eng._producers["q"]) == 0
+    assert testing.reconcile(eng, "q") == 0
 
 
 def test_reset_queue_forgets_persisted_control(make_engine) -> None:  # type: ignore[no-untyped-def]

@@ -14,7 +14,6 @@ import logging
 from psycopg import sql
 
 from engine import Worker, testing
-from engine._producer import Producer
 from engine._queues import QueueConfig, parse_queue
 from engine._runner import run_job
 from tests.engine._support import set_row, start_node
@@ -52,11 +51,11 @@ def _limited(make_engine, allowed: int = 2):  # type: ignore[no-untyped-def]
 def test_fetch_records_finished_jobs_and_reuses_their_slots(make_engine, conn, prefix) -> None:  # type: ignore[no-untyped-def]
     eng, cfg = _limited(make_engine)
     eng.insert_all([Quick.new({"n": i}) for i in range(4)])
-    first, _ = eng._claim(Q, 2, cfg)
+    first = testing.fetch(eng, Q, 2, cfg)
     assert len(first) == 2
-    assert eng._claim(Q, 2, cfg)[0] == []  # the limit is full
+    assert testing.fetch(eng, Q, 2, cfg) == []  # the limit is full
     done = [run_job(job) for job in first]
-    second, _ = eng._claim(Q, 2, cfg, done)
+    second = testing.fetch(eng, Q, 2, cfg, done)
     assert len(second) == 2 and done == []  # recorded, and their slots taken again at once
     assert _states(conn, prefix, [j.id for j in first]) == {j.id: "completed" for j in first}
     assert _executing(conn, prefix) == 2
@@ -69,10 +68,10 @@ def test_a_stale_outcome_in_a_fetch_changes_nothing_and_is_announced(make_engine
     log = EventLog()
     eng.subscribe(log, kinds=["stale_ack"])
     eng.insert_all([Quick.new({"n": i}) for i in range(3)])
-    jobs, _ = eng._claim(Q, 2, cfg)
+    jobs = testing.fetch(eng, Q, 2, cfg)
     set_row(conn, prefix, jobs[0].id, attempt=5)  # moved on while it ran
     done = [run_job(job) for job in jobs]
-    fetched, _ = eng._claim(Q, 2, cfg, done)
+    fetched = testing.fetch(eng, Q, 2, cfg, done)
     states = _states(conn, prefix, [j.id for j in jobs])
     assert states == {jobs[0].id: "executing", jobs[1].id: "completed"}
     assert len(fetched) == 1  # one slot freed; the stale row still holds the other
@@ -83,9 +82,9 @@ def test_a_stale_outcome_in_a_fetch_changes_nothing_and_is_announced(make_engine
 def test_outcomes_are_recorded_when_the_global_limit_went_away(make_engine, conn, prefix) -> None:  # type: ignore[no-untyped-def]
     eng, cfg = _limited(make_engine)
     eng.insert_all([Quick.new({"n": i}) for i in range(3)])
-    jobs, _ = eng._claim(Q, 2, cfg)
+    jobs = testing.fetch(eng, Q, 2, cfg)
     done = [run_job(job) for job in jobs]
-    fetched, _ = eng._claim(Q, 2, QueueConfig(Q, 10), done)
+    fetched = testing.fetch(eng, Q, 2, QueueConfig(Q, 10), done)
     assert done == [] and len(fetched) == 1
     assert set(_states(conn, prefix, [j.id for j in jobs]).values()) == {"completed"}
 
@@ -93,13 +92,13 @@ def test_outcomes_are_recorded_when_the_global_limit_went_away(make_engine, conn
 def test_the_reconciler_leaves_jobs_whose_outcome_waits_for_a_fetch(make_engine, conn, prefix) -> None:  # type: ignore[no-untyped-def]
     eng, cfg = _limited(make_engine)
     job = eng.insert(Quick.new({"n": 1}))
-    (claimed,), _ = eng._claim(Q, 1, cfg)
-    producer = Producer(eng, cfg)  # not started: nothing else takes its outcomes
+    (claimed,) = testing.fetch(eng, Q, 1, cfg)
+    producer = testing.producer(eng, cfg)  # not started: nothing else takes its outcomes
     producer._done.append(run_job(claimed))
-    assert eng._reconcile(producer, older_than=0) == 0
+    assert producer.reconcile(older_than=0) == 0
     assert _states(conn, prefix, [job.id]) == {job.id: "executing"}
     producer._done.clear()  # the same row with nothing waiting is lost, and released
-    assert eng._reconcile(producer, older_than=0) == 1
+    assert producer.reconcile(older_than=0) == 1
     assert _states(conn, prefix, [job.id]) == {job.id: "available"}
 
 
@@ -118,8 +117,8 @@ def test_outcomes_go_to_the_acker_when_no_fetch_will_carry_them(make_engine, con
     eng.start()
     cfg = parse_queue(Q, {"local_limit": 3, "global_limit": 3})
     eng.insert_all([Quick.new({"n": i}) for i in range(3)])
-    a, b, c = eng._claim(Q, 3, cfg)[0]
-    producer = Producer(eng, cfg)  # not started: only what the test does happens
+    a, b, c = testing.fetch(eng, Q, 3, cfg)
+    producer = testing.producer(eng, cfg)  # not started: only what the test does happens
     producer._finish(run_job(a), carry=True)
     assert producer.carried_ids() == {a.id}  # waits for the next fetch
     producer.paused = True
@@ -136,9 +135,9 @@ def test_outcomes_go_to_the_acker_when_no_fetch_will_carry_them(make_engine, con
 def test_flush_waits_for_outcomes_held_by_a_producer(make_engine, conn, prefix) -> None:  # type: ignore[no-untyped-def]
     eng, cfg = _limited(make_engine)
     job = eng.insert(Quick.new({"n": 1}))
-    (claimed,), _ = eng._claim(Q, 1, cfg)
+    (claimed,) = testing.fetch(eng, Q, 1, cfg)
     eng._acker.start()
-    producer = eng._producers[Q] = Producer(eng, cfg)
+    producer = eng._producers[Q] = testing.producer(eng, cfg)
     producer._done.append(run_job(claimed))
     assert testing.flush(eng, 5)
     assert _states(conn, prefix, [job.id]) == {job.id: "completed"}
@@ -149,12 +148,12 @@ def test_a_failed_fetch_keeps_its_outcomes_and_leaves_the_connection_clean(make_
     eng = make_engine(queues={Q: {"global_limit": 2}}, pool_size=1)  # one connection: the next claim reuses it
     cfg = eng.queues[Q]
     eng.insert_all([Quick.new({"n": i}) for i in range(4)])
-    jobs, _ = eng._claim(Q, 2, cfg)
+    jobs = testing.fetch(eng, Q, 2, cfg)
     done = [run_job(job) for job in jobs]
     real_fetch = eng.q.jobs.fetch_global
     eng.q.jobs.fetch_global = sql.SQL("SELECT 1 / 0")  # type: ignore[assignment]  # fails after the ack ran
     try:
-        eng._claim(Q, 2, cfg, done)
+        testing.fetch(eng, Q, 2, cfg, done)
     except Exception as exc:
         assert "division by zero" in str(exc)
     else:
@@ -164,6 +163,6 @@ def test_a_failed_fetch_keeps_its_outcomes_and_leaves_the_connection_clean(make_
     assert not [r for r in caplog.records if r.name.startswith("psycopg")], caplog.text
     assert set(_states(conn, prefix, [j.id for j in jobs]).values()) == {"executing"}
     eng.q.jobs.fetch_global = real_fetch
-    fetched, _ = eng._claim(Q, 2, cfg, done)
+    fetched = testing.fetch(eng, Q, 2, cfg, done)
     assert done == [] and len(fetched) == 2
     assert set(_states(conn, prefix, [j.id for j in jobs]).values()) == {"completed"}

@@ -1,0 +1,427 @@
+"""The Store: the engine's one gateway to PostgreSQL, a method per statement of ``engine/sql``.
+
+It holds the pool (``Database``), the statements of one prefix and who this node is; nothing
+else. It starts no threads and knows none of the parts that call it: the producers, the acker,
+the leader's plugins and the Engine's public methods all come here for SQL, and decide for
+themselves what to do with the answer. Methods that take ``conn`` run in the caller's
+transaction when one is given.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from ._job import Job, JobSpec, specs_json
+from ._pool import Database
+from ._queues import Partition, QueueConfig
+from ._sql import Queries, channel
+from ._states import JobState
+
+INSERT_CHUNK = 5_000
+COPY_AT_LEAST = 100  # below this many plain jobs, one INSERT statement is as quick
+NO_PARTITION = Partition()
+ACK_COLUMNS = ("id", "attempt", "state", "delay", "extra_attempts", "error", "result", "meta")
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+@dataclass(frozen=True)
+class NodeId:
+    """Who this node is in the tables: the id its rows carry and the name people see."""
+
+    id: uuid.UUID
+    name: str
+
+
+@dataclass
+class Fetched:
+    """What one fetch did: the jobs it claimed, the outcomes it recorded on the way (their ids,
+    or None when it carried none) and, when a rate window is full, seconds until it frees a slot."""
+
+    jobs: list[Job]
+    recorded: set[int] | None = None
+    rate_wait: float | None = None
+
+
+class Store:
+    """A method per statement, over one pool, for one prefix and one node."""
+
+    def __init__(self, db: Database, prefix: str, node: NodeId) -> None:
+        self.db = db
+        self.prefix = prefix
+        self.node = node
+        self.q = Queries(prefix)
+        self.channel = channel(prefix)
+
+    # -- inserting -------------------------------------------------------------------------------
+    def insert(self, specs: list[JobSpec], conn: psycopg.Connection | None = None) -> list[Job]:
+        """Save ``specs`` all or none (in ``conn``'s transaction when given); results in order."""
+        with self.db.connection(conn) as c:
+            if len(specs) == 1 and specs[0].unique is None:
+                return self._insert_rows(c, specs)  # one statement: atomic without a transaction
+        with self.db.atomic(conn) as c:
+            return self._insert_many(c, specs)
+
+    def _insert_many(self, c: psycopg.Connection, specs: list[JobSpec]) -> list[Job]:
+        results: list[Job | None] = [None] * len(specs)
+        plain = [i for i, s in enumerate(specs) if s.unique is None]
+        for chunk in _chunks(plain, INSERT_CHUNK):
+            batch = [specs[i] for i in chunk]
+            if len(batch) >= COPY_AT_LEAST and all(s.plain() for s in batch):
+                jobs = self._insert_copy(c, batch)
+            else:
+                jobs = self._insert_rows(c, batch)
+            for i, job in zip(chunk, jobs, strict=True):
+                results[i] = job
+        by_key: dict[str, Job] = {}
+        woken: set[str] = set()
+        for i, spec in enumerate(specs):
+            if spec.unique is None:
+                continue
+            key = spec.unique["key"]
+            if key in by_key:  # the same job twice in one call: one row, the rest conflicts
+                results[i] = dataclasses.replace(by_key[key], conflict=True)
+                continue
+            job = self._insert_unique(c, spec)
+            by_key[key] = job
+            results[i] = job
+            if not job.conflict and job.state is JobState.AVAILABLE:
+                woken.add(job.queue)
+        if woken:
+            self.notify(sorted(woken), c)
+        return [job for job in results if job is not None]
+
+    def _insert_unique(self, c: psycopg.Connection, spec: JobSpec) -> Job:
+        assert spec.unique is not None
+        opts = spec.unique
+        with c.cursor(row_factory=dict_row) as cur:
+            cur.execute(self.q.jobs.unique_expire, {"unique_key": opts["key"], "period": opts["period"]})
+            cur.execute(
+                self.q.jobs.insert_unique,
+                {"queue": spec.queue, "worker": spec.worker, "args": Jsonb(spec.args), "meta": Jsonb(spec.meta),
+                 "tags": spec.tags, "priority": spec.priority, "max_attempts": spec.max_attempts,
+                 "scheduled_at": spec.scheduled_at, "schedule_in": spec.schedule_in,
+                 "unique_key": opts["key"], "unique_states": opts["states"], "replace": Jsonb(opts["replace"])},
+            )
+            row = cur.fetchone()
+        assert row is not None
+        job = Job.from_row(row)
+        job.conflict = not row["inserted"]
+        return job
+
+    def _insert_copy(self, c: psycopg.Connection, specs: Sequence[JobSpec]) -> list[Job]:
+        """Bulk path for jobs due now with no workflow or uniqueness: COPY with reserved ids."""
+        row = c.execute(
+            self.q.jobs.reserve_ids, {"table": f'"{self.prefix}".lysmore_jobs', "n": len(specs)}
+        ).fetchone()
+        assert row is not None
+        now, ids = row
+        with c.cursor() as cur, cur.copy(self.q.jobs.copy) as copy:
+            for job_id, s in zip(ids, specs, strict=True):
+                copy.write_row(
+                    (job_id, s.queue, s.worker, Jsonb(s.args), Jsonb(s.meta), s.tags, s.priority, s.max_attempts)
+                )
+        self.notify(sorted({s.queue for s in specs}), c)
+        return [s.saved(i, "available", now, now) for i, s in zip(ids, specs, strict=True)]
+
+    def _insert_rows(self, c: psycopg.Connection, specs: Sequence[JobSpec]) -> list[Job]:
+        rows = c.execute(self.q.jobs.insert, {"rows": specs_json(specs), "channel": self.channel}).fetchall()
+        if len(rows) != len(specs):
+            raise AssertionError(f"inserted {len(rows)} rows for {len(specs)} jobs")
+        return [spec.saved(*row) for spec, row in zip(specs, rows, strict=True)]
+
+    # -- reading and changing jobs by id ---------------------------------------------------------
+    def get_jobs(self, ids: list[int]) -> list[Job]:
+        with self.db.connection() as c, c.cursor(row_factory=dict_row) as cur:
+            cur.execute(self.q.jobs.get, {"id": ids})
+            return [Job.from_row(r) for r in cur.fetchall()]
+
+    def cancel(self, c: psycopg.Connection, ids: Sequence[int], from_states: list[str]) -> list[tuple[int, str]]:
+        """Cancel those of ``ids`` in ``from_states``: (id, state it was in)."""
+        rows = c.execute(self.q.jobs.cancel, {"id": list(ids), "from": from_states, "channel": self.channel})
+        return [(r[0], r[1]) for r in rows.fetchall()]
+
+    def retry(self, ids: list[int], from_states: list[str], conn: psycopg.Connection | None = None) -> list[int]:
+        with self.db.connection(conn) as c:
+            rows = c.execute(self.q.jobs.retry, {"id": ids, "from": from_states, "channel": self.channel})
+            return [r[0] for r in rows.fetchall()]
+
+    def delete(self, ids: list[int], from_states: list[str], conn: psycopg.Connection | None = None) -> list[int]:
+        with self.db.connection(conn) as c:
+            return [r[0] for r in c.execute(self.q.jobs.delete, {"id": ids, "from": from_states}).fetchall()]
+
+    # -- the job path: fetch, record ---------------------------------------------------------------
+    def ack_params(self, outcome_params: Sequence[tuple[Any, ...]], wake: list[str]) -> dict[str, Any]:
+        """The parameters of ``q.jobs.ack`` for outcomes (``Outcome.params()`` each); ``wake`` names
+        the queues whose freed global slots should be announced."""
+        columns = list(zip(*outcome_params, strict=True))
+        params: dict[str, Any] = {n: list(col) for n, col in zip(ACK_COLUMNS, columns, strict=True)}
+        params.update(node_id=self.node.id, channel=self.channel, wake=wake)
+        return params
+
+    def fetch(
+        self, queue: str, demand: int, limits: QueueConfig | None, ack: dict[str, Any] | None, node_ttl: float
+    ) -> Fetched:
+        """Claim up to ``demand`` jobs of ``queue`` for this node.
+
+        Unlimited queues take one statement. Under a global or rate limit the fetch runs under
+        the queue's advisory lock, and ``ack`` (outcomes of this queue, as ``ack_params``) is
+        recorded in the same transaction just before it, so the slots they held are free for
+        this very fetch: one round trip, a pipeline of BEGIN, lock, ack, fetch, COMMIT (psycopg's
+        transaction() block would add round trips of its own). On an error the pooled
+        connection's context rolls the transaction back.
+        """
+        params: dict[str, Any] = {
+            "queue": queue, "demand": demand, "node_id": self.node.id, "node_name": self.node.name,
+        }
+        with self.db.connection() as c, c.cursor(row_factory=dict_row) as cur:
+            if limits is None or (limits.global_limit is None and limits.rate_limit is None):
+                cur.execute(self.q.jobs.fetch, params)
+                return Fetched([Job.from_row(r) for r in cur.fetchall()])
+            g, r = limits.global_limit, limits.rate_limit
+            params.update(
+                g_allowed=g.allowed if g else None,
+                g_partitioned=bool(g and g.partition),
+                r_allowed=r.allowed if r else None,
+                r_period=r.period if r else 0.0,
+                node_ttl=node_ttl,
+                **(g.partition if g and g.partition else NO_PARTITION).params("g"),
+                **(r.partition if r and r.partition else NO_PARTITION).params("r"),
+            )
+            plain_global = r is None and g is not None and g.partition is None
+            acked = c.cursor()
+            with c.pipeline():
+                c.execute("BEGIN")
+                cur.execute(self.q.queues.lock, {"key": f"{self.prefix}.{queue}"})
+                if ack is not None:  # no wake-up from this ack: the fetch below takes the freed slots
+                    acked.execute(self.q.jobs.ack, {**ack, "wake": []})
+                cur.execute(self.q.jobs.fetch_global if plain_global else self.q.jobs.fetch_limited, params)
+                c.execute("COMMIT")
+            fetched = Fetched([Job.from_row(row) for row in cur.fetchall()])
+            if ack is not None:
+                fetched.recorded = {row[0] for row in acked.fetchall()}
+                if len(fetched.jobs) < len(fetched.recorded):  # ... unless it could not: other nodes may
+                    self.notify([queue], c)
+            if r is not None and len(fetched.jobs) < demand:
+                row = cur.execute(self.q.queues.rate_next, params).fetchone()
+                value = next(iter(row.values())) if row else None
+                fetched.rate_wait = max(0.0, float(value)) + 0.001 if value is not None else None
+            return fetched
+
+    def record(self, ack: dict[str, Any], workflows: list[Any]) -> set[int]:
+        """Write outcomes (``ack_params``) in one compare-and-set statement; the ids it applied.
+
+        With ``workflows`` (of outcomes that finish a step) they are locked first and their held
+        steps resolved after, all in one transaction, so a step is promoted exactly once whichever
+        node finishes last.
+        """
+        with self.db.connection() as c:
+            if not workflows:
+                return {r[0] for r in c.execute(self.q.jobs.ack, ack).fetchall()}
+            with c.transaction():
+                self.lock_workflows(c, workflows)
+                hit = {r[0] for r in c.execute(self.q.jobs.ack, ack).fetchall()}
+                self.resolve_workflows(c, workflows)
+            return hit
+
+    def refused(self, ids: list[int]) -> dict[int, tuple[Any, ...]]:
+        """Of jobs whose ack changed nothing: id -> (state, attempt, node_id, last error) now."""
+        with self.db.connection() as c:
+            return {r[0]: tuple(r[1:]) for r in c.execute(self.q.jobs.refused, {"id": ids})}
+
+    def lost(self, ids: list[int], attempts: list[int]) -> dict[int, str | None]:
+        """Of these executions, those whose row no longer says this node runs them: id -> state
+        now (None when the row was deleted)."""
+        with self.db.connection() as c:
+            rows = c.execute(self.q.jobs.lost, {"id": ids, "attempt": attempts, "node_id": self.node.id})
+            return {r[0]: r[1] for r in rows.fetchall()}
+
+    def executing_here(self, queue: str, older_than: float) -> list[tuple[int, int]]:
+        """(id, attempt) of rows of ``queue`` executing on this node for longer than ``older_than``."""
+        with self.db.connection() as c:
+            rows = c.execute(self.q.jobs.executing_here,
+                             {"node_id": self.node.id, "queue": queue, "older_than": older_than})
+            return [(r[0], r[1]) for r in rows.fetchall()]
+
+    def release(self, rows: list[tuple[int, int]]) -> int:
+        """Give (id, attempt) rows this node executes back to available, attempt restored."""
+        with self.db.connection() as c:
+            done = c.execute(
+                self.q.jobs.release,
+                {"id": [r[0] for r in rows], "attempt": [r[1] for r in rows],
+                 "node_id": self.node.id, "channel": self.channel},
+            ).fetchall()
+        return len(done)
+
+    # -- sweeps --------------------------------------------------------------------------------------
+    def stage(self, limit: int = 5000) -> None:
+        """Make due scheduled and retryable jobs available."""
+        with self.db.connection() as c:
+            c.execute(self.q.jobs.stage, {"limit": limit, "channel": self.channel})
+
+    def stage_queue_now(self, queue: str) -> None:
+        """Make every scheduled and retryable job of ``queue`` available, due or not (tests)."""
+        with self.db.connection() as c:
+            c.execute(self.q.jobs.stage_queue_now, {"queue": queue})
+
+    def rescue(self, node_ttl: float, orphan_after: float, limit: int) -> int:
+        """Give the jobs of dead nodes (and orphans) back; how many."""
+        with self.db.connection() as c:
+            params = {"node_ttl": node_ttl, "orphan_after": orphan_after, "limit": limit, "channel": self.channel}
+            return len(c.execute(self.q.jobs.rescue, params).fetchall())
+
+    def prune(self, max_age: float, limit: int) -> int:
+        """Delete up to ``limit`` finished jobs older than ``max_age`` seconds; how many."""
+        with self.db.connection() as c:
+            return c.execute(self.q.jobs.prune, {"max_age": max_age, "limit": limit}).rowcount
+
+    def prune_stats(self, stats_retention: float, cron_retention: float) -> None:
+        with self.db.connection() as c:
+            c.execute(self.q.stats.prune, {"stats_retention": stats_retention, "cron_retention": cron_retention})
+
+    # -- nodes and leadership -------------------------------------------------------------------------
+    def register(self, host: str, pid: int, meta: dict[str, Any], conn: psycopg.Connection | None = None) -> None:
+        with self.db.connection(conn) as c:
+            c.execute(self.q.nodes.register,
+                      {"node_id": self.node.id, "name": self.node.name, "host": host, "pid": pid, "meta": Jsonb(meta)})
+
+    def heartbeat(self, queues: list[str], running: list[int]) -> bool:
+        """Renew this node's row and its producers' running counts; False when the row was gone."""
+        with self.db.connection() as c:
+            row = c.execute(self.q.nodes.heartbeat,
+                            {"node_id": self.node.id, "queue": queues, "running": running}).fetchone()
+        return not (row is not None and row[0] == 0)
+
+    def delete_node(self) -> None:
+        with self.db.connection() as c:
+            c.execute(self.q.nodes.delete, {"node_id": self.node.id})
+
+    def reap_nodes(self, forget_after: float) -> list[str]:
+        """Forget nodes silent for ``forget_after`` seconds; their names."""
+        with self.db.connection() as c:
+            return [r[0] for r in c.execute(self.q.nodes.reap, {"forget_after": forget_after}).fetchall()]
+
+    def elect(self, lease: float) -> int | None:
+        """Take the leader's lease if free or expired, renew it if ours: the epoch, or None."""
+        with self.db.connection() as c:
+            row = c.execute(self.q.nodes.leader_elect,
+                            {"node_id": self.node.id, "node_name": self.node.name, "lease": lease}).fetchone()
+        return None if row is None else int(row[0])
+
+    def resign(self, epoch: int) -> None:
+        with self.db.connection() as c:
+            c.execute(self.q.nodes.leader_resign, {"node_id": self.node.id, "epoch": epoch})
+
+    # -- queues ----------------------------------------------------------------------------------------
+    def notify(self, queues: list[str], conn: psycopg.Connection | None = None) -> None:
+        """Tell every node that ``queues`` have jobs to fetch."""
+        with self.db.connection(conn) as c:
+            c.execute(self.q.queues.notify, {"channel": self.channel, "queue": queues})
+
+    def queue_settings(self, queue: str) -> list[tuple[Any, ...]]:
+        """Persisted settings rows of ``queue`` for every node ('*') and for this node."""
+        with self.db.connection() as c:
+            rows = c.execute(self.q.queues.settings_read, {"queue": queue, "node_name": self.node.name})
+            return [tuple(r) for r in rows.fetchall()]
+
+    def write_queue_settings(self, params: dict[str, Any], conn: psycopg.Connection | None = None) -> None:
+        with self.db.connection(conn) as c:
+            limits = {k: None if params[k] is None else Jsonb(params[k]) for k in ("global_limit", "rate_limit")}
+            c.execute(self.q.queues.settings_write, {**params, **limits, "channel": self.channel})
+
+    def reset_queue_settings(self, queue: str, node: str | None) -> None:
+        with self.db.connection() as c:
+            c.execute(self.q.queues.settings_reset, {"queue": queue, "node": node, "channel": self.channel})
+
+    def control_state(self, queue: str, node: str, node_ttl: float) -> list[tuple[Any, ...]]:
+        """(node name, paused, local limit) of the live producers of ``queue`` (on ``node`` or '*')."""
+        with self.db.connection() as c:
+            rows = c.execute(self.q.queues.control_state, {"queue": queue, "node": node, "node_ttl": node_ttl})
+            return [tuple(r) for r in rows.fetchall()]
+
+    def record_producer(self, queue: str, local_limit: int, paused: bool, running: int, meta: dict[str, Any]) -> None:
+        with self.db.connection() as c:
+            c.execute(
+                self.q.queues.producer_upsert,
+                {"node_id": self.node.id, "queue": queue, "local_limit": local_limit, "paused": paused,
+                 "running": running, "meta": Jsonb(meta)},
+            )
+
+    # -- workflows ---------------------------------------------------------------------------------------
+    def workflows_of(self, c: psycopg.Connection, ids: list[int]) -> list[Any]:
+        return [r[0] for r in c.execute(self.q.workflows.of_jobs, {"id": ids}).fetchall()]
+
+    def lock_workflows(self, c: psycopg.Connection, workflows: Sequence[Any]) -> None:
+        c.execute(self.q.workflows.lock, {"ids": list(workflows)})
+
+    def resolve_workflows(self, c: psycopg.Connection, workflows: Sequence[Any]) -> None:
+        """Promote or cancel held steps of ``workflows`` (already locked), down the whole graph."""
+        for _ in range(1000):
+            row = c.execute(self.q.workflows.resolve, {"ids": list(workflows), "channel": self.channel}).fetchone()
+            if row is None or not row[1]:
+                return
+
+    def step_ids(self, c: psycopg.Connection, workflow_id: uuid.UUID | str, states: Iterable[JobState]) -> list[int]:
+        params = {"workflow_id": workflow_id, "states": sorted(s.value for s in states)}
+        return [r[0] for r in c.execute(self.q.workflows.step_ids, params).fetchall()]
+
+    def workflow_steps(self, workflow_id: uuid.UUID | str) -> list[Job]:
+        with self.db.connection() as c, c.cursor(row_factory=dict_row) as cur:
+            cur.execute(self.q.workflows.steps, {"workflow_id": workflow_id})
+            return [Job.from_row(r) for r in cur.fetchall()]
+
+    def workflow_results(self, workflow_id: uuid.UUID | str, steps: list[str]) -> dict[str, Any]:
+        with self.db.connection() as c:
+            rows = c.execute(self.q.workflows.results, {"workflow_id": workflow_id, "steps": steps}).fetchall()
+        return {r[0]: r[1] for r in rows}
+
+    def sweep_workflows(self, limit: int = 500) -> int:
+        """Resolve workflows whose held steps wait on finished dependencies; how many."""
+        with self.db.connection() as c:
+            stuck = sorted((r[0] for r in c.execute(self.q.workflows.stuck, {"limit": limit}).fetchall()), key=str)
+            if stuck:
+                with c.transaction():
+                    self.lock_workflows(c, stuck)
+                    self.resolve_workflows(c, stuck)
+        return len(stuck)
+
+    # -- cron ------------------------------------------------------------------------------------------
+    def now(self, c: psycopg.Connection) -> datetime:
+        row = c.execute("SELECT now()").fetchone()
+        assert row is not None
+        now: datetime = row[0]
+        return now
+
+    def cron_last(self, c: psycopg.Connection, name: str) -> datetime | None:
+        row = c.execute(self.q.cron.last, {"name": name}).fetchone()
+        return row[0] if row else None
+
+    def cron_claim(self, c: psycopg.Connection, name: str, instant: datetime, epoch: int) -> bool:
+        """Claim the run of entry ``name`` at ``instant`` under leadership ``epoch``; False if taken."""
+        params = {"name": name, "instant": instant, "node_id": self.node.id, "epoch": epoch}
+        return c.execute(self.q.cron.claim, params).fetchone() is not None
+
+    def cron_link(self, c: psycopg.Connection, name: str, instant: datetime, job_id: int) -> None:
+        c.execute(self.q.cron.link, {"name": name, "instant": instant, "job_id": job_id})
+
+    # -- audit ---------------------------------------------------------------------------------------
+    def audit(self, entry: dict[str, Any], conn: psycopg.Connection | None = None) -> int:
+        with self.db.connection(conn) as c:
+            row = c.execute(
+                self.q.audit.insert,
+                {**entry, "targets": Jsonb(entry["targets"]), "detail": Jsonb(entry["detail"])},
+            ).fetchone()
+        assert row is not None
+        return int(row[0])
