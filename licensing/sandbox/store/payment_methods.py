@@ -70,6 +70,13 @@ def _new_card_pm(card: cards.CardProfile, *, exp_month: int = 12, exp_year: int 
     }
 
 
+def _of_type(found: list[Obj], params: Params) -> list[Obj]:
+    """``found`` cut to the ``type`` asked for (checked per object, so an empty list never refuses it)."""
+    if "type" not in params:
+        return found
+    return [p for p in found if p["type"] == as_str(params["type"], "type")]
+
+
 def _billing_details(raw: Any, current: Obj) -> Obj:
     merged = copy.deepcopy(current)
     for key, value in as_dict(raw, "billing_details").items():
@@ -232,7 +239,7 @@ class PaymentMethods:
             if "customer" in params:
                 self._core.get("customer", as_str(params["customer"], "customer"), param="customer")
                 found = matching(found, params, "customer")
-            return self._core.paginate(matching(found, params, "type"), params, "/v1/payment_methods")
+            return self._core.paginate(_of_type(found, params), params, "/v1/payment_methods")
 
     def list_customer_payment_methods(self, params: Params, ctx: RequestContext, id: str) -> Obj:
         """GET /v1/customers/{id}/payment_methods."""
@@ -240,4 +247,4 @@ class PaymentMethods:
             check_known(params, ("type", "allow_redisplay", *PAGING))
             self._core.get("customer", id)
             found = [p for p in self._core.tables["payment_method"].values() if p["customer"] == id]
-            return self._core.paginate(matching(found, params, "type"), params, f"/v1/customers/{id}/payment_methods")
+            return self._core.paginate(_of_type(found, params), params, f"/v1/customers/{id}/payment_methods")
