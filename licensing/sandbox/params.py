@@ -131,6 +131,21 @@ def as_list(value: Any, name: str) -> list[Any]:
     return value
 
 
+#: The fields of a Stripe address hash, in the order Stripe lists them.
+ADDRESS_FIELDS = ("city", "country", "line1", "line2", "postal_code", "state")
+
+
+def as_address(value: Any, name: str) -> dict[str, Any] | None:
+    """An address hash with every field present (``None`` when unset), or ``None`` when sent empty."""
+    if value == "":
+        return None
+    given = as_dict(value, name)
+    for key in given:
+        if key not in ADDRESS_FIELDS:
+            raise unknown_parameter(f"{name}[{key}]")
+    return {k: given.get(k) or None for k in ADDRESS_FIELDS}
+
+
 def merge_metadata(current: dict[str, str], update: Any) -> dict[str, str]:
     """Apply a metadata update like Stripe: empty string clears all, empty value deletes a key."""
     if update == "":

@@ -122,9 +122,9 @@ class StripeSandbox:
         self.webhooks = WebhookDispatcher(
             retry_delays=webhook_retry_delays,
             timeout=webhook_timeout,
-            on_delivered=self.store.webhook_delivered,
+            on_delivered=self.store.event_log.delivered,
         )
-        self.store.add_listener(self.webhooks.enqueue)
+        self.store.event_log.add_listener(self.webhooks.enqueue)
         self._log_lock = threading.Lock()
         self._log_cond = threading.Condition(self._log_lock)
         self._requests: list[RequestRecord] = []
@@ -264,12 +264,12 @@ class StripeSandbox:
         enabled_events: Iterable[str] | None = None,
     ) -> WebhookEndpoint:
         """Deliver future events (matching ``enabled_events``, default all) to ``url``, signed with ``secret``."""
-        obj, secret = self.store.add_webhook_endpoint(url, secret=secret, enabled_events=enabled_events)
+        obj, secret = self.store.webhook_endpoints.add(url, secret=secret, enabled_events=enabled_events)
         return WebhookEndpoint(obj["id"], obj["url"], tuple(obj["enabled_events"]), secret)
 
     def remove_webhook_endpoint(self, endpoint_id: str) -> bool:
         """Stop delivering to an endpoint; ``False`` if it did not exist."""
-        return self.store.remove_webhook_endpoint(endpoint_id)
+        return self.store.webhook_endpoints.remove(endpoint_id)
 
     def wait_for_webhooks(self, timeout: float = 10.0) -> bool:
         """Block until every queued webhook delivery (retries included) has finished."""
@@ -336,34 +336,34 @@ class StripeSandbox:
     def _build_app(self) -> Starlette:
         s = self.store
         api: list[tuple[str, str, Handler]] = [
-            ("/v1/customers", "POST", s.create_customer),
-            ("/v1/customers", "GET", s.list_customers),
-            ("/v1/customers/{id}", "GET", s.retrieve_customer),
-            ("/v1/customers/{id}", "POST", s.update_customer),
-            ("/v1/customers/{id}", "DELETE", s.delete_customer),
-            ("/v1/customers/{id}/payment_methods", "GET", s.list_customer_payment_methods),
-            ("/v1/payment_methods", "POST", s.create_payment_method),
-            ("/v1/payment_methods", "GET", s.list_payment_methods),
-            ("/v1/payment_methods/{id}", "GET", s.retrieve_payment_method),
-            ("/v1/payment_methods/{id}", "POST", s.update_payment_method),
-            ("/v1/payment_methods/{id}/attach", "POST", s.attach_payment_method),
-            ("/v1/payment_methods/{id}/detach", "POST", s.detach_payment_method),
-            ("/v1/products", "GET", s.list_products),
-            ("/v1/products/{id}", "GET", s.retrieve_product),
-            ("/v1/prices", "GET", s.list_prices),
-            ("/v1/prices/{id}", "GET", s.retrieve_price),
-            ("/v1/subscriptions", "POST", s.create_subscription),
-            ("/v1/subscriptions", "GET", s.list_subscriptions),
-            ("/v1/subscriptions/{id}", "GET", s.retrieve_subscription),
-            ("/v1/subscriptions/{id}", "POST", s.update_subscription),
-            ("/v1/subscriptions/{id}", "DELETE", s.cancel_subscription),
-            ("/v1/events", "GET", s.list_events),
-            ("/v1/events/{id}", "GET", s.retrieve_event),
-            ("/v1/webhook_endpoints", "POST", s.create_webhook_endpoint),
-            ("/v1/webhook_endpoints", "GET", s.list_webhook_endpoints),
-            ("/v1/webhook_endpoints/{id}", "GET", s.retrieve_webhook_endpoint),
-            ("/v1/webhook_endpoints/{id}", "POST", s.update_webhook_endpoint),
-            ("/v1/webhook_endpoints/{id}", "DELETE", s.delete_webhook_endpoint),
+            ("/v1/customers", "POST", s.customers.create_customer),
+            ("/v1/customers", "GET", s.customers.list_customers),
+            ("/v1/customers/{id}", "GET", s.customers.retrieve_customer),
+            ("/v1/customers/{id}", "POST", s.customers.update_customer),
+            ("/v1/customers/{id}", "DELETE", s.customers.delete_customer),
+            ("/v1/customers/{id}/payment_methods", "GET", s.payment_methods.list_customer_payment_methods),
+            ("/v1/payment_methods", "POST", s.payment_methods.create_payment_method),
+            ("/v1/payment_methods", "GET", s.payment_methods.list_payment_methods),
+            ("/v1/payment_methods/{id}", "GET", s.payment_methods.retrieve_payment_method),
+            ("/v1/payment_methods/{id}", "POST", s.payment_methods.update_payment_method),
+            ("/v1/payment_methods/{id}/attach", "POST", s.payment_methods.attach_payment_method),
+            ("/v1/payment_methods/{id}/detach", "POST", s.payment_methods.detach_payment_method),
+            ("/v1/products", "GET", s.catalog.list_products),
+            ("/v1/products/{id}", "GET", s.catalog.retrieve_product),
+            ("/v1/prices", "GET", s.catalog.list_prices),
+            ("/v1/prices/{id}", "GET", s.catalog.retrieve_price),
+            ("/v1/subscriptions", "POST", s.subscriptions.create_subscription),
+            ("/v1/subscriptions", "GET", s.subscriptions.list_subscriptions),
+            ("/v1/subscriptions/{id}", "GET", s.subscriptions.retrieve_subscription),
+            ("/v1/subscriptions/{id}", "POST", s.subscriptions.update_subscription),
+            ("/v1/subscriptions/{id}", "DELETE", s.subscriptions.cancel_subscription),
+            ("/v1/events", "GET", s.event_log.list_events),
+            ("/v1/events/{id}", "GET", s.event_log.retrieve_event),
+            ("/v1/webhook_endpoints", "POST", s.webhook_endpoints.create_webhook_endpoint),
+            ("/v1/webhook_endpoints", "GET", s.webhook_endpoints.list_webhook_endpoints),
+            ("/v1/webhook_endpoints/{id}", "GET", s.webhook_endpoints.retrieve_webhook_endpoint),
+            ("/v1/webhook_endpoints/{id}", "POST", s.webhook_endpoints.update_webhook_endpoint),
+            ("/v1/webhook_endpoints/{id}", "DELETE", s.webhook_endpoints.delete_webhook_endpoint),
         ]
         routes = [Route(path, self._endpoint(handler), methods=[method]) for path, method, handler in api]
         routes += [

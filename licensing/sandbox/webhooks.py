@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from .store import WebhookTarget
+from .store.webhook_endpoints import WebhookTarget
 
 log = logging.getLogger(__name__)
 
