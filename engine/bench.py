@@ -36,6 +36,7 @@ class BenchResult:
     latency_p50_ms: float
     latency_p95_ms: float
     options: dict[str, Any]
+    history: int = 0  # finished jobs in the table before the bench's own
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -54,10 +55,43 @@ def _wait_acked(eng: Engine, target: int, timeout: float) -> None:
         time.sleep(0.002)
 
 
+HISTORY_SQL = """
+INSERT INTO {jobs} (state, queue, worker, args, attempt, max_attempts, errors, result,
+                    inserted_at, scheduled_at, attempted_at, completed_at, discarded_at, cancelled_at,
+                    attempted_by)
+SELECT s.state::{state_type}, {queue}, {worker}, jsonb_build_object('h', g), 1, 1,
+       CASE WHEN s.state = 'completed' THEN '[]'::jsonb
+            ELSE jsonb_build_array(jsonb_build_object('attempt', 1, 'error', 'history'))
+       END,
+       CASE WHEN s.state = 'completed' THEN '{{}}'::jsonb END,
+       t.at - interval '1 second', t.at - interval '1 second', t.at - interval '10 milliseconds',
+       CASE WHEN s.state = 'completed' THEN t.at END,
+       CASE WHEN s.state = 'discarded' THEN t.at END,
+       CASE WHEN s.state = 'cancelled' THEN t.at END,
+       ARRAY['history', '00000000-0000-0000-0000-000000000000']
+FROM generate_series(1, %(n)s::bigint) AS g,
+     LATERAL (SELECT now() - make_interval(secs => 86400.0 * g / %(n)s) AS at) AS t,
+     LATERAL (SELECT CASE WHEN g %% 50 = 0 THEN 'discarded' WHEN g %% 97 = 0 THEN 'cancelled'
+                          ELSE 'completed' END AS state) AS s
+"""
+
+
+def seed_history(eng: Engine, n: int) -> None:
+    """Put ``n`` finished jobs (98% completed, the rest discarded or cancelled) spread over the
+    last day into the table, as a pruner keeping a day of history would leave them."""
+    with eng.connection() as c:
+        c.execute(sql.SQL(HISTORY_SQL).format(
+            jobs=eng.q.table("jobs"), state_type=sql.SQL("{}.lysmore_job_state").format(sql.Identifier(eng.prefix)),
+            queue=sql.Literal(QUEUE), worker=sql.Literal(BenchNoop.name),
+        ), {"n": n})
+        c.execute(sql.SQL("VACUUM ANALYZE {}").format(eng.q.table("jobs")))
+
+
 def run_bench(
     database_url: str | None = None,
     *,
     jobs: int = 20_000,
+    history: int = 0,
     concurrency: int = 10,
     singles: int = 2_000,
     latency_samples: int = 200,
@@ -73,6 +107,9 @@ def run_bench(
     try:
         inserter.migrate()
         made = True
+        if history:
+            say(f"history: {history} finished jobs")
+            seed_history(inserter, history)
         # single inserts, one statement and commit each
         n_single = min(singles, jobs)
         say(f"single inserts: {n_single}")
@@ -80,8 +117,8 @@ def run_bench(
         for i in range(n_single):
             inserter.insert(BenchNoop.new({"i": i}))
         insert_single = n_single / (time.perf_counter() - t0)
-        with inserter.connection() as c:
-            c.execute(sql.SQL("DELETE FROM {}.lysmore_jobs").format(sql.Identifier(prefix)))
+        with inserter.connection() as c:  # the singles go; the history stays
+            c.execute(sql.SQL("DELETE FROM {}.lysmore_jobs WHERE state = 'available'").format(sql.Identifier(prefix)))
 
         # bulk insert of every job
         say(f"bulk insert: {jobs}")
@@ -129,6 +166,7 @@ def run_bench(
             latency_p50_ms=round(statistics.median(samples), 2),
             latency_p95_ms=round(quantiles[94], 2),
             options=queue_options or {},
+            history=history,
         )
     finally:
         try:

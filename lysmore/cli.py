@@ -115,15 +115,18 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             from engine import InvalidConfig
 
             raise InvalidConfig(f"--rate-limit takes ALLOWED/PERIOD, e.g. 1000/1, got {args.rate_limit!r}") from None
+    if args.history < 0:
+        raise CommandError("--history takes a number of finished jobs, 0 or more")
     result = run_bench(
         args.database_url, jobs=args.jobs, concurrency=args.concurrency, progress=progress,
-        queue_options=options or None,
+        queue_options=options or None, history=args.history,
     )
     data = result.as_dict()
     if args.json:
         print(json.dumps(data))
     else:
-        print(f"jobs {result.jobs}, concurrency {result.concurrency}")
+        print(f"jobs {result.jobs}, concurrency {result.concurrency}"
+              + (f", {result.history:,} finished jobs already in the table" if result.history else ""))
         print(f"  single insert   {result.insert_single_per_s:>12,.0f} jobs/s")
         print(f"  bulk insert     {result.insert_bulk_per_s:>12,.0f} jobs/s")
         print(f"  processing      {result.process_per_s:>12,.0f} jobs/s")
@@ -357,6 +360,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int, default=10, help="local limit of the bench queue (default 10)")
     p.add_argument("--global-limit", type=int, help="run the bench queue with this global limit")
     p.add_argument("--rate-limit", help="run the bench queue with a rate limit ALLOWED/PERIOD (seconds)")
+    p.add_argument("--history", type=int, default=0, metavar="N",
+                   help="put N finished jobs (a day of history) in the table first (default 0)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--dashboard", action="store_true",
                    help="time the dashboard's reads and filters on a seeded schema instead")
