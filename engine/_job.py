@@ -109,17 +109,33 @@ def _at_least(value: Any, limit: int) -> int:
     return total
 
 
-def check_json(name: str, value: Any, max_bytes: int = MAX_ARGS_BYTES) -> dict[str, Any]:
-    """Return ``value`` if it is a JSON object PostgreSQL's jsonb will take, else raise."""
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _flat(value: dict[str, Any]) -> bool:
+    """True when ``value`` has text keys and values that JSON gives back as they are (str, int,
+    float, bool, None, not subclasses): a copy of it is what a JSON round trip would return."""
+    for key, item in value.items():
+        if type(key) is not str or type(item) not in _SCALARS:
+            return False
+    return True
+
+
+def check_json(name: str, value: Any, max_bytes: int = MAX_ARGS_BYTES) -> tuple[dict[str, Any], str]:
+    """``value`` as stored and its JSON text, if it is a JSON object PostgreSQL's jsonb will take;
+    else ``InvalidJob`` naming the problem."""
     if not isinstance(value, dict):
         raise InvalidJob(f"{name} must be a dict (a JSON object), got {type(value).__name__}")
+    if not value:
+        return {}, "{}"
     try:
         text = json_text(value, max_bytes)
     except Unstorable as exc:
         raise InvalidJob(f"{name} {exc}") from None
-    # What is stored is what comes back: tuples become lists, keys become strings.
-    result: dict[str, Any] = json.loads(text)
-    return result
+    # What is stored is what comes back: tuples become lists, keys become strings; a flat object
+    # of plain values comes back as it is, so a copy does (the caller's dict is not kept).
+    result: dict[str, Any] = dict(value) if _flat(value) else json.loads(text)
+    return result, text
 
 
 MAX_ID = 2**63 - 1  # ids are bigint
@@ -212,6 +228,9 @@ class JobSpec:
     workflow_name: str | None = None
     workflow_step: str | None = None
     workflow_deps: tuple[str, ...] = ()
+    # ``args`` and ``meta`` as JSON text, written once when built and sent as they are.
+    args_text: str | None = field(default=None, repr=False, compare=False)
+    meta_text: str | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def build(
@@ -233,8 +252,8 @@ class JobSpec:
             raise InvalidJob(f"worker must be a non-empty name of at most 255 characters (no NUL, valid Unicode), got {worker!r}")
         check_when(scheduled_at, schedule_in)
         queue = check_queue_name(queue)
-        args = check_json("args", {} if args is None else args)
-        meta = check_json("meta", {} if meta is None else meta)
+        args, args_text = check_json("args", {} if args is None else args)
+        meta, meta_text = check_json("meta", {} if meta is None else meta)
         opts = normalize_unique(unique)
         if opts is not None:
             opts["key"] = unique_key(opts, worker, queue, args, meta)
@@ -249,8 +268,18 @@ class JobSpec:
             scheduled_at=scheduled_at,
             schedule_in=None if schedule_in is None else float(schedule_in),
             unique=opts,
+            args_text=args_text,
+            meta_text=meta_text,
         )
 
+
+    def json_args(self) -> str:
+        """``args`` as the JSON text sent to PostgreSQL."""
+        return self.args_text if self.args_text is not None else json.dumps(self.args, separators=(",", ":"))
+
+    def json_meta(self) -> str:
+        """``meta`` as the JSON text sent to PostgreSQL."""
+        return self.meta_text if self.meta_text is not None else json.dumps(self.meta, separators=(",", ":"))
 
     def plain(self) -> bool:
         """Due now, not unique and not in a workflow: insertable by COPY with column defaults."""
@@ -273,22 +302,22 @@ class JobSpec:
 
 
 def specs_json(specs: Sequence[JobSpec]) -> str:
-    """The rows ``insert.sql`` takes: one JSON array, one object per job, made in one dumps call."""
-    return json.dumps(
-        [
-            {
-                "worker": s.worker, "queue": s.queue, "args": s.args, "meta": s.meta, "tags": s.tags,
-                "priority": s.priority, "max_attempts": s.max_attempts,
-                "scheduled_at": s.scheduled_at.isoformat() if s.scheduled_at else None,
-                "schedule_in": s.schedule_in, "held": bool(s.workflow_deps),
-                "workflow_id": str(s.workflow_id) if s.workflow_id else None,
-                "workflow_name": s.workflow_name, "workflow_step": s.workflow_step,
-                "workflow_deps": list(s.workflow_deps),
-            }
-            for s in specs
-        ],
-        separators=(",", ":"),
+    """The rows ``insert.sql`` takes: one JSON array, one object per job; ``args`` and ``meta`` go
+    in as the text they were encoded to when built."""
+    dumps = json.JSONEncoder(separators=(",", ":")).encode
+    rows = (
+        '{"args":' + s.json_args() + ',"meta":' + s.json_meta() + "," + dumps({
+            "worker": s.worker, "queue": s.queue, "tags": s.tags,
+            "priority": s.priority, "max_attempts": s.max_attempts,
+            "scheduled_at": s.scheduled_at.isoformat() if s.scheduled_at else None,
+            "schedule_in": s.schedule_in, "held": bool(s.workflow_deps),
+            "workflow_id": str(s.workflow_id) if s.workflow_id else None,
+            "workflow_name": s.workflow_name, "workflow_step": s.workflow_step,
+            "workflow_deps": list(s.workflow_deps),
+        })[1:]
+        for s in specs
     )
+    return "[" + ",".join(rows) + "]"
 
 
 def _text_array(value: Any) -> list[str] | None:

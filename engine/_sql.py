@@ -104,6 +104,7 @@ class Jobs(Group):
     fetch_limited: sql.Composed
     get: sql.Composed
     insert: sql.Composed
+    insert_one: sql.Composed
     insert_unique: sql.Composed
     lost: sql.Composed
     prune: sql.Composed

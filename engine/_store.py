@@ -69,8 +69,8 @@ class Store:
     def insert(self, specs: list[JobSpec], conn: psycopg.Connection | None = None) -> list[Job]:
         """Save ``specs`` all or none (in ``conn``'s transaction when given); results in order."""
         with self.db.connection(conn) as c:
-            if len(specs) == 1 and specs[0].unique is None:
-                return self._insert_rows(c, specs)  # one statement: atomic without a transaction
+            if len(specs) == 1 and specs[0].unique is None:  # one statement: atomic without a transaction
+                return self._insert_one(c, specs[0]) if specs[0].workflow_id is None else self._insert_rows(c, specs)
         with self.db.atomic(conn) as c:
             return self._insert_many(c, specs)
 
@@ -131,10 +131,20 @@ class Store:
         with c.cursor() as cur, cur.copy(self.q.jobs.copy) as copy:
             for job_id, s in zip(ids, specs, strict=True):
                 copy.write_row(
-                    (job_id, s.queue, s.worker, Jsonb(s.args), Jsonb(s.meta), s.tags, s.priority, s.max_attempts)
+                    (job_id, s.queue, s.worker, s.json_args(), s.json_meta(), s.tags, s.priority, s.max_attempts)
                 )
         self.notify(sorted({s.queue for s in specs}), c)
         return [s.saved(i, "available", now, now) for i, s in zip(ids, specs, strict=True)]
+
+    def _insert_one(self, c: psycopg.Connection, spec: JobSpec) -> list[Job]:
+        row = c.execute(
+            self.q.jobs.insert_one,
+            {"queue": spec.queue, "worker": spec.worker, "args": spec.json_args(), "meta": spec.json_meta(),
+             "tags": spec.tags, "priority": spec.priority, "max_attempts": spec.max_attempts,
+             "scheduled_at": spec.scheduled_at, "schedule_in": spec.schedule_in, "channel": self.channel},
+        ).fetchone()
+        assert row is not None
+        return [spec.saved(*row[:4])]
 
     def _insert_rows(self, c: psycopg.Connection, specs: Sequence[JobSpec]) -> list[Job]:
         rows = c.execute(self.q.jobs.insert, {"rows": specs_json(specs), "channel": self.channel}).fetchall()

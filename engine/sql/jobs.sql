@@ -282,6 +282,24 @@ SELECT inserted.id, inserted.state::text, inserted.inserted_at, inserted.schedul
 FROM inserted, notified
 ORDER BY inserted.id
 
+-- name: insert_one
+-- Insert one job that is in no workflow and not unique: the path of every single insert, so it
+-- is plain parameters (prepared once per connection) rather than a JSON array to unpack.
+WITH inserted AS (
+    INSERT INTO {prefix}.lysmore_jobs
+        (state, queue, worker, args, meta, tags, priority, max_attempts, scheduled_at)
+    SELECT CASE WHEN t.at > now() THEN 'scheduled' ELSE 'available' END::{prefix}.lysmore_job_state,
+           %(queue)s, %(worker)s, %(args)s::jsonb, %(meta)s::jsonb, %(tags)s::text[], %(priority)s::smallint,
+           %(max_attempts)s::integer, t.at
+    FROM (SELECT coalesce(%(scheduled_at)s::timestamptz,
+                          now() + make_interval(secs => coalesce(%(schedule_in)s::float8, 0))) AS at) AS t
+    RETURNING id, state, queue, inserted_at, scheduled_at
+)
+SELECT id, state::text, inserted_at, scheduled_at,
+       CASE WHEN state = 'available'
+            THEN pg_notify(%(channel)s, json_build_object('kind', 'insert', 'queue', queue)::text) END
+FROM inserted
+
 -- name: insert_unique
 -- Insert one unique job; the unique index decides. On a conflict the existing job comes back
 -- (inserted = false), with the fields named in replace[its state] replaced.

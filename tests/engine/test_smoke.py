@@ -37,3 +37,21 @@ def test_engine_import_pulls_in_no_other_package() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_args_are_stored_as_given_and_returned_as_stored_by_every_insert_path(make_engine) -> None:  # type: ignore[no-untyped-def]
+    """One job (its own statement), a few (one JSON array), many (COPY): what comes back from the
+    insert, what is stored and what a later change to the caller's dict does are the same."""
+    eng = make_engine()
+    for n in (1, 3, 150):
+        given = [{"n": i, "s": "ü\"\\", "f": 1.5, "none": None} for i in range(n)]
+        nested = {"t": (1, 2), 3: {"k": [True]}}
+        specs = [Echo.new(a, meta={"m": i}) for i, a in enumerate(given)] + [Echo.new(nested)]
+        for a in given:
+            a["n"] = -1  # the caller's dicts change after new(): the specs do not
+        jobs = eng.insert_all(specs) if n > 1 else [eng.insert(specs[0]), eng.insert(specs[1])]
+        stored = eng.get_jobs([j.id for j in jobs])
+        expected = [{"n": i, "s": "ü\"\\", "f": 1.5, "none": None} for i in range(n)] + [{"t": [1, 2], "3": {"k": [True]}}]
+        assert [j.args for j in jobs] == expected
+        assert [j.args for j in stored] == expected
+        assert [j.meta for j in stored] == [{"m": i} for i in range(n)] + [{}]
