@@ -126,6 +126,7 @@ class Nodes(Group):
     reap: sql.Composed
     register: sql.Composed
     status: sql.Composed
+    summary: sql.Composed
 
 
 class Queues(Group):
@@ -134,7 +135,9 @@ class Queues(Group):
     lock: sql.Composed
     notify: sql.Composed
     producer_upsert: sql.Composed
+    producers: sql.Composed
     rate_next: sql.Composed
+    settings_all: sql.Composed
     settings_read: sql.Composed
     settings_reset: sql.Composed
     settings_write: sql.Composed
@@ -162,7 +165,8 @@ class Stats(Group):
     file = "stats.sql"
     counts_estimate: sql.Composed
     counts_exact: sql.Composed
-    counts_live: sql.Composed
+    counts_of_states: sql.Composed
+    executing_by_node: sql.Composed
     prune: sql.Composed
 
 

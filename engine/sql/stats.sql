@@ -15,10 +15,19 @@ WHERE ns.nspname = %(prefix)s AND c.relname = 'lysmore_jobs'
 -- name: counts_exact
 SELECT queue, state::text, count(*) AS n FROM {prefix}.lysmore_jobs GROUP BY queue, state
 
--- name: counts_live
--- Exact counts of the states that stay small and have partial indexes.
-SELECT queue, 'executing' AS state, count(*) AS n
-FROM {prefix}.lysmore_jobs WHERE state = 'executing' GROUP BY queue
+-- name: counts_of_states
+-- Exact counts of some states only (those too small to estimate well); the state index finds them.
+SELECT queue, state::text, count(*) AS n
+FROM {prefix}.lysmore_jobs
+WHERE state = ANY(%(states)s::{prefix}.lysmore_job_state[])
+GROUP BY queue, state
+
+-- name: executing_by_node
+-- Jobs executing right now per queue and node (a partial index holds them: cheap at any size).
+SELECT queue, node_id, count(*) AS n
+FROM {prefix}.lysmore_jobs
+WHERE state = 'executing' AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+GROUP BY queue, node_id
 
 -- name: prune
 -- Drop rollup minutes and cron run records past their retention.
