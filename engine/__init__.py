@@ -22,7 +22,16 @@ from ._job import Job, JobSpec
 from ._queues import GlobalLimit, Partition, QueueConfig, QueueSetting, RateLimit
 from ._schema import apply_migrations
 from ._settings import Settings, load_settings, redact_url, server_label
-from ._states import DELETABLE, FINAL_STATES, RETRYABLE_BY_HAND, TRANSITIONS, JobState
+from ._sql import state_list
+from ._states import (
+    DELETABLE,
+    FINAL_STATES,
+    RETRYABLE_BY_HAND,
+    TRANSITIONS,
+    UNSETTLED,
+    WORKFLOW_RETRYABLE,
+    JobState,
+)
 from ._worker import Cancel, Discard, Snooze, Worker, default_backoff
 from ._workflow import Workflow
 
@@ -31,6 +40,8 @@ __all__ = [
     "FINAL_STATES",
     "RETRYABLE_BY_HAND",
     "TRANSITIONS",
+    "UNSETTLED",
+    "WORKFLOW_RETRYABLE",
     "apply_migrations",
     "Attempt",
     "attempts",
@@ -63,6 +74,7 @@ __all__ = [
     "RateLimit",
     "redact_url",
     "server_label",
+    "state_list",
     "Settings",
     "Snooze",
     "Summary",

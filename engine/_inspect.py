@@ -9,7 +9,7 @@ judge leases against a clock of the caller's (tests), else the database's ``now(
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,6 +17,7 @@ from typing import Any
 from uuid import UUID
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import dict_row
 
 from ._job import Job, workflow_id_of
@@ -35,22 +36,26 @@ from ._states import JobState
 
 EXACT_BELOW = 100_000  # rows; a state with fewer (by the planner's statistics) is counted exactly
 
-# States that are always counted exactly: they stay small and a partial index holds them.
-ALWAYS_EXACT: frozenset[JobState] = frozenset({JobState.EXECUTING})
-
 Connect = Callable[[], AbstractContextManager[psycopg.Connection]]
 
 
 @dataclass(frozen=True)
 class Counts:
-    """Jobs per queue and state; ``estimated_states`` were read from the planner's statistics."""
+    """Jobs per state, and per queue and state; ``estimated_states`` come from the planner.
+
+    ``by_state`` holds every state; ``by_queue`` the states asked for (all by default), a queue
+    only where it has jobs in that state.
+    """
 
     by_queue: dict[str, dict[str, int]]
     estimated: bool
     estimated_states: frozenset[str] = frozenset()
+    by_state: dict[str, int] = field(default_factory=dict)
 
     def total(self, state: str) -> int:
         """Jobs in ``state`` over every queue."""
+        if state in self.by_state:
+            return self.by_state[state]
         return sum(states.get(state, 0) for states in self.by_queue.values())
 
     def get(self, queue: str, state: str) -> int:
@@ -153,6 +158,15 @@ class Inspector:
     node_ttl: float
     queues: Mapping[str, QueueConfig] = field(default_factory=dict)
 
+    def table(self, name: str) -> sql.Composed:
+        """``prefix.lysmore_<name>``, quoted: for readers that compose SQL of their own."""
+        return self.queries.table(name)
+
+    @property
+    def state_type(self) -> sql.Composed:
+        """``prefix.lysmore_job_state``, quoted: the type a bound state parameter is cast to."""
+        return self.queries.state_type()
+
     @contextmanager
     def _use(self, conn: psycopg.Connection | None) -> Iterator[psycopg.Connection]:
         if conn is not None:
@@ -162,36 +176,51 @@ class Inspector:
                 yield pooled
 
     # -- counts ---------------------------------------------------------------------------------
-    def counts(self, conn: psycopg.Connection | None = None, exact_below: int | None = None) -> Counts:
-        """Jobs per queue and state: exact while the table is small; once it is large, a state the
-        planner puts at ``exact_below`` rows or more is estimated from its statistics (the joint
-        queue/state ones, no scan) and the other states are counted exactly."""
+    def counts(
+        self, conn: psycopg.Connection | None = None, exact_below: int | None = None,
+        states: Iterable[str] | None = None,
+    ) -> Counts:
+        """Jobs per state, and per queue for ``states`` (all by default): exact while the table is
+        small; once it is large, a state the planner puts at ``exact_below`` rows or more is its
+        estimate (per queue too: the queues found by a loose index scan, each EXPLAINed) and the
+        other states are counted exactly."""
         threshold = EXACT_BELOW if exact_below is None else exact_below
+        per_queue = {s.value for s in JobState} if states is None else set(states)
         q = self.queries.stats
         with self._use(conn) as c:
-            rows = c.execute(q.counts_estimate, {"prefix": self.queries.prefix}).fetchall()
-            total = rows[0][0] if rows else 0
-            estimates: dict[str, dict[str, int]] = {}
-            if total >= threshold:
-                for _, queue, state, freq in rows:
-                    if queue is not None:
-                        estimates.setdefault(state, {})[queue] = round(freq * total)
-            estimated = {
-                s for s, by in estimates.items()
-                if s not in ALWAYS_EXACT and sum(by.values()) >= threshold
-            }
+            row = c.execute(q.counts_estimate, {"table": self.table("jobs").as_string(c)}).fetchone()
             by_queue: dict[str, dict[str, int]] = {}
-            if not estimated:
-                exact = c.execute(q.counts_exact).fetchall()
+            by_state = {s.value: 0 for s in JobState}
+            if row is None or row[0] < threshold:
+                exact = [s.value for s in JobState]
+                rows = c.execute(q.counts_exact).fetchall()
             else:
-                for state in estimated:
-                    for queue, n in estimates[state].items():
-                        by_queue.setdefault(queue, {})[state] = n
-                rest = [s.value for s in JobState if s.value not in estimated]
-                exact = c.execute(q.counts_of_states, {"states": rest}).fetchall()
-            for queue, state, n in exact:
-                by_queue.setdefault(queue, {})[state] = int(n)
-            return Counts(by_queue, estimated=bool(estimated), estimated_states=frozenset(estimated))
+                estimates = {s.value: self._estimate(c, q.rows_in_state, {"state": s.value}) for s in JobState}
+                exact = [s for s, n in estimates.items() if n < threshold]
+                rows = c.execute(q.counts_of_states, {"states": exact}).fetchall() if exact else []
+                for state, n in estimates.items():
+                    if state in exact:
+                        continue
+                    by_state[state] = n
+                    if state not in per_queue:
+                        continue
+                    for (queue,) in c.execute(q.queues_in_state, {"state": state}).fetchall():
+                        by_queue.setdefault(queue, {})[state] = self._estimate(
+                            c, q.rows_in_queue_state, {"state": state, "queue": queue}
+                        )
+            for queue, state, n in rows:
+                by_state[state] += int(n)
+                if state in per_queue:
+                    by_queue.setdefault(queue, {})[state] = int(n)
+        estimated = frozenset(by_state) - set(exact)
+        return Counts(by_queue, estimated=bool(estimated), estimated_states=estimated, by_state=by_state)
+
+    @staticmethod
+    def _estimate(conn: psycopg.Connection, query: sql.Composable, params: Mapping[str, Any]) -> int:
+        """The planner's row estimate for ``query`` (EXPLAIN, nothing is read)."""
+        row = conn.execute(sql.SQL("EXPLAIN (FORMAT JSON) {}").format(query), params).fetchone()
+        assert row is not None
+        return int(row[0][0]["Plan"].get("Plan Rows", 0))
 
     def executing(
         self, conn: psycopg.Connection | None = None, queue: str | None = None
