@@ -18,6 +18,7 @@ from engine import GlobalLimit, RateLimit
 from .layout import Col, Item, fit_line
 from .model import (
     STATES,
+    WAITING_STATES,
     AuditRow,
     Count,
     JobDetail,
@@ -453,7 +454,7 @@ def timeline(job: JobDetail, now: datetime) -> list[Text]:
 
 def why_waiting(job: JobDetail, facts: WaitFacts, steps: Sequence[Step], now: datetime) -> list[str]:
     """Why a waiting job is not running, in the order a user should check; empty when it runs."""
-    if job.state not in ("available", "scheduled", "retryable", "held"):
+    if job.state not in WAITING_STATES:
         return []
     reasons: list[str] = []
     if job.state == "held":
