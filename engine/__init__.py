@@ -17,24 +17,45 @@ from ._errors import (
     NotMigrated,
 )
 from ._events import Event
+from ._inspect import Attempt, Counts, Inspector, NodeStatus, ProducerStatus, Summary, attempts
 from ._job import Job, JobSpec
+from ._queues import GlobalLimit, Partition, QueueConfig, QueueSetting, RateLimit
 from ._schema import apply_migrations
 from ._settings import Settings, load_settings, redact_url, server_label
-from ._states import DELETABLE, RETRYABLE_BY_HAND, TRANSITIONS, JobState
+from ._sql import state_list
+from ._states import (
+    DELETABLE,
+    FINAL_STATES,
+    RETRYABLE_BY_HAND,
+    TRANSITIONS,
+    UNSETTLED,
+    WORKFLOW_RETRYABLE,
+    JobState,
+)
 from ._worker import Cancel, Discard, Snooze, Worker, default_backoff
 from ._workflow import Workflow
 
 __all__ = [
     "DELETABLE",
+    "FINAL_STATES",
     "RETRYABLE_BY_HAND",
     "TRANSITIONS",
+    "UNSETTLED",
+    "WORKFLOW_RETRYABLE",
+    "apply_migrations",
+    "Attempt",
+    "attempts",
     "Cancel",
-    "DatabaseUnavailable",
     "ControlResult",
+    "Counts",
     "CronEntry",
+    "DatabaseUnavailable",
+    "default_backoff",
     "Discard",
     "Engine",
     "Event",
+    "GlobalLimit",
+    "Inspector",
     "InvalidConfig",
     "InvalidJob",
     "InvalidTransition",
@@ -42,15 +63,21 @@ __all__ = [
     "JobNotFound",
     "JobSpec",
     "JobState",
-    "LysmoreError",
-    "NotMigrated",
-    "Settings",
-    "Snooze",
-    "Worker",
-    "Workflow",
-    "apply_migrations",
-    "default_backoff",
     "load_settings",
+    "LysmoreError",
+    "NodeStatus",
+    "NotMigrated",
+    "Partition",
+    "ProducerStatus",
+    "QueueConfig",
+    "QueueSetting",
+    "RateLimit",
     "redact_url",
     "server_label",
+    "state_list",
+    "Settings",
+    "Snooze",
+    "Summary",
+    "Worker",
+    "Workflow",
 ]

@@ -22,6 +22,7 @@ from ._deadlines import Deadlines
 from ._embedded import embedded_url
 from ._errors import InvalidConfig, JobNotFound
 from ._events import Counters, Events, Handler
+from ._inspect import Counts, Inspector
 from ._job import Job, JobSpec, check_queue_name, job_ids_of, workflow_id_of
 from ._jobpath import JobPath
 from ._leader import Leadership
@@ -43,7 +44,6 @@ from ._runner import MAX_JSON_BYTES, ThreadPool
 from ._schema import check_migrated, migrate
 from ._settings import check_prefix, load_settings
 from ._states import DELETABLE, RETRYABLE_BY_HAND, UNFINISHED, JobState, allowed_from
-from ._stats import Counts, cluster_status, queue_counts
 from ._store import NodeId, Store, _chunks
 from ._worker import check_worker_modules
 from ._workflow import Workflow
@@ -555,9 +555,13 @@ class Engine:
         kept: ``prune_max_age=None``)."""
         return prune(self.store, lambda: True, self.counters.add, max_age=self.prune_max_age)
 
+    def inspect(self) -> Inspector:
+        """The public read model of this instance: counts, nodes, queue settings, jobs, workflows."""
+        return Inspector(self.connection, self.q, node_ttl=self.node_ttl, queues=self.queues)
+
     def queue_counts(self) -> Counts:
         """Jobs per queue and state: exact for small tables, planner estimates for large ones."""
-        return queue_counts(self)
+        return self.inspect().counts()
 
     def status(self) -> dict[str, Any]:
         """Nodes and queues of this instance as plain data (``lysmore status --json``).
@@ -565,7 +569,7 @@ class Engine:
         Raises ``NotMigrated`` when the prefix does not hold this code's schema.
         """
         self.check_schema()
-        return cluster_status(self)
+        return self.inspect().status()
 
     def subscribe(self, handler: Handler, kinds: Iterable[str] | None = None) -> Callable[[], None]:
         """Hear job events (start, success, failure, discard, cancel, snooze, timeout, stale_ack)."""

@@ -345,11 +345,9 @@ class Producer:
                 run.job._interrupt()
 
     def _apply_settings(self) -> None:
-        paused, effective, problems = effective_settings(
-            self.config, self.rt.store.queue_settings(self.queue), self.rt.store.node.name
+        paused, effective = effective_settings(
+            self.config, False, self.rt.store.node.name, self.rt.store.queue_settings(self.queue)
         )
-        for problem in problems:
-            log.error("ignoring %s", problem)
         limit = effective.local_limit
         changed = (paused, effective) != (self.paused, self.effective)
         self.paused, self.limit, self.effective = paused, limit, effective

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 from ._errors import InvalidConfig, InvalidJob
 from ._job import check_queue_name
 
+log = logging.getLogger("lysmore.engine")
+
 MAX_LOCAL_LIMIT = 10_000
+EVERY_NODE = "*"  # the node name of a setting that applies to every node
 PARTITION_FIELDS = ("worker", "args")
 
 
@@ -28,6 +33,12 @@ class Partition:
             f"{prefix}_keys": list(self.keys) if self.keys is not None else None,
         }
 
+    @property
+    def label(self) -> str:
+        """What splits the limit, for people: ``worker``, ``args``, ``worker,args.account_id``."""
+        args = [f"args.{k}" for k in self.keys] if self.args and self.keys else ["args"] if self.args else []
+        return ",".join((["worker"] if self.worker else []) + args)
+
     def as_dict(self) -> dict[str, Any]:
         fields = [f for f in PARTITION_FIELDS if getattr(self, f)]
         out: dict[str, Any] = {"fields": fields}
@@ -43,6 +54,11 @@ class GlobalLimit:
     allowed: int
     partition: Partition | None = None
 
+    @property
+    def partitioned(self) -> bool:
+        """Whether the limit holds per partition rather than for the whole queue."""
+        return self.partition is not None
+
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"allowed": self.allowed}
         if self.partition:
@@ -57,6 +73,11 @@ class RateLimit:
     allowed: int
     period: float
     partition: Partition | None = None
+
+    @property
+    def partitioned(self) -> bool:
+        """Whether the limit holds per partition rather than for the whole queue."""
+        return self.partition is not None
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"allowed": self.allowed, "period": self.period}
@@ -182,28 +203,66 @@ def parse_queues(queues: object) -> dict[str, QueueConfig]:
     return {name: parse_queue(name, spec) for name, spec in queues.items()}
 
 
-def effective_settings(
-    config: QueueConfig, rows: Sequence[Sequence[Any]], node_name: str
-) -> tuple[bool, QueueConfig, list[str]]:
-    """(paused, limits) of a queue on node ``node_name``: its own persisted row over the row for
-    every node ('*') over ``config``; also the problems of rows that could not be applied.
+def _stored(value: object) -> object:
+    """A stored limit as its JSON value (psycopg decodes jsonb; text holding JSON is decoded here)."""
+    return json.loads(value) if isinstance(value, str) else value
 
-    ``rows`` are (node, paused, local_limit, global_limit, rate_limit) as the settings table holds
-    them; a field left NULL keeps what the level below says.
+
+def stored_global_limit(value: object, where: str = "stored global_limit") -> GlobalLimit | None:
+    """A global limit as stored (in settings or a producer's report); an unreadable one is logged
+    and read as none, so one bad row never stops a node or a reader."""
+    try:
+        return parse_global_limit(where, _stored(value))
+    except (InvalidConfig, ValueError) as exc:
+        log.error("ignoring %s: %s", where, exc)
+        return None
+
+
+def stored_rate_limit(value: object, where: str = "stored rate_limit") -> RateLimit | None:
+    """A rate limit as stored; an unreadable one is logged and read as none."""
+    try:
+        return parse_rate_limit(where, _stored(value))
+    except (InvalidConfig, ValueError) as exc:
+        log.error("ignoring %s: %s", where, exc)
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSetting:
+    """Persisted control of one queue for one node name, or for every node (``EVERY_NODE``);
+    a field left None is not set by this row."""
+
+    queue: str
+    node: str
+    paused: bool | None = None
+    local_limit: int | None = None
+    global_limit: GlobalLimit | None = None
+    rate_limit: RateLimit | None = None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> QueueSetting:
+        """A ``lysmore_queue_settings`` row (as a dict), its limits read as stored limits."""
+        where = f"persisted settings of queue {row['queue']!r}"
+        return cls(
+            queue=row["queue"], node=row["node"], paused=row["paused"], local_limit=row["local_limit"],
+            global_limit=stored_global_limit(row["global_limit"], f"{where}: global_limit"),
+            rate_limit=stored_rate_limit(row["rate_limit"], f"{where}: rate_limit"),
+        )
+
+
+def effective_settings(
+    config: QueueConfig, paused: bool, node: str, settings: Mapping[tuple[str, str], QueueSetting]
+) -> tuple[bool, QueueConfig]:
+    """(paused, limits) one node applies to ``config.name``: the node's own setting, then the one
+    for every node, then ``config`` and ``paused`` (what the node was started with, or reports).
+
+    ``settings`` maps (queue, node name) to persisted settings; other queues' rows are ignored.
     """
-    by_node = {r[0]: r for r in rows}
-    paused, effective = False, config
-    problems: list[str] = []
-    for key in ("*", node_name):
-        row = by_node.get(key)
+    effective = config
+    for key in (EVERY_NODE, node):
+        row = settings.get((config.name, key))
         if row is None:
             continue
-        paused = row[1] if row[1] is not None else paused
-        where = f"persisted settings of queue {config.name!r}"
-        try:
-            effective = effective.with_overrides(
-                row[2], parse_global_limit(where, row[3]), parse_rate_limit(where, row[4])
-            )
-        except InvalidConfig as exc:
-            problems.append(str(exc))
-    return paused, effective, problems
+        paused = row.paused if row.paused is not None else paused
+        effective = effective.with_overrides(row.local_limit, row.global_limit, row.rate_limit)
+    return paused, effective

@@ -14,23 +14,25 @@ from typing import ClassVar
 
 from psycopg import sql
 
-from ._states import DUE_STATES, FINAL_STATES, RESCHEDULABLE, JobState
+from ._states import DUE_STATES, FINAL_STATES, RESCHEDULABLE, UNSETTLED, JobState
 
 _MARK = re.compile(r"^-- (name|part): ([a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
 _INCLUDE = re.compile(r"^[ \t]*-- include: (.+?)(,?)\s*$", re.MULTILINE)  # a trailing comma stays after it
 _ARG = re.compile(r"([a-z_]+)=(\S+(?:\s(?![a-z_]+=)\S+)*)")  # key=value, a value may hold spaces
 
 
-def _states(states: frozenset[JobState]) -> sql.Composed:
-    """``'a', 'b'``: a set of states for ``state IN (...)``, in the order they are declared."""
+def state_list(states: frozenset[JobState]) -> sql.Composed:
+    """``'a', 'b'``: a set of states for ``state IN (...)``, in the order they are declared (the
+    order an index predicate spells them in, so the planner can match a query to it)."""
     return sql.SQL(", ").join(sql.Literal(s.value) for s in JobState if s in states)
 
 
 # The state sets statements use, from _states.py: ``WHERE state IN ({final_states})``.
 STATE_SETS = {
-    "final_states": _states(FINAL_STATES),
-    "due_states": _states(DUE_STATES),
-    "reschedulable_states": _states(RESCHEDULABLE),
+    "final_states": state_list(FINAL_STATES),
+    "due_states": state_list(DUE_STATES),
+    "reschedulable_states": state_list(RESCHEDULABLE),
+    "unsettled_states": state_list(UNSETTLED),
 }
 
 
@@ -127,6 +129,7 @@ class Nodes(Group):
     reap: sql.Composed
     register: sql.Composed
     status: sql.Composed
+    summary: sql.Composed
 
 
 class Queues(Group):
@@ -135,7 +138,9 @@ class Queues(Group):
     lock: sql.Composed
     notify: sql.Composed
     producer_upsert: sql.Composed
+    producers: sql.Composed
     rate_next: sql.Composed
+    settings_all: sql.Composed
     settings_read: sql.Composed
     settings_reset: sql.Composed
     settings_write: sql.Composed
@@ -163,8 +168,12 @@ class Stats(Group):
     file = "stats.sql"
     counts_estimate: sql.Composed
     counts_exact: sql.Composed
-    counts_live: sql.Composed
+    counts_of_states: sql.Composed
+    executing_by_node: sql.Composed
     prune: sql.Composed
+    queues_in_state: sql.Composed
+    rows_in_queue_state: sql.Composed
+    rows_in_state: sql.Composed
 
 
 class Audit(Group):
@@ -188,6 +197,10 @@ class Queries:
     def compose(self, filename: str) -> sql.Composed:
         """The whole of ``sql/filename`` (a migration) with ``{prefix}`` bound to this schema."""
         return sql.SQL(_text(filename)).format(prefix=sql.Identifier(self.prefix))
+
+    def state_type(self) -> sql.Composed:
+        """``prefix.lysmore_job_state``, the enum of job states, as a quoted identifier."""
+        return sql.SQL("{}.lysmore_job_state").format(sql.Identifier(self.prefix))
 
     def table(self, name: str) -> sql.Composed:
         """``prefix.lysmore_<name>`` as a quoted, qualified identifier."""

@@ -53,6 +53,12 @@ RETRYABLE_BY_HAND: frozenset[JobState] = frozenset(
     {S.SCHEDULED, S.RETRYABLE, S.COMPLETED, S.DISCARDED, S.CANCELLED}
 )
 
+# retry_workflow runs a workflow's steps in these states again (completed and unfinished stay).
+WORKFLOW_RETRYABLE: frozenset[JobState] = frozenset({S.DISCARDED, S.CANCELLED})
+# States a job leaves within moments (waiting to be fetched, or running). The dashboard's filter
+# indexes (migration 5) leave them out: their predicate is ``state NOT IN (these)``.
+UNSETTLED: frozenset[JobState] = frozenset({S.AVAILABLE, S.EXECUTING})
+
 
 def allowed_from(target: JobState) -> list[str]:
     """The states a job may leave to enter ``target``, as strings for a bound SQL parameter."""

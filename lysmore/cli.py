@@ -243,7 +243,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     est = "~" if status["counts_estimated"] else ""
     print(f"prefix {eng.prefix}: {len(status['nodes'])} node(s)")
     for node in status["nodes"]:
-        mark = " (leader)" if node["leader"] else ""
+        mark = (" (leader)" if node["leader"] else "") + ("" if node["live"] else " (lease lost)")
         queues = ", ".join(f"{q['queue']}:{q['running']}/{q['limit']}{' paused' if q['paused'] else ''}"
                            for q in node["queues"])
         print(f"  {node['name']}{mark}  heartbeat {node['heartbeat_age']:.1f}s ago  {queues}")

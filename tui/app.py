@@ -36,11 +36,13 @@ from .keymap import Keymap, key_label, load_keymap
 from .model import Cluster
 from .palette import DashboardCommands
 from .presenters import header_text, refresh_label
+from .screens.audit import AuditScreen
 from .screens.base import DataScreen
 from .screens.jobs import JobsScreen
 from .screens.modals import ConfirmScreen, HelpScreen, ScaleScreen
-from .screens.others import AuditScreen, NodesScreen, WorkflowsScreen
+from .screens.nodes import NodesScreen
 from .screens.queues import QueuesScreen
+from .screens.workflows import WorkflowsScreen
 from .widgets import StatusBar
 
 log = logging.getLogger("lysmore.tui")

@@ -13,7 +13,7 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine import DELETABLE, RETRYABLE_BY_HAND, TRANSITIONS, Engine, JobState
+from engine import DELETABLE, RETRYABLE_BY_HAND, TRANSITIONS, WORKFLOW_RETRYABLE, Engine, JobState
 
 from .access import Access
 
@@ -28,8 +28,8 @@ JOB_ACTION_FROM: dict[str, frozenset[str]] = {
 JOB_VERBS = {"cancel": ("Cancelled", "cancel"), "retry": ("Retried", "retry"), "delete": ("Deleted", "delete")}
 # Engine.cancel_workflow cancels the steps a job cancel may start from; any other state is finished.
 WORKFLOW_CANCELS_FROM = JOB_ACTION_FROM["cancel"]
-# Engine.retry_workflow runs these steps again; the confirmation tells them in this order.
-WORKFLOW_RETRIES_FROM: tuple[str, ...] = ("discarded", "cancelled")
+# Engine.retry_workflow runs these steps again; the confirmation tells them in the engine's order.
+WORKFLOW_RETRIES_FROM: tuple[str, ...] = tuple(s.value for s in JobState if s in WORKFLOW_RETRYABLE)
 # Why a workflow action has nothing to do when the user saw no step it applies to.
 WORKFLOW_NOTHING = {
     "cancel_workflow": "nothing to cancel: every step has finished",

@@ -3,8 +3,9 @@ frozen snapshot.
 
 Every read runs in a read-only transaction with a statement timeout. All values are bound
 parameters and the schema is quoted with ``psycopg.sql``; filters arrive parsed
-(``tui.filters``) and are mapped to fixed SQL fragments here. Counts are exact while small and
-planner estimates (``Count.exact`` False) once a state holds more than ``EXACT_MAX`` rows.
+(``tui.filters``) and are mapped to fixed SQL fragments here. Every rule about the engine's
+tables (counts and their estimates, settings in force, node liveness, limits, job rows) is the
+engine's read model's (``engine.Inspector``); this module adds the filter language and paging.
 """
 
 from __future__ import annotations
@@ -19,15 +20,24 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
-from psycopg.rows import dict_row
 
-from engine import Engine
+from engine import (
+    UNSETTLED,
+    Counts,
+    Engine,
+    GlobalLimit,
+    Job,
+    ProducerStatus,
+    QueueSetting,
+    RateLimit,
+    attempts,
+    state_list,
+)
 
 from .filters import Filter, Term
 from .model import (
-    STALE_AFTER_SECONDS,
     STATES,
-    Attempt,
+    WAITING_STATES,
     AuditRow,
     AuditSnapshot,
     Cluster,
@@ -36,7 +46,6 @@ from .model import (
     JobDetailSnapshot,
     JobRow,
     JobsSnapshot,
-    Limit,
     NodeQueue,
     NodeRow,
     NodesSnapshot,
@@ -54,8 +63,6 @@ from .model import (
 
 log = logging.getLogger("lysmore.tui")
 
-EXACT_MAX = 100_000  # above this many rows (by estimate) a count is an estimate
-LIVE_WINDOW = timedelta(seconds=STALE_AFTER_SECONDS)  # silent nodes no longer count as running a queue
 STATS_MINUTES = 30
 PAGE_SIZE = 100
 SELECT_CAP = 10_000
@@ -72,49 +79,14 @@ _JOB_COLUMNS = sql.SQL(
     " scheduled_at, attempted_at, coalesce(completed_at, cancelled_at, discarded_at), attempted_by[1],"
     " left(errors -> -1 ->> 'error', 200)"
 )
-# The filter indexes (migration 5) skip available and executing jobs; these two conditions, spelled
-# exactly as the indexes' predicates, split a search into the part they hold and the rest.
-_SETTLED = sql.SQL("state NOT IN ('available', 'executing')")
-_UNSETTLED = sql.SQL("state IN ('available', 'executing')")
+# The filter indexes (migration 5) skip the engine's unsettled states; these two conditions, spelled
+# as the indexes' predicates are, split a search into the part they hold and the rest.
+_SETTLED = sql.SQL("state NOT IN ({})").format(state_list(UNSETTLED))
+_UNSETTLED = sql.SQL("state IN ({})").format(state_list(UNSETTLED))
 RECENT_WINDOW = 5_000  # newest ids a filtered page reads in id order before it asks the filter's indexes
 SPAN_GROWTH = 4  # each older span of ids a filtered page then searches is this many times the last
 _MIN_ID = -(2**63)
 WORKER_NAMES_MAX = 1_000  # distinct workers a worker pattern is resolved against; beyond that, ILIKE on rows
-
-
-def parse_limit(value: Any) -> Limit | None:
-    """A global or rate limit from stored JSON (an int, or ``{allowed, period, partition}``); else None."""
-    try:
-        if value is None:
-            return None
-        if isinstance(value, str):
-            value = json.loads(value)
-        if isinstance(value, bool):
-            return None
-        if isinstance(value, int):
-            return Limit(allowed=value)
-        if not isinstance(value, dict):
-            return None
-        allowed = value.get("allowed", value.get("limit"))
-        if isinstance(allowed, bool) or not isinstance(allowed, int):
-            return None
-        period = value.get("period")
-        period_s = float(period) if isinstance(period, (int, float)) and not isinstance(period, bool) else None
-        partition = value.get("partition")
-        fields: list[str] = []
-        keys: tuple[str, ...] | None = None
-        if isinstance(partition, dict):
-            fields = [str(f) for f in partition.get("fields") or []]
-            if partition.get("keys"):
-                keys = tuple(str(k) for k in partition["keys"])
-        elif isinstance(partition, (list, tuple)):
-            fields = [str(f) for f in partition]
-        elif isinstance(partition, str):
-            fields = [partition]
-        return Limit(allowed=allowed, period=period_s, by_worker="worker" in fields, by_args="args" in fields,
-                     keys=keys)
-    except Exception:
-        return None
 
 
 def _like(text: str) -> str:
@@ -126,17 +98,6 @@ def _nest(path: Sequence[str], value: Any) -> Any:
     for key in reversed(path):
         value = {key: value}
     return value
-
-
-def _parse_at(value: Any) -> datetime | None:
-    if isinstance(value, datetime):
-        return value
-    if isinstance(value, str):
-        try:
-            return datetime.fromisoformat(value)
-        except ValueError:
-            return None
-    return None
 
 
 @dataclass(slots=True)
@@ -166,15 +127,13 @@ class Store:
 
     def __init__(self, engine: Engine, clock: Clock | None = None, timeout_ms: int = 5000) -> None:
         self.engine = engine
+        self.inspector = engine.inspect()
         self.clock = clock
         self.timeout_ms = timeout_ms
         self.prefix = engine.prefix
         self.schema = sql.Identifier(engine.prefix)
-        self.t = {
-            name: engine.q.table(name)
-            for name in ("jobs", "nodes", "producers", "queue_settings", "leader", "audit", "stats_minutely")
-        }
-        self.state_type = sql.SQL("{}.lysmore_job_state").format(self.schema)
+        self.t = {name: self.inspector.table(name) for name in ("jobs", "audit", "stats_minutely")}
+        self.state_type = self.inspector.state_type
         self._filter_indexes = False
 
     # -- plumbing -----------------------------------------------------------------------------
@@ -201,171 +160,17 @@ class Store:
         assert row is not None
         return row[0]
 
-    def _estimate(self, conn: psycopg.Connection, query: sql.Composable, params: Any) -> int:
-        row = conn.execute(sql.SQL("EXPLAIN (FORMAT JSON) {}").format(query), params).fetchone()
-        assert row is not None
-        plan = row[0][0]["Plan"]
-        return int(plan.get("Plan Rows", 0))
-
-    def _table_estimate(self, conn: psycopg.Connection) -> int:
-        """Rows in the jobs table by the planner's statistics (by size when never analysed)."""
-        name = sql.Identifier(self.prefix, "lysmore_jobs").as_string(conn)
-        row = conn.execute(
-            "SELECT c.reltuples::bigint, pg_relation_size(c.oid) FROM pg_class c WHERE c.oid = to_regclass(%s)",
-            (name,),
-        ).fetchone()
-        if row is None:
-            return 0
-        reltuples, size = row
-        if reltuples is None or reltuples < 0:
-            return int(size // 200)
-        return int(reltuples)
-
     # -- header -------------------------------------------------------------------------------
     def _cluster(self, conn: psycopg.Connection, now: datetime) -> Cluster:
-        row = conn.execute(
-            self._sql(
-                "SELECT (SELECT count(*) FROM {nodes} WHERE heartbeat_at > %(live)s),"
-                " (SELECT node_name FROM {leader} WHERE expires_at > %(now)s ORDER BY name LIMIT 1)"
-            ),
-            {"live": now - LIVE_WINDOW, "now": now},
-        ).fetchone()
-        assert row is not None
-        return Cluster(nodes=int(row[0]), leader=row[1])
-
-    # -- counts -------------------------------------------------------------------------------
-    def _state_counts(self, conn: psycopg.Connection) -> dict[str, Count]:
-        """Jobs per state: one exact GROUP BY while the table is small, else estimate per state."""
-        if self._table_estimate(conn) < EXACT_MAX:
-            rows = conn.execute(self._sql("SELECT state::text, count(*) FROM {jobs} GROUP BY state")).fetchall()
-            exact = {s: int(n) for s, n in rows}
-            return {s: Count(exact.get(s, 0)) for s in STATES}
-        counts: dict[str, Count] = {}
-        small: list[str] = []
-        for state in STATES:
-            est = self._estimate(conn, self._sql("SELECT 1 FROM {jobs} WHERE state = %s::{state_t}"), (state,))
-            if est < EXACT_MAX:
-                small.append(state)
-            else:
-                counts[state] = Count(est, exact=False)
-        if small:
-            rows = conn.execute(
-                self._sql("SELECT state::text, count(*) FROM {jobs} WHERE state = ANY(%s::{state_t}[]) GROUP BY state"),
-                (small,),
-            ).fetchall()
-            exact = {s: int(n) for s, n in rows}
-            for state in small:
-                counts[state] = Count(exact.get(state, 0))
-        return {s: counts[s] for s in STATES}
-
-    def _queue_counts(
-        self, conn: psycopg.Connection, states: dict[str, Count]
-    ) -> dict[tuple[str, str], Count]:
-        """(queue, state) -> count for the states a queue row shows, estimated per queue when large."""
-        out: dict[tuple[str, str], Count] = {}
-        small = [s for s in QUEUE_STATES if states[s].exact]
-        if small:
-            rows = conn.execute(
-                self._sql(
-                    "SELECT queue, state::text, count(*) FROM {jobs}"
-                    " WHERE state = ANY(%s::{state_t}[]) GROUP BY 1, 2"
-                ),
-                (small,),
-            ).fetchall()
-            for queue, state, n in rows:
-                out[(queue, state)] = Count(int(n))
-        for state in QUEUE_STATES:
-            if state in small:
-                continue
-            for queue in self._queues_in_state(conn, state):
-                est = self._estimate(
-                    conn, self._sql("SELECT 1 FROM {jobs} WHERE state = %s::{state_t} AND queue = %s"), (state, queue)
-                )
-                out[(queue, state)] = Count(est, exact=False)
-        return out
-
-    def _queues_in_state(self, conn: psycopg.Connection, state: str) -> list[str]:
-        """Distinct queues having jobs in ``state``, by a loose index scan (cheap on millions)."""
-        rows = conn.execute(
-            self._sql(
-                "WITH RECURSIVE q(queue) AS ("
-                " (SELECT queue FROM {jobs} WHERE state = %(s)s::{state_t} ORDER BY queue LIMIT 1)"
-                " UNION ALL"
-                " SELECT (SELECT j.queue FROM {jobs} j WHERE j.state = %(s)s::{state_t} AND j.queue > q.queue"
-                "         ORDER BY j.queue LIMIT 1) FROM q WHERE q.queue IS NOT NULL"
-                ") SELECT queue FROM q WHERE queue IS NOT NULL LIMIT 1000"
-            ),
-            {"s": state},
-        ).fetchall()
-        return [r[0] for r in rows]
-
-    # -- queues -------------------------------------------------------------------------------
-    def _producers(self, conn: psycopg.Connection, now: datetime, queue: str | None = None) -> list[dict[str, Any]]:
-        with conn.cursor(row_factory=dict_row) as cur:
-            cur.execute(
-                self._sql(
-                    "SELECT p.queue, p.node_id::text AS node_id, n.name, n.host, p.local_limit, p.paused,"
-                    " p.running, p.meta, n.heartbeat_at"
-                    " FROM {producers} p JOIN {nodes} n ON n.id = p.node_id"
-                    " WHERE n.heartbeat_at > %(live)s AND (%(queue)s::text IS NULL OR p.queue = %(queue)s::text)"
-                    " ORDER BY p.queue, n.name, n.started_at"
-                ),
-                {"live": now - LIVE_WINDOW, "queue": queue},
-            )
-            return list(cur.fetchall())
-
-    def _settings(self, conn: psycopg.Connection) -> dict[tuple[str, str], dict[str, Any]]:
-        with conn.cursor(row_factory=dict_row) as cur:
-            cur.execute(self._sql(
-                "SELECT queue, node, paused, local_limit, global_limit, rate_limit FROM {queue_settings}"
-            ))
-            return {(r["queue"], r["node"]): r for r in cur.fetchall()}
+        summary = self.inspector.summary(conn, now)
+        return Cluster(nodes=summary.live_nodes, leader=summary.leader)
 
     @staticmethod
-    def _effective(
-        producer: dict[str, Any], settings: dict[tuple[str, str], dict[str, Any]]
-    ) -> tuple[bool, int]:
-        """(paused, local limit) a node applies to a queue: its own setting, then '*', then its report."""
-        own = settings.get((producer["queue"], producer["name"])) or {}
-        star = settings.get((producer["queue"], "*")) or {}
-        paused = own.get("paused")
-        if paused is None:
-            paused = star.get("paused")
-        if paused is None:
-            paused = producer["paused"]
-        limit = own.get("local_limit")
-        if limit is None:
-            limit = star.get("local_limit")
-        if limit is None:
-            limit = producer["local_limit"]
-        return bool(paused), int(limit)
+    def _state_counts(counts: Counts) -> dict[str, Count]:
+        """Jobs per state over every queue, each marked exact or estimated as the engine counted it."""
+        return {s: Count(counts.total(s), counts.exact(s)) for s in STATES}
 
-    def _limits(
-        self, queue: str, producers: Sequence[dict[str, Any]], settings: dict[tuple[str, str], dict[str, Any]]
-    ) -> tuple[Limit | None, Limit | None]:
-        star = settings.get((queue, "*")) or {}
-        global_limit = parse_limit(star.get("global_limit"))
-        rate_limit = parse_limit(star.get("rate_limit"))
-        for p in producers:
-            meta = p.get("meta") or {}
-            if not isinstance(meta, dict):
-                continue
-            if global_limit is None:
-                global_limit = parse_limit(meta.get("global_limit"))
-            if rate_limit is None:
-                rate_limit = parse_limit(meta.get("rate_limit"))
-        return global_limit, rate_limit
-
-    def _executing_by_node(self, conn: psycopg.Connection, queue: str | None = None) -> dict[tuple[str, str], int]:
-        rows = conn.execute(
-            self._sql(
-                "SELECT queue, coalesce(node_id::text, ''), count(*) FROM {jobs}"
-                " WHERE state = 'executing' AND (%(queue)s::text IS NULL OR queue = %(queue)s::text) GROUP BY 1, 2"
-            ),
-            {"queue": queue},
-        ).fetchall()
-        return {(q, n): int(c) for q, n, c in rows}
-
+    # -- queues -------------------------------------------------------------------------------
     def _oldest_available(self, conn: psycopg.Connection, queues: Sequence[str]) -> dict[str, datetime]:
         """Per queue, the earliest due time of an available job: ten index probes per queue."""
         if not queues:
@@ -415,36 +220,40 @@ class Store:
         return out
 
     def _queue_rows(
-        self, conn: psycopg.Connection, now: datetime, states: dict[str, Count], only: str | None = None
-    ) -> tuple[list[QueueRow], list[dict[str, Any]], dict[tuple[str, str], dict[str, Any]], dict[tuple[str, str], int]]:
-        producers = self._producers(conn, now, only)
-        settings = self._settings(conn)
-        counts = self._queue_counts(conn, states)
-        executing = self._executing_by_node(conn, only)
+        self, conn: psycopg.Connection, now: datetime, counts: Counts, only: str | None = None
+    ) -> tuple[list[QueueRow], list[ProducerStatus], dict[tuple[str, str], QueueSetting], dict[tuple[str, str], int]]:
+        settings = self.inspector.settings(conn, only)
+        producers = self.inspector.producers(conn, now, only, settings=settings)
+        executing = {(q, str(node or "")): n for (q, node), n in self.inspector.executing(conn, only).items()}
         stats = self._stats(conn, now)
-        names = {p["queue"] for p in producers} | {q for q, _ in settings} | {q for q, _ in counts}
-        names |= {q for q, _ in executing} | set(stats)
+        names = {p.queue for p in producers} | {q for q, _ in settings} | set(stats)
+        names |= set(counts.by_queue) | {q for q, _ in executing}
         if only is not None:
             names = {only} & names
         ordered = sorted(names)
         oldest = self._oldest_available(conn, ordered)
         rows = []
         for name in ordered:
-            mine = [p for p in producers if p["queue"] == name]
-            effective = [self._effective(p, settings) for p in mine]
-            star = settings.get((name, "*")) or {}
-            global_limit, rate_limit = self._limits(name, mine, settings)
+            mine = [p for p in producers if p.queue == name]
+            every = settings.get((name, "*"))
+            global_limit, rate_limit = self.inspector.queue_limits(name, producers, settings)
             done, failed = stats.get(name, ([0] * STATS_MINUTES, [0] * STATS_MINUTES))
+
+            def count(state: str, queue: str = name) -> Count:
+                """A queue with no jobs in ``state`` (none found) has exactly none."""
+                n = counts.get(queue, state)
+                return Count(n, counts.exact(state) or not n)
+
             rows.append(QueueRow(
                 name=name,
                 executing=sum(n for (q, _), n in executing.items() if q == name),
-                local_limit=sum(limit for _, limit in effective),
+                local_limit=sum(p.local_limit for p in mine),
                 nodes=len(mine),
-                nodes_paused=sum(1 for paused, _ in effective if paused),
-                paused_everywhere=bool(star.get("paused")),
-                available=counts.get((name, "available"), Count(0)),
-                scheduled=counts.get((name, "scheduled"), Count(0)),
-                retryable=counts.get((name, "retryable"), Count(0)),
+                nodes_paused=sum(1 for p in mine if p.paused),
+                paused_everywhere=bool(every and every.paused),
+                available=count("available"),
+                scheduled=count("scheduled"),
+                retryable=count("retryable"),
                 oldest_available_at=oldest.get(name),
                 completed_per_minute=tuple(done),
                 failed_per_minute=tuple(failed),
@@ -457,30 +266,30 @@ class Store:
         """The Queues screen: cluster counts by state and one row per known queue."""
         with self.transaction() as conn:
             now = self._now(conn)
-            states = self._state_counts(conn)
-            rows, *_ = self._queue_rows(conn, now, states)
+            counts = self.inspector.counts(conn, states=QUEUE_STATES)
+            rows, *_ = self._queue_rows(conn, now, counts)
             return QueuesSnapshot(
-                now=now, cluster=self._cluster(conn, now), states=tuple(states.items()), queues=tuple(rows)
+                now=now, cluster=self._cluster(conn, now), states=tuple(self._state_counts(counts).items()),
+                queues=tuple(rows),
             )
 
     def queue_detail(self, queue: str) -> QueueDetailSnapshot:
         """One queue with a row per live node running it."""
         with self.transaction() as conn:
             now = self._now(conn)
-            states = self._state_counts(conn)
-            rows, producers, settings, executing = self._queue_rows(conn, now, states, only=queue)
-            nodes = []
-            for p in producers:
-                paused, limit = self._effective(p, settings)
-                nodes.append(QueueNode(
-                    node_id=p["node_id"], name=p["name"], host=p["host"], local_limit=limit,
-                    executing=executing.get((queue, p["node_id"]), 0), paused=paused,
-                    heartbeat_at=p["heartbeat_at"],
-                ))
-            star = settings.get((queue, "*")) or {}
+            rows, producers, settings, executing = self._queue_rows(conn, now, self.inspector.counts(conn, states=QUEUE_STATES), only=queue)
+            nodes = tuple(
+                QueueNode(
+                    node_id=str(p.node_id), name=p.node, host=p.host, local_limit=p.local_limit,
+                    executing=executing.get((queue, str(p.node_id)), 0), paused=p.paused,
+                    heartbeat_at=p.heartbeat_at, live=p.live,
+                )
+                for p in producers
+            )
+            every = settings.get((queue, "*"))
             return QueueDetailSnapshot(
-                now=now, cluster=self._cluster(conn, now), queue=rows[0] if rows else None, nodes=tuple(nodes),
-                setting_paused=star.get("paused"), setting_limit=star.get("local_limit"),
+                now=now, cluster=self._cluster(conn, now), queue=rows[0] if rows else None, nodes=nodes,
+                setting_paused=every.paused if every else None, setting_limit=every.local_limit if every else None,
             )
 
     # -- jobs ---------------------------------------------------------------------------------
@@ -715,7 +524,7 @@ class Store:
         flt = flt or Filter()
         with self.transaction() as conn:
             now = self._now(conn)
-            states = self._state_counts(conn)
+            states = self._state_counts(self.inspector.counts(conn, states=()))
             where = self._job_where(conn, state, flt, now, before)
             rows = self._page(conn, where, bool(flt), before, limit + 1)
             jobs = tuple(
@@ -750,57 +559,15 @@ class Store:
         with self.transaction() as conn:
             now = self._now(conn)
             cluster = self._cluster(conn, now)
-            with conn.cursor(row_factory=dict_row) as cur:
-                cur.execute(
-                    self._sql(
-                        "SELECT *, state::text AS state_text, workflow_id::text AS workflow_text"
-                        " FROM {jobs} WHERE id = %s"
-                    ),
-                    (job_id,),
-                )
-                row = cur.fetchone()
-            if row is None:
+            found = self.inspector.job(job_id, conn)
+            if found is None:
                 return JobDetailSnapshot(now=now, cluster=cluster, job_id=job_id, job=None)
-            job = self._detail(row)
+            job = _detail(found)
             steps: tuple[Step, ...] = ()
-            if job.workflow_id:
-                rows = conn.execute(
-                    self._sql(
-                        "SELECT id, coalesce(workflow_step, id::text), state::text, workflow_deps FROM {jobs}"
-                        " WHERE workflow_id = %s::uuid ORDER BY id LIMIT 500"
-                    ),
-                    (job.workflow_id,),
-                ).fetchall()
-                steps = tuple(Step(int(i), s, st, tuple(d or ())) for i, s, st, d in rows)
-            facts = self._wait_facts(conn, now, job) if job.state in ("available", "scheduled", "retryable", "held") \
-                else WaitFacts()
+            if found.workflow_id is not None:
+                steps = _steps(self.inspector.workflow_steps(found.workflow_id, conn))
+            facts = self._wait_facts(conn, now, job) if job.state in WAITING_STATES else WaitFacts()
             return JobDetailSnapshot(now=now, cluster=cluster, job_id=job_id, job=job, steps=steps, facts=facts)
-
-    @staticmethod
-    def _detail(row: dict[str, Any]) -> JobDetail:
-        errors = []
-        for e in row.get("errors") or []:
-            if not isinstance(e, dict):
-                continue
-            try:
-                attempt = int(e.get("attempt") or 0)
-            except (TypeError, ValueError):
-                attempt = 0
-            errors.append(Attempt(
-                attempt=attempt, at=_parse_at(e.get("at")), error=str(e.get("error") or ""),
-                traceback=str(e.get("traceback") or ""),
-            ))
-        by = row.get("attempted_by") or []
-        return JobDetail(
-            id=row["id"], state=row["state_text"], queue=row["queue"], worker=row["worker"], args=row["args"],
-            meta=row["meta"], tags=tuple(row.get("tags") or ()), priority=row["priority"], attempt=row["attempt"],
-            max_attempts=row["max_attempts"], errors=tuple(errors), result=row.get("result"),
-            inserted_at=row["inserted_at"], scheduled_at=row["scheduled_at"], attempted_at=row.get("attempted_at"),
-            completed_at=row.get("completed_at"), cancelled_at=row.get("cancelled_at"),
-            discarded_at=row.get("discarded_at"), node=by[0] if by else None, unique_key=row.get("unique_key"),
-            workflow_id=row.get("workflow_text"), workflow_name=row.get("workflow_name"),
-            workflow_step=row.get("workflow_step"), workflow_deps=tuple(row.get("workflow_deps") or ()),
-        )
 
     def _exists(self, conn: psycopg.Connection, kind: str, name: str) -> bool:
         """Whether a table (``regclass``) or function (``regprocedure``) of this schema exists yet."""
@@ -809,22 +576,21 @@ class Store:
         row = conn.execute(sql.SQL("SELECT {}(%s) IS NOT NULL").format(sql.Identifier(func)), (qualified,)).fetchone()
         return bool(row and row[0])
 
-    def _partition_sql(self, limit: Limit, params: dict[str, Any], tag: str, worker: sql.Composable,
-                       args: sql.Composable) -> sql.Composable:
+    def _partition_sql(self, limit: GlobalLimit | RateLimit, params: dict[str, Any], tag: str,
+                       worker: sql.Composable, args: sql.Composable) -> sql.Composable:
         """The engine's partition key of a job (``lysmore_partition``) for ``limit``, as SQL."""
-        params[f"{tag}_w"], params[f"{tag}_a"] = limit.by_worker, limit.by_args
-        params[f"{tag}_k"] = list(limit.keys) if limit.keys is not None else None
+        assert limit.partition is not None
+        params.update(limit.partition.params(tag))
         return sql.SQL("{}.lysmore_partition({}, {}, {}, {}, {}::text[])").format(
-            self.schema, worker, args, sql.Placeholder(f"{tag}_w"), sql.Placeholder(f"{tag}_a"),
-            sql.Placeholder(f"{tag}_k"),
+            self.schema, worker, args, sql.Placeholder(f"{tag}_worker"), sql.Placeholder(f"{tag}_args"),
+            sql.Placeholder(f"{tag}_keys"),
         )
 
     def _wait_facts(self, conn: psycopg.Connection, now: datetime, job: JobDetail) -> WaitFacts:
-        producers = self._producers(conn, now, job.queue)
-        settings = self._settings(conn)
-        effective = [(p, *self._effective(p, settings)) for p in producers]
-        star = settings.get((job.queue, "*")) or {}
-        global_limit, rate_limit = self._limits(job.queue, producers, settings)
+        settings = self.inspector.settings(conn, job.queue)
+        producers = self.inspector.producers(conn, now, job.queue, settings=settings)
+        every = settings.get((job.queue, "*"))
+        global_limit, rate_limit = self.inspector.queue_limits(job.queue, producers, settings)
         partition_fn = (
             bool(global_limit and global_limit.partitioned) or bool(rate_limit and rate_limit.partitioned)
         ) and self._exists(conn, "regprocedure", "lysmore_partition(text,jsonb,boolean,boolean,text[])")
@@ -844,7 +610,7 @@ class Store:
             params,
         ).fetchall()
         rate_used, rate_next = 0, None
-        if rate_limit is not None and rate_limit.period:
+        if rate_limit is not None:
             since = now - timedelta(seconds=rate_limit.period)
             if self._exists(conn, "regclass", "lysmore_rate_log"):
                 where: sql.Composable = sql.SQL("true")
@@ -854,9 +620,9 @@ class Store:
                         sql.SQL("{}::jsonb").format(sql.Placeholder("args")),
                     ))
                 query: sql.Composed = sql.SQL(
-                    "SELECT count(*), min(started_at) FROM {}.lysmore_rate_log"
+                    "SELECT count(*), min(started_at) FROM {}"
                     " WHERE queue = %(queue)s AND started_at > %(since)s AND {}"
-                ).format(self.schema, where)
+                ).format(self.inspector.table("rate_log"), where)
             else:  # before the rate log existed: starts as the jobs table remembers them
                 query = self._sql(
                     "SELECT count(*), min(attempted_at) FROM {jobs} WHERE queue = %(queue)s AND attempted_at > %(since)s"
@@ -878,11 +644,11 @@ class Store:
             if row is not None:
                 ahead, higher = int(row[0]), int(row[1])
         return WaitFacts(
-            queue_nodes=tuple(p["name"] for p, _, _ in effective),
-            paused_nodes=tuple(p["name"] for p, paused, _ in effective if paused),
-            paused_everywhere=bool(star.get("paused")),
+            queue_nodes=tuple(p.node for p in producers),
+            paused_nodes=tuple(p.node for p in producers if p.paused),
+            paused_everywhere=bool(every and every.paused),
             executing_in_queue=sum(int(n) for _, n in holders),
-            local_limit_total=sum(limit for _, _, limit in effective),
+            local_limit_total=sum(p.local_limit for p in producers),
             global_limit=global_limit,
             holders=tuple((str(name), int(n)) for name, n in holders),
             rate_limit=rate_limit,
@@ -897,39 +663,20 @@ class Store:
         """Every registered node with its lease, leadership and queues."""
         with self.transaction() as conn:
             now = self._now(conn)
-            settings = self._settings(conn)
-            with conn.cursor(row_factory=dict_row) as cur:
-                cur.execute(self._sql(
-                    "SELECT n.id::text AS id, n.name, n.host, n.pid, n.started_at, n.heartbeat_at,"
-                    " coalesce(l.node_id = n.id AND l.expires_at > %(now)s, false) AS leader"
-                    " FROM {nodes} n LEFT JOIN {leader} l ON l.node_id = n.id"
-                    " ORDER BY n.name, n.started_at, n.id"
-                ), {"now": now})
-                nodes = list(cur.fetchall())
-                cur.execute(self._sql(
-                    "SELECT p.node_id::text AS node_id, p.queue, p.local_limit, p.paused, p.running, n.name"
-                    " FROM {producers} p JOIN {nodes} n ON n.id = p.node_id ORDER BY p.queue"
-                ))
-                producers = list(cur.fetchall())
-            executing = {
-                n: int(c) for n, c in conn.execute(self._sql(
-                    "SELECT node_id::text, count(*) FROM {jobs} WHERE state = 'executing' GROUP BY 1"
-                )).fetchall()
-            }
-            rows = []
-            for n in nodes:
-                queues = []
-                for p in producers:
-                    if p["node_id"] != n["id"]:
-                        continue
-                    paused, limit = self._effective(p, settings)
-                    queues.append(NodeQueue(p["queue"], limit, paused, int(p["running"])))
-                rows.append(NodeRow(
-                    id=n["id"], name=n["name"], host=n["host"], pid=n["pid"], started_at=n["started_at"],
-                    heartbeat_at=n["heartbeat_at"], leader=bool(n["leader"]), queues=tuple(queues),
-                    executing=executing.get(n["id"], 0),
-                ))
-            return NodesSnapshot(now=now, cluster=self._cluster(conn, now), nodes=tuple(rows))
+            producers = self.inspector.producers(conn, now, live_only=False)
+            executing: dict[str, int] = {}
+            for (_, node), n in self.inspector.executing(conn).items():
+                executing[str(node)] = executing.get(str(node), 0) + n
+            rows = tuple(
+                NodeRow(
+                    id=str(n.id), name=n.name, host=n.host, pid=n.pid, started_at=n.started_at,
+                    heartbeat_at=n.heartbeat_at, leader=n.leader, live=n.live, executing=executing.get(str(n.id), 0),
+                    queues=tuple(NodeQueue(p.queue, p.local_limit, p.paused, p.running)
+                                 for p in producers if p.node_id == n.id),
+                )
+                for n in self.inspector.nodes(conn, now)
+            )
+            return NodesSnapshot(now=now, cluster=self._cluster(conn, now), nodes=rows)
 
     def audit(self, limit: int = AUDIT_ROWS) -> AuditSnapshot:
         """The newest audit rows."""
@@ -987,15 +734,26 @@ class Store:
         """One workflow's steps."""
         with self.transaction() as conn:
             now = self._now(conn)
-            rows = conn.execute(
-                self._sql(
-                    "SELECT id, coalesce(workflow_step, id::text), state::text, workflow_deps, workflow_name"
-                    " FROM {jobs} WHERE workflow_id = %s::uuid ORDER BY id LIMIT 500"
-                ),
-                (workflow_id,),
-            ).fetchall()
-            name = next((r[4] for r in rows if r[4]), "")
+            jobs = self.inspector.workflow_steps(workflow_id, conn)
             return WorkflowSnapshot(
-                now=now, cluster=self._cluster(conn, now), workflow_id=workflow_id, name=name,
-                steps=tuple(Step(int(i), s, st, tuple(d or ())) for i, s, st, d, _ in rows),
+                now=now, cluster=self._cluster(conn, now), workflow_id=workflow_id,
+                name=next((j.workflow_name for j in jobs if j.workflow_name), ""), steps=_steps(jobs),
             )
+
+
+def _steps(jobs: Sequence[Job]) -> tuple[Step, ...]:
+    """A workflow's steps as the dashboard shows them (a step without a name goes by its id)."""
+    return tuple(Step(j.id, j.workflow_step or str(j.id), j.state.value, tuple(j.workflow_deps)) for j in jobs)
+
+
+def _detail(job: Job) -> JobDetail:
+    """The engine's job as the job detail screen shows it."""
+    return JobDetail(
+        id=job.id, state=job.state.value, queue=job.queue, worker=job.worker, args=job.args, meta=job.meta,
+        tags=tuple(job.tags), priority=job.priority, attempt=job.attempt, max_attempts=job.max_attempts,
+        errors=tuple(attempts(job)), result=job.result, inserted_at=job.inserted_at, scheduled_at=job.scheduled_at,
+        attempted_at=job.attempted_at, completed_at=job.completed_at, cancelled_at=job.cancelled_at,
+        discarded_at=job.discarded_at, node=job.attempted_by[0] if job.attempted_by else None,
+        unique_key=job.unique_key, workflow_id=str(job.workflow_id) if job.workflow_id else None,
+        workflow_name=job.workflow_name, workflow_step=job.workflow_step, workflow_deps=tuple(job.workflow_deps),
+    )

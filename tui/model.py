@@ -6,11 +6,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-STATES: tuple[str, ...] = (
-    "available", "scheduled", "executing", "retryable",
-    "completed", "discarded", "cancelled", "held",
+from engine import FINAL_STATES, Attempt, GlobalLimit, JobState, RateLimit
+
+# The engine's states, in the order it declares them (the order the dashboard lists them in).
+STATES: tuple[str, ...] = tuple(s.value for s in JobState)
+# States a job waits in before it runs: neither finished nor executing.
+WAITING_STATES: frozenset[str] = frozenset(
+    s.value for s in JobState if s not in FINAL_STATES and s is not JobState.EXECUTING
 )
-WAITING_STATES: frozenset[str] = frozenset({"available", "scheduled", "retryable", "held"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,34 +22,6 @@ class Count:
 
     value: int
     exact: bool = True
-
-
-# A node whose heartbeat is older than this is shown stale and no longer counted as running queues.
-STALE_AFTER_SECONDS = 15.0
-
-
-@dataclass(frozen=True, slots=True)
-class Limit:
-    """A global or rate limit as stored: ``allowed`` per ``period`` (rate), per partition if any."""
-
-    allowed: int
-    period: float | None = None
-    by_worker: bool = False
-    by_args: bool = False
-    keys: tuple[str, ...] | None = None
-
-    @property
-    def partitioned(self) -> bool:
-        """Whether the limit applies per partition (worker and/or args)."""
-        return self.by_worker or self.by_args
-
-    @property
-    def partition(self) -> str | None:
-        """What the limit is split by, for display: ``worker``, ``args.account_id``..."""
-        parts = (["worker"] if self.by_worker else []) + (
-            [f"args.{k}" for k in self.keys] if self.by_args and self.keys else ["args"] if self.by_args else []
-        )
-        return ",".join(parts) or None
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,8 +48,8 @@ class QueueRow:
     oldest_available_at: datetime | None
     completed_per_minute: tuple[int, ...]
     failed_per_minute: tuple[int, ...]
-    global_limit: Limit | None = None
-    rate_limit: Limit | None = None
+    global_limit: GlobalLimit | None = None
+    rate_limit: RateLimit | None = None
 
     @property
     def paused(self) -> bool:
@@ -105,6 +80,7 @@ class QueueNode:
     executing: int
     paused: bool
     heartbeat_at: datetime
+    live: bool  # the engine's liveness rule: a heartbeat younger than node_ttl
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,16 +132,6 @@ class JobsSnapshot:
 
 
 @dataclass(frozen=True, slots=True)
-class Attempt:
-    """One failed attempt as recorded in the job's errors list."""
-
-    attempt: int
-    at: datetime | None
-    error: str
-    traceback: str
-
-
-@dataclass(frozen=True, slots=True)
 class Step:
     """One step of the workflow a job belongs to."""
 
@@ -184,9 +150,9 @@ class WaitFacts:
     paused_everywhere: bool = False
     executing_in_queue: int = 0
     local_limit_total: int = 0
-    global_limit: Limit | None = None
+    global_limit: GlobalLimit | None = None
     holders: tuple[tuple[str, int], ...] = ()
-    rate_limit: Limit | None = None
+    rate_limit: RateLimit | None = None
     rate_used: int = 0
     rate_next_at: datetime | None = None
     ahead: int = 0
@@ -258,6 +224,7 @@ class NodeRow:
     leader: bool
     queues: tuple[NodeQueue, ...]
     executing: int
+    live: bool  # the engine's liveness rule: a heartbeat younger than node_ttl
 
     @property
     def all_paused(self) -> bool:

@@ -13,15 +13,16 @@ from typing import Any
 
 from rich.text import Text
 
+from engine import GlobalLimit, RateLimit
+
 from .layout import Col, Item, fit_line
 from .model import (
-    STALE_AFTER_SECONDS,
     STATES,
+    WAITING_STATES,
     AuditRow,
     Count,
     JobDetail,
     JobRow,
-    Limit,
     NodeRow,
     QueueNode,
     QueueRow,
@@ -53,7 +54,6 @@ STATE_GLYPH: dict[str, str] = {
 }
 SPARK = "▁▂▃▄▅▆▇█"
 PAUSED = "‖"  # paused queues; states use single-width glyphs that never turn into emoji
-STALE_HEARTBEAT = STALE_AFTER_SECONDS
 MARK = "✔"
 Cells = tuple[Any, ...]
 Row = tuple[str, Cells]
@@ -155,15 +155,15 @@ def short_worker(worker: str) -> str:
     return worker.rsplit(".", 1)[-1]
 
 
-def fmt_limit(limit: Limit | None) -> str:
+def fmt_limit(limit: GlobalLimit | RateLimit | None) -> str:
     """``10`` for a global limit, ``100/60s`` for a rate limit, ``-`` for none."""
     if limit is None:
         return "-"
     text = str(limit.allowed)
-    if limit.period:
+    if isinstance(limit, RateLimit):
         text += f"/{fmt_duration(limit.period)}"
     if limit.partition:
-        text += f" by {limit.partition}"
+        text += f" by {limit.partition.label}"
     return text
 
 
@@ -284,10 +284,10 @@ QUEUE_NODE_COLUMNS: tuple[Col, ...] = (
 )
 
 
-def heartbeat_text(heartbeat_at: datetime, now: datetime) -> Text:
-    """The heartbeat age, red (and marked) when the lease looks lost."""
+def heartbeat_text(heartbeat_at: datetime, now: datetime, live: bool) -> Text:
+    """The heartbeat age, red (and marked) when the engine takes the node's lease for lost."""
     age = (now - heartbeat_at).total_seconds()
-    if age > STALE_HEARTBEAT:
+    if not live:
         return Text(f"✗ {fmt_duration(age)} ago", style="bold #dc322f")
     return Text(f"{fmt_duration(age)} ago")
 
@@ -300,7 +300,7 @@ def queue_node_row(n: QueueNode, now: datetime) -> Row:
         str(n.local_limit),
         Text.assemble(bar(n.executing, n.local_limit), f" {n.executing}"),
         Text(f"{PAUSED} paused", style="bold #b58900") if n.paused else Text("running"),
-        heartbeat_text(n.heartbeat_at, now),
+        heartbeat_text(n.heartbeat_at, now, n.live),
     )
 
 
@@ -454,7 +454,7 @@ def timeline(job: JobDetail, now: datetime) -> list[Text]:
 
 def why_waiting(job: JobDetail, facts: WaitFacts, steps: Sequence[Step], now: datetime) -> list[str]:
     """Why a waiting job is not running, in the order a user should check; empty when it runs."""
-    if job.state not in ("available", "scheduled", "retryable", "held"):
+    if job.state not in WAITING_STATES:
         return []
     reasons: list[str] = []
     if job.state == "held":
@@ -479,7 +479,7 @@ def why_waiting(job: JobDetail, facts: WaitFacts, steps: Sequence[Step], now: da
         reasons.append(f"queue {job.queue} is paused")
     if facts.global_limit is not None and facts.executing_in_queue >= facts.global_limit.allowed:
         holders = ", ".join(f"{name} {n}" for name, n in facts.holders) or "none recorded"
-        which = f"partition limit ({facts.global_limit.partition}) full" if facts.global_limit.partitioned \
+        which = f"partition limit ({facts.global_limit.partition.label}) full" if facts.global_limit.partition \
             else "global limit full"
         reasons.append(
             f"{which}: {facts.executing_in_queue}/{facts.global_limit.allowed} executing (held by {holders})"
@@ -492,7 +492,7 @@ def why_waiting(job: JobDetail, facts: WaitFacts, steps: Sequence[Step], now: da
         nxt = f", next slot {ago(facts.rate_next_at, now)}" if facts.rate_next_at else ""
         reasons.append(
             f"rate window used up: {facts.rate_used}/{facts.rate_limit.allowed} started in the last "
-            f"{fmt_duration(facts.rate_limit.period or 0)}{nxt}"
+            f"{fmt_duration(facts.rate_limit.period)}{nxt}"
         )
     if job.state == "available" and facts.ahead:
         higher = f", {facts.ahead_higher_priority} of them with higher priority" if facts.ahead_higher_priority else ""
@@ -553,7 +553,7 @@ def node_row(n: NodeRow, now: datetime) -> Row:
         name,
         f"{n.host}/{n.pid}",
         ago(n.started_at, now),
-        heartbeat_text(n.heartbeat_at, now),
+        heartbeat_text(n.heartbeat_at, now, n.live),
         str(n.executing),
         queues,
     )

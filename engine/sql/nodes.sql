@@ -55,14 +55,19 @@ VALUES (%(node_id)s, %(name)s, %(host)s, %(pid)s, %(meta)s)
 ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()
 
 -- name: status
-SELECT n.id, n.name, n.host, n.pid, n.started_at,
-       extract(epoch FROM now() - n.heartbeat_at)::float8 AS heartbeat_age,
-       (l.node_id = n.id AND l.expires_at > now()) IS TRUE AS leader,
-       coalesce(json_agg(json_build_object('queue', p.queue, 'limit', p.local_limit,
-                                           'paused', p.paused, 'running', p.running)
-                         ORDER BY p.queue) FILTER (WHERE p.queue IS NOT NULL), '[]') AS queues
+-- Every registered node with its lease and leadership at the given now (NULL: the database's now()).
+-- A node is live while its heartbeat is younger than node_ttl: the lease the lifeline honours.
+SELECT n.id, n.name, n.host, n.pid, n.started_at, n.heartbeat_at,
+       extract(epoch FROM coalesce(%(now)s::timestamptz, now()) - n.heartbeat_at)::float8 AS heartbeat_age,
+       n.heartbeat_at > coalesce(%(now)s::timestamptz, now()) - make_interval(secs => %(node_ttl)s) AS live,
+       (l.node_id = n.id AND l.expires_at > coalesce(%(now)s::timestamptz, now())) IS TRUE AS leader
 FROM {prefix}.lysmore_nodes AS n
 LEFT JOIN {prefix}.lysmore_leader AS l ON l.name = 'leader'
-LEFT JOIN {prefix}.lysmore_producers AS p ON p.node_id = n.id
-GROUP BY n.id, l.node_id, l.expires_at
-ORDER BY n.name
+ORDER BY n.name, n.started_at, n.id
+
+-- name: summary
+-- Live nodes and the current leader's name at the given now (NULL: the database's now()).
+SELECT (SELECT count(*) FROM {prefix}.lysmore_nodes
+        WHERE heartbeat_at > coalesce(%(now)s::timestamptz, now()) - make_interval(secs => %(node_ttl)s)) AS live,
+       (SELECT node_name FROM {prefix}.lysmore_leader
+        WHERE expires_at > coalesce(%(now)s::timestamptz, now()) ORDER BY name LIMIT 1) AS leader

@@ -31,6 +31,19 @@ SET local_limit = excluded.local_limit,
     meta = excluded.meta,
     updated_at = now()
 
+-- name: producers
+-- What each node reports it runs each queue with, and whether the node is live at the given now
+-- (NULL: the database's now()); only live nodes with live_only, only one queue with queue.
+SELECT p.queue, p.node_id, n.name AS node, n.host, p.local_limit, p.paused, p.running, p.meta,
+       n.heartbeat_at,
+       n.heartbeat_at > coalesce(%(now)s::timestamptz, now()) - make_interval(secs => %(node_ttl)s) AS live
+FROM {prefix}.lysmore_producers AS p
+JOIN {prefix}.lysmore_nodes AS n ON n.id = p.node_id
+WHERE (%(queue)s::text IS NULL OR p.queue = %(queue)s::text)
+  AND (NOT %(live_only)s
+       OR n.heartbeat_at > coalesce(%(now)s::timestamptz, now()) - make_interval(secs => %(node_ttl)s))
+ORDER BY p.queue, n.name, n.started_at
+
 -- name: rate_next
 -- Seconds until the oldest start in a rate window leaves it (when the next slot opens).
 SELECT extract(epoch FROM min(started_at) + make_interval(secs => %(r_period)s) - clock_timestamp())
@@ -39,9 +52,15 @@ WHERE queue = %(queue)s AND started_at > clock_timestamp() - make_interval(secs 
 
 -- name: settings_read
 -- Persisted control for one queue as it applies to one node: the node's own row wins over '*'.
-SELECT node, paused, local_limit, global_limit, rate_limit
+SELECT queue, node, paused, local_limit, global_limit, rate_limit
 FROM {prefix}.lysmore_queue_settings
 WHERE queue = %(queue)s AND node IN ('*', %(node_name)s)
+
+-- name: settings_all
+-- Every persisted control row (of one queue, with queue).
+SELECT queue, node, paused, local_limit, global_limit, rate_limit
+FROM {prefix}.lysmore_queue_settings
+WHERE %(queue)s::text IS NULL OR queue = %(queue)s::text
 
 -- name: settings_reset
 -- Forget persisted control of one queue: for one node name, or every row when node is NULL.

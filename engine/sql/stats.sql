@@ -2,23 +2,48 @@
 -- Each statement follows its `-- name:` line; engine/_sql.py checks the names when it loads.
 
 -- name: counts_estimate
--- Planner's view of the jobs table: its row estimate and the joint (queue, state) frequencies
--- from the extended statistics (values come in column order: state, then queue); no scan.
-SELECT c.reltuples::bigint AS total, m.values[2] AS queue, m.values[1] AS state, m.frequency
+-- Rows in the jobs table by the planner's statistics, no scan (by its size when never analysed).
+SELECT CASE WHEN c.reltuples < 0 THEN pg_relation_size(c.oid) / 200 ELSE c.reltuples END::bigint
 FROM pg_class AS c
-JOIN pg_namespace AS ns ON ns.oid = c.relnamespace
-LEFT JOIN pg_statistic_ext AS s ON s.stxnamespace = ns.oid AND s.stxname = 'lysmore_jobs_queue_state'
-LEFT JOIN pg_statistic_ext_data AS d ON d.stxoid = s.oid
-LEFT JOIN LATERAL pg_mcv_list_items(d.stxdmcv) AS m ON true
-WHERE ns.nspname = %(prefix)s AND c.relname = 'lysmore_jobs'
+WHERE c.oid = to_regclass(%(table)s)
 
 -- name: counts_exact
 SELECT queue, state::text, count(*) AS n FROM {prefix}.lysmore_jobs GROUP BY queue, state
 
--- name: counts_live
--- Exact counts of the states that stay small and have partial indexes.
-SELECT queue, 'executing' AS state, count(*) AS n
-FROM {prefix}.lysmore_jobs WHERE state = 'executing' GROUP BY queue
+-- name: counts_of_states
+-- Exact counts of some states only (those too small to estimate well); the state index finds them.
+SELECT queue, state::text, count(*) AS n
+FROM {prefix}.lysmore_jobs
+WHERE state = ANY(%(states)s::{prefix}.lysmore_job_state[])
+GROUP BY queue, state
+
+-- name: queues_in_state
+-- Distinct queues having jobs in one state, by a loose index scan (cheap on millions).
+WITH RECURSIVE q(queue) AS (
+    (SELECT queue FROM {prefix}.lysmore_jobs WHERE state = %(state)s::{prefix}.lysmore_job_state
+     ORDER BY queue LIMIT 1)
+    UNION ALL
+    SELECT (SELECT j.queue FROM {prefix}.lysmore_jobs AS j
+            WHERE j.state = %(state)s::{prefix}.lysmore_job_state AND j.queue > q.queue
+            ORDER BY j.queue LIMIT 1)
+    FROM q WHERE q.queue IS NOT NULL
+)
+SELECT queue FROM q WHERE queue IS NOT NULL LIMIT 1000
+
+-- name: rows_in_state
+-- The jobs of one state: only EXPLAINed, for the planner's row estimate.
+SELECT 1 FROM {prefix}.lysmore_jobs WHERE state = %(state)s::{prefix}.lysmore_job_state
+
+-- name: rows_in_queue_state
+-- The jobs of one queue in one state: only EXPLAINed, for the planner's row estimate.
+SELECT 1 FROM {prefix}.lysmore_jobs WHERE state = %(state)s::{prefix}.lysmore_job_state AND queue = %(queue)s
+
+-- name: executing_by_node
+-- Jobs executing right now per queue and node (a partial index holds them: cheap at any size).
+SELECT queue, node_id, count(*) AS n
+FROM {prefix}.lysmore_jobs
+WHERE state = 'executing' AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+GROUP BY queue, node_id
 
 -- name: prune
 -- Drop rollup minutes and cron run records past their retention.

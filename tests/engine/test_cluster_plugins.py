@@ -166,9 +166,7 @@ def test_queue_counts_exact_and_estimated(make_engine, conn, prefix) -> None:  #
     assert not exact.estimated
     assert exact.by_queue == {"q": {"available": 40}, "other": {"available": 10}}
     conn.execute(f'ANALYZE "{prefix}".lysmore_jobs')
-    from engine._stats import queue_counts
-
-    estimated = queue_counts(eng, exact_below=1)
+    estimated = eng.inspect().counts(exact_below=1)
     assert estimated.estimated
     assert estimated.by_queue["q"]["available"] == pytest.approx(40, abs=2)
     assert estimated.by_queue["other"]["available"] == pytest.approx(10, abs=2)

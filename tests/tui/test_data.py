@@ -10,12 +10,14 @@ import psycopg
 import pytest
 from psycopg import sql
 
+import engine._inspect
 import tui.data
-from engine import Engine
+from engine import Engine, GlobalLimit, Partition, RateLimit
+from engine._queues import stored_global_limit, stored_rate_limit
 from tests.tui.seed import NOW, clock
-from tui.data import Store, parse_limit
+from tui.data import Store
 from tui.filters import parse_filter
-from tui.model import Count, Limit
+from tui.model import Count
 from tui.presenters import why_waiting
 
 
@@ -35,10 +37,10 @@ def test_queues_snapshot(store: Store) -> None:
     assert list(by_name) == ["default", "mailers", "media", "reports"]
     default = by_name["default"]
     assert (default.executing, default.local_limit, default.nodes) == (2, 20, 2)  # node-old's lease is gone
-    assert default.rate_limit == Limit(100, 60.0)
+    assert default.rate_limit == RateLimit(100, 60.0)
     # complete minutes, then the sliding minute up to NOW (12:00:00 sharp: the minute before)
     assert default.completed_per_minute[-3:] == (14, 11, 11)
-    assert by_name["mailers"].global_limit == Limit(3)
+    assert by_name["mailers"].global_limit == GlobalLimit(3)
     media = by_name["media"]
     assert (media.nodes, media.nodes_paused, media.paused) == (1, 1, True)
     assert media.oldest_available_at == NOW - timedelta(minutes=8)
@@ -181,7 +183,7 @@ def test_select_matching_is_capped(store: Store) -> None:
 def test_counts_are_estimated_when_large(store: Store, conn: psycopg.Connection, seeded: str,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     conn.execute(sql.SQL("ANALYZE {}.lysmore_jobs").format(sql.Identifier(seeded)))
-    monkeypatch.setattr(tui.data, "EXACT_MAX", 3)
+    monkeypatch.setattr(engine._inspect, "EXACT_BELOW", 3)
     states = dict(store.queues().states)
     assert not states["available"].exact and states["available"].value > 0
     assert states["discarded"] == Count(1)  # small states stay exact
@@ -224,15 +226,15 @@ def test_nodes_audit_workflows(store: Store) -> None:
 
 
 def test_limits_are_read_defensively() -> None:
-    assert parse_limit(None) is None
-    assert parse_limit(5) == Limit(5)
-    by = parse_limit({"allowed": 3, "period": 60, "partition": {"fields": ["worker", "args"], "keys": ["id"]}})
-    assert by == Limit(3, 60.0, by_worker=True, by_args=True, keys=("id",))
-    assert by.partitioned and by.partition == "worker,args.id"
-    assert parse_limit('{"allowed": 2}') == Limit(2)
-    assert parse_limit({"allowed": "many"}) is None
-    assert parse_limit("not json") is None
-    assert parse_limit([1, 2]) is None
+    assert stored_global_limit(None) is None
+    assert stored_global_limit(5) == GlobalLimit(5)
+    by = stored_rate_limit({"allowed": 3, "period": 60, "partition": {"fields": ["worker", "args"], "keys": ["id"]}})
+    assert by == RateLimit(3, 60.0, Partition(worker=True, args=True, keys=("id",)))
+    assert by.partitioned and by.partition is not None and by.partition.label == "worker,args.id"
+    assert stored_global_limit('{"allowed": 2}') == GlobalLimit(2)
+    assert stored_global_limit({"allowed": "many"}) is None
+    assert stored_global_limit("not json") is None
+    assert stored_global_limit([1, 2]) is None
 
 
 def test_an_empty_instance_reads_fine(database_url: str, make_engine) -> None:  # type: ignore[no-untyped-def]
@@ -255,7 +257,7 @@ def test_why_waiting_reads_partitions_and_the_rate_log(store: Store, conn: psyco
     snap = store.job(13)  # available in default, account 7
     assert snap.job is not None
     facts = snap.facts
-    assert facts.global_limit is not None and facts.global_limit.partition == "args.account_id"
+    assert facts.global_limit is not None and facts.global_limit.partition is not None and facts.global_limit.partition.label == "args.account_id"
     assert facts.holders == (("node-a", 1),)  # job 17 runs in default too, but for another account
     assert (facts.rate_used, facts.rate_next_at) == (100, NOW + timedelta(seconds=30))
     reasons = why_waiting(snap.job, facts, snap.steps, snap.now)

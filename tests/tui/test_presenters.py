@@ -9,12 +9,12 @@ from datetime import UTC, datetime, timedelta
 
 from rich.text import Text
 
+from engine import GlobalLimit, Partition, RateLimit
 from tui.model import (
     Attempt,
     Count,
     JobDetail,
     JobRow,
-    Limit,
     NodeQueue,
     NodeRow,
     QueueRow,
@@ -131,8 +131,8 @@ def test_queue_row_flags_a_stuck_paused_queue() -> None:
     q = QueueRow(
         name="mailers", executing=2, local_limit=10, nodes=3, nodes_paused=3, paused_everywhere=False,
         available=Count(40), scheduled=Count(1), retryable=Count(0), oldest_available_at=at(-600),
-        completed_per_minute=(1, 2, 3), failed_per_minute=(0, 0, 2), global_limit=Limit(20),
-        rate_limit=Limit(100, 60.0),
+        completed_per_minute=(1, 2, 3), failed_per_minute=(0, 0, 2), global_limit=GlobalLimit(20),
+        rate_limit=RateLimit(100, 60.0),
     )
     key, cells = queue_row(q, NOW)
     plain = [c.plain if isinstance(c, Text) else c for c in cells]
@@ -151,15 +151,15 @@ def test_queue_row_flags_a_stuck_paused_queue() -> None:
 
 def test_limits_read_well() -> None:
     assert fmt_limit(None) == "-"
-    assert fmt_limit(Limit(10)) == "10"
-    assert fmt_limit(Limit(5, 1.0, by_worker=True)) == "5/1s by worker"
+    assert fmt_limit(GlobalLimit(10)) == "10"
+    assert fmt_limit(RateLimit(5, 1.0, Partition(worker=True))) == "5/1s by worker"
 
 
 def test_why_waiting_lists_reasons_in_order() -> None:
     j = detail(state="scheduled", scheduled_at=at(300))
     facts = WaitFacts(
         queue_nodes=("a", "b"), paused_nodes=("b",), executing_in_queue=5, local_limit_total=20,
-        global_limit=Limit(5), holders=(("a", 3), ("b", 2)), rate_limit=Limit(10, 60.0), rate_used=10,
+        global_limit=GlobalLimit(5), holders=(("a", 3), ("b", 2)), rate_limit=RateLimit(10, 60.0), rate_used=10,
         rate_next_at=at(20),
     )
     reasons = why_waiting(j, facts, (), NOW)
@@ -221,7 +221,7 @@ def test_workflow_position_and_tree() -> None:
 
 
 def test_node_row_marks_leader_and_stale_heartbeat() -> None:
-    n = NodeRow(id="x", name="web-1", host="h", pid=1, started_at=at(-3600), heartbeat_at=at(-120), leader=True,
+    n = NodeRow(id="x", name="web-1", host="h", pid=1, started_at=at(-3600), heartbeat_at=at(-120), leader=True, live=False,
                 queues=(NodeQueue("default", 10, True, 2),), executing=2)
     _, cells = node_row(n, NOW)
     assert cells[0].plain == "★ web-1"

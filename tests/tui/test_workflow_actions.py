@@ -15,7 +15,8 @@ from tests.tui.test_gate import audit_rows
 from tui.actions import gated_for_key, help_sections
 from tui.control import workflow_cancel_request, workflow_retry_request
 from tui.screens.modals import ConfirmScreen
-from tui.screens.others import WorkflowScreen, WorkflowsScreen
+from tui.screens.workflow import WorkflowScreen
+from tui.screens.workflows import WorkflowsScreen
 
 pytestmark = pytest.mark.anyio
 
