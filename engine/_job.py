@@ -228,9 +228,11 @@ class JobSpec:
     workflow_name: str | None = None
     workflow_step: str | None = None
     workflow_deps: tuple[str, ...] = ()
-    # ``args`` and ``meta`` as JSON text, written once when built and sent as they are.
-    args_text: str | None = field(default=None, repr=False, compare=False)
-    meta_text: str | None = field(default=None, repr=False, compare=False)
+    # ``args`` and ``meta`` as JSON text, written once when built and sent as they are: (id of the
+    # dict it was written from, text), so a spec copied with other args or meta (dataclasses.replace)
+    # writes those anew.
+    args_text: tuple[int, str] | None = field(default=None, repr=False, compare=False)
+    meta_text: tuple[int, str] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def build(
@@ -268,18 +270,18 @@ class JobSpec:
             scheduled_at=scheduled_at,
             schedule_in=None if schedule_in is None else float(schedule_in),
             unique=opts,
-            args_text=args_text,
-            meta_text=meta_text,
+            args_text=(id(args), args_text),
+            meta_text=(id(meta), meta_text),
         )
 
 
     def json_args(self) -> str:
         """``args`` as the JSON text sent to PostgreSQL."""
-        return self.args_text if self.args_text is not None else json.dumps(self.args, separators=(",", ":"))
+        return _text_of(self.args, self.args_text)
 
     def json_meta(self) -> str:
         """``meta`` as the JSON text sent to PostgreSQL."""
-        return self.meta_text if self.meta_text is not None else json.dumps(self.meta, separators=(",", ":"))
+        return _text_of(self.meta, self.meta_text)
 
     def plain(self) -> bool:
         """Due now, not unique and not in a workflow: insertable by COPY with column defaults."""
@@ -299,6 +301,12 @@ class JobSpec:
             workflow_id=self.workflow_id, workflow_name=self.workflow_name,
             workflow_step=self.workflow_step, workflow_deps=list(self.workflow_deps),
         )
+
+
+def _text_of(value: dict[str, Any], written: tuple[int, str] | None) -> str:
+    if written is not None and written[0] == id(value):
+        return written[1]
+    return json.dumps(value, separators=(",", ":"))
 
 
 def specs_json(specs: Sequence[JobSpec]) -> str:
