@@ -557,7 +557,7 @@ class Engine:
 
     def inspect(self) -> Inspector:
         """The public read model of this instance: counts, nodes, queue settings, jobs, workflows."""
-        return Inspector(self.connection, self.q, node_ttl=self.node_ttl, queues=self.queues)
+        return Inspector(self.connection, self.q, node_ttl=self.node_ttl)
 
     def queue_counts(self) -> Counts:
         """Jobs per queue and state: exact for small tables, planner estimates for large ones."""

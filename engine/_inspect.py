@@ -156,7 +156,6 @@ class Inspector:
     connect: Connect
     queries: Queries
     node_ttl: float
-    queues: Mapping[str, QueueConfig] = field(default_factory=dict)
 
     def table(self, name: str) -> sql.Composed:
         """``prefix.lysmore_<name>``, quoted: for readers that compose SQL of their own."""
@@ -291,8 +290,11 @@ class Inspector:
             ))
         return out
 
-    def settings_for(self, config: QueueConfig, node: str, conn: psycopg.Connection | None = None) -> tuple[bool, QueueConfig]:
-        """(paused, limits) the node named ``node`` applies to the queue it runs with ``config``."""
+    def settings_for(
+        self, config: QueueConfig, node: str, conn: psycopg.Connection | None = None
+    ) -> tuple[bool, QueueConfig]:
+        """(paused, limits) the node named ``node`` applies to the queue it was started with
+        ``config``: what its producer runs with (persisted control over the configuration)."""
         return effective_settings(config, False, node, self.settings(conn, config.name))
 
     @staticmethod

@@ -93,3 +93,12 @@ def test_jobs_and_workflow_steps_as_stored(make_engine) -> None:  # type: ignore
     assert inspector.job(10**12) is None
     steps = inspector.workflow_steps(str(first.workflow_id))
     assert [(j.workflow_step, j.state) for j in steps] == [("a", JobState.AVAILABLE), ("b", JobState.HELD)]
+
+
+def test_settings_for_a_node_are_what_its_producer_runs_with(make_engine, conn: psycopg.Connection, prefix: str) -> None:  # type: ignore[no-untyped-def]
+    eng = make_engine(queues={"q": 3}, node="a")
+    conn.execute(sql.SQL("INSERT INTO {}.lysmore_queue_settings (queue, node, paused, local_limit, global_limit)"
+                         " VALUES ('q', '*', true, 7, NULL), ('q', 'a', NULL, NULL, %s), ('q', 'b', false, 1, NULL)")
+                 .format(sql.Identifier(prefix)), (Jsonb({"allowed": 2}),))
+    paused, config = eng.inspect().settings_for(eng.queues["q"], "a")
+    assert paused and config == QueueConfig("q", 7, global_limit=GlobalLimit(2))
