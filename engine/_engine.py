@@ -43,7 +43,14 @@ from ._queues import (
 from ._runner import MAX_JSON_BYTES, ThreadPool
 from ._schema import check_migrated, migrate
 from ._settings import check_prefix, load_settings
-from ._states import DELETABLE, RETRYABLE_BY_HAND, UNFINISHED, JobState, allowed_from
+from ._states import (
+    DELETABLE,
+    RETRYABLE_BY_HAND,
+    UNFINISHED,
+    WORKFLOW_RETRYABLE,
+    JobState,
+    allowed_from,
+)
 from ._store import NodeId, Store, _chunks
 from ._worker import check_worker_modules
 from ._workflow import Workflow
@@ -156,6 +163,7 @@ class Engine:
         self.store = Store(self.db, self.prefix, NodeId(self.node_id, self.node_name))
         self.q = self.store.q
         self.channel = self.store.channel
+        self._inspector = Inspector(self.db.connection, self.q, node_ttl=self.node_ttl)
         self.events = Events()
         self.counters = Counters("stale_acks", "acked", "fetched", "released")
         self._producers: dict[str, Producer] = {}
@@ -285,7 +293,7 @@ class Engine:
         return jobs[0]
 
     def get_jobs(self, job_ids: Iterable[int]) -> list[Job]:
-        return self.store.get_jobs(job_ids_of(job_ids))
+        return self._inspector.jobs(job_ids_of(job_ids))
 
     def cancel_job(self, job_id: int, *, conn: psycopg.Connection | None = None) -> bool:
         """Cancel a job that has not finished; an executing one is told to stop. True if cancelled."""
@@ -329,12 +337,12 @@ class Engine:
         wid = workflow_id_of(workflow_id)
         with self.connection(conn) as c, c.transaction():
             self.store.lock_workflows(c, [wid])
-            ids = self.store.step_ids(c, wid, (JobState.CANCELLED, JobState.DISCARDED))
+            ids = self.store.step_ids(c, wid, WORKFLOW_RETRYABLE)
             return sorted(self.retry_jobs(ids, conn=c)) if ids else []  # held where dependencies wait
 
     def workflow_steps(self, workflow_id: uuid.UUID | str) -> list[Job]:
         """Every step of a workflow as stored now (state, step name, dependencies), by id."""
-        return self.store.workflow_steps(workflow_id_of(workflow_id))
+        return self._inspector.workflow_steps(workflow_id)
 
     def workflow_results(self, workflow_id: uuid.UUID | str, steps: Sequence[str]) -> dict[str, Any]:
         """Recorded results of the completed ``steps`` of a workflow, by step name."""
@@ -557,7 +565,7 @@ class Engine:
 
     def inspect(self) -> Inspector:
         """The public read model of this instance: counts, nodes, queue settings, jobs, workflows."""
-        return Inspector(self.connection, self.q, node_ttl=self.node_ttl)
+        return self._inspector
 
     def queue_counts(self) -> Counts:
         """Jobs per queue and state: exact for small tables, planner estimates for large ones."""

@@ -310,11 +310,15 @@ class Inspector:
         return (every.global_limit, every.rate_limit) if every else (None, None)
 
     # -- jobs and workflows ---------------------------------------------------------------------
+    def jobs(self, job_ids: list[int], conn: psycopg.Connection | None = None) -> list[Job]:
+        """The jobs of ``job_ids`` as stored, by id; missing ones (pruned or deleted) are left out."""
+        with self._use(conn) as c, c.cursor(row_factory=dict_row) as cur:
+            return [Job.from_row(row) for row in cur.execute(self.queries.jobs.get, {"id": job_ids}).fetchall()]
+
     def job(self, job_id: int, conn: psycopg.Connection | None = None) -> Job | None:
         """One job as stored, or None when there is no such job (pruned or deleted)."""
-        with self._use(conn) as c, c.cursor(row_factory=dict_row) as cur:
-            row = cur.execute(self.queries.jobs.get, {"id": [job_id]}).fetchone()
-        return Job.from_row(row) if row is not None else None
+        found = self.jobs([job_id], conn)
+        return found[0] if found else None
 
     def workflow_steps(self, workflow_id: UUID | str, conn: psycopg.Connection | None = None) -> list[Job]:
         """The steps of one workflow, in insertion order."""

@@ -152,12 +152,7 @@ class Store:
             raise AssertionError(f"inserted {len(rows)} rows for {len(specs)} jobs")
         return [spec.saved(*row) for spec, row in zip(specs, rows, strict=True)]
 
-    # -- reading and changing jobs by id ---------------------------------------------------------
-    def get_jobs(self, ids: list[int]) -> list[Job]:
-        with self.db.connection() as c, c.cursor(row_factory=dict_row) as cur:
-            cur.execute(self.q.jobs.get, {"id": ids})
-            return [Job.from_row(r) for r in cur.fetchall()]
-
+    # -- changing jobs by id ------------------------------------------------------------
     def cancel(self, c: psycopg.Connection, ids: Sequence[int], from_states: list[str]) -> list[tuple[int, str]]:
         """Cancel those of ``ids`` in ``from_states``: (id, state it was in)."""
         rows = c.execute(self.q.jobs.cancel, {"id": list(ids), "from": from_states, "channel": self.channel})
@@ -386,11 +381,6 @@ class Store:
     def step_ids(self, c: psycopg.Connection, workflow_id: uuid.UUID | str, states: Iterable[JobState]) -> list[int]:
         params = {"workflow_id": workflow_id, "states": sorted(s.value for s in states)}
         return [r[0] for r in c.execute(self.q.workflows.step_ids, params).fetchall()]
-
-    def workflow_steps(self, workflow_id: uuid.UUID | str) -> list[Job]:
-        with self.db.connection() as c, c.cursor(row_factory=dict_row) as cur:
-            cur.execute(self.q.workflows.steps, {"workflow_id": workflow_id})
-            return [Job.from_row(r) for r in cur.fetchall()]
 
     def workflow_results(self, workflow_id: uuid.UUID | str, steps: list[str]) -> dict[str, Any]:
         with self.db.connection() as c:
