@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from engine import Engine, redact_url
+from engine import Engine, JobState, redact_url
 
 from .chaos import Miscreant, configured_limit, reset_queues
 from .load import LoadGenerator, LoadMix
@@ -28,7 +28,7 @@ log = logging.getLogger("lysmore.demo")
 
 DEFAULT_PREFIX = "demo"
 RATE_PER_NODE = 2.2  # jobs per second per node at speed 1: about what the seed's queues can run
-STATES = ("available", "scheduled", "held", "executing", "retryable", "completed", "discarded", "cancelled")
+STATES = tuple(state.value for state in JobState)  # in the order the engine declares them
 SHORT = {"available": "avail", "scheduled": "sched", "held": "held", "executing": "exec",
          "retryable": "retry", "completed": "done", "discarded": "disc", "cancelled": "canc"}
 
