@@ -179,6 +179,7 @@ class Engine:
         store, leading, count = self.store, self._leader.is_leader, self.counters.add
         self._rounds: dict[str, Callable[[], Any]] = {  # one round of each periodic part
             "stager": store.stage,
+            "rollups": self._path.flush_rollups,
             "lifeline": lambda: lifeline(store, leading, count, node_ttl=self.node_ttl, orphan_after=self.orphan_after),
             "pruner": lambda: prune(store, leading, count, max_age=self.prune_max_age),
             "stats": lambda: expire_stats(
@@ -492,6 +493,7 @@ class Engine:
                 Periodic("lifeline", self.node_ttl / 2, r["lifeline"]),
                 Periodic("pruner", self.prune_interval, r["pruner"]),
                 Periodic("stats", 60.0, r["stats"]),
+                Periodic("rollups", 1.0, r["rollups"]),
                 Periodic("workflows", 5.0, r["workflows"]),
             ]
             if self.crontab:
@@ -525,6 +527,10 @@ class Engine:
                 self._idle.wait(max(0.0, deadline - time.monotonic()))
         left = [run for p in self._producers.values() for run in p.snapshot() if run.claim()]
         self._acker.stop(timeout=10.0)
+        try:
+            self._path.flush_rollups()
+        except Exception as exc:
+            log.warning("could not add the last outcomes to the per-minute rollups: %s", exc)
         if left:
             self._release(left)
         for loop in self._loops:

@@ -9,7 +9,9 @@ to wake one. It knows nothing else of the node.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 
 from ._events import Counters, Event, Events
 from ._job import Job
@@ -19,6 +21,37 @@ from ._states import FINAL_STATES, JobState
 from ._store import Store
 
 log = logging.getLogger("lysmore.engine")
+
+# The rollup column an outcome counts in, by the state it leaves the job in.
+ROLLUP_OF = {
+    JobState.COMPLETED: "completed", JobState.RETRYABLE: "failed", JobState.DISCARDED: "discarded",
+    JobState.CANCELLED: "cancelled", JobState.SCHEDULED: "snoozed",
+}
+
+
+class Rollups:
+    """Outcomes recorded on this node and not yet added to the per-minute rollups, per queue."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: dict[str, Counter[str]] = {}
+
+    def add(self, outcomes: Iterable[Outcome]) -> None:
+        with self._lock:
+            for outcome in outcomes:
+                column = ROLLUP_OF.get(outcome.state)
+                if column is not None:
+                    self._pending.setdefault(outcome.job.queue, Counter())[column] += 1
+
+    def take(self) -> dict[str, dict[str, int]]:
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        return {queue: dict(counts) for queue, counts in pending.items()}
+
+    def give_back(self, rows: dict[str, dict[str, int]]) -> None:
+        with self._lock:
+            for queue, counts in rows.items():
+                self._pending.setdefault(queue, Counter()).update(counts)
 
 
 class JobPath:
@@ -32,6 +65,7 @@ class JobPath:
         self.node_ttl = node_ttl
         self._limited = limited  # queues run here under a global limit: their freed slots are announced
         self._wake = wake
+        self.rollups = Rollups()
 
     def fetch(
         self, queue: str, demand: int, limits: QueueConfig | None = None, done: list[Outcome] | None = None
@@ -53,6 +87,7 @@ class JobPath:
         fetched = self.store.fetch(queue, demand, limits, ack, self.node_ttl)
         if done and fetched.recorded is not None:
             self.counters.add("acked", len(fetched.recorded))
+            self.rollups.add(o for o in done if o.job.id in fetched.recorded)
             stale = [o for o in done if o.job.id not in fetched.recorded]
             done.clear()
             if stale:
@@ -69,6 +104,7 @@ class JobPath:
         )
         hit = self.store.record(self.store.ack_params([o.params() for o in outcomes], limited), workflows)
         self.counters.add("acked", len(hit))
+        self.rollups.add(o for o in outcomes if o.job.id in hit)
         for queue in {o.job.queue for o in outcomes} & set(limited):
             self._wake(queue)  # global slots freed: fetch again without waiting to hear it
         return [o for o in outcomes if o.job.id not in hit]
@@ -91,6 +127,7 @@ class JobPath:
                 own_error is None or own_error == last_error
             ):
                 self.counters.add("acked", 1)
+                self.rollups.add([outcome])  # recorded by a try whose answer was lost
                 continue
             why = ("unknown" if not rows else "deleted" if state is None
                    else "cancelled" if state == JobState.CANCELLED.value and attempt == outcome.job.attempt
@@ -102,6 +139,18 @@ class JobPath:
             )
             self.events.emit(Event("stale_ack", outcome.job, detail={"state": outcome.state.value, "reason": why}))
         self.counters.add("stale_acks", len(stale))
+
+    def flush_rollups(self) -> None:
+        """Add what this node recorded since the last time to the per-minute rollups (the
+        database's current minute); on failure they wait for the next time."""
+        rows = self.rollups.take()
+        if not rows:
+            return
+        try:
+            self.store.add_rollups(rows)
+        except Exception:
+            self.rollups.give_back(rows)
+            raise
 
     def release(self, rows: list[tuple[int, int]]) -> int:
         """Give (id, attempt) rows this node executes back to available; how many."""

@@ -171,6 +171,7 @@ class Stats(Group):
     counts_of_states: sql.Composed
     executing_by_node: sql.Composed
     prune: sql.Composed
+    rollup: sql.Composed
     queues_in_state: sql.Composed
     rows_in_queue_state: sql.Composed
     rows_in_state: sql.Composed

@@ -29,6 +29,7 @@ from ._states import JobState
 INSERT_CHUNK = 5_000
 COPY_AT_LEAST = 100  # below this many plain jobs, one INSERT statement is as quick
 NO_PARTITION = Partition()
+ROLLUP_COLUMNS = ("completed", "failed", "discarded", "cancelled", "snoozed")
 ACK_COLUMNS = ("id", "attempt", "state", "delay", "extra_attempts", "error", "result", "meta")
 
 
@@ -291,6 +292,15 @@ class Store:
         """Delete up to ``limit`` finished jobs older than ``max_age`` seconds; how many."""
         with self.db.connection() as c:
             return c.execute(self.q.jobs.prune, {"max_age": max_age, "limit": limit}).rowcount
+
+    def add_rollups(self, rows: dict[str, dict[str, int]]) -> None:
+        """Add outcome counts (queue -> column -> n) to the current minute's rollups."""
+        queues = sorted(rows)
+        params: dict[str, Any] = {"queue": queues}
+        for column in ROLLUP_COLUMNS:
+            params[column] = [rows[q].get(column, 0) for q in queues]
+        with self.db.connection() as c:
+            c.execute(self.q.stats.rollup, params)
 
     def prune_stats(self, stats_retention: float, cron_retention: float) -> None:
         with self.db.connection() as c:

@@ -42,6 +42,7 @@ def drain(engine: Engine, queue: str, *, with_scheduled: bool = False, limit: in
         key = "stale" if stale else outcome.state.value
         counts[key] = counts.get(key, 0) + 1
         ran += 1
+    engine._path.flush_rollups()
     return counts
 
 
@@ -69,8 +70,8 @@ def producer(engine: Engine, config: QueueConfig) -> Producer:
 
 def run_round(engine: Engine, part: str) -> Any:
     """Run one round of a periodic part of ``engine``'s node now, as its loop would: ``stager``,
-    ``lifeline``, ``pruner``, ``stats``, ``workflows`` or ``cron``. The leader-only ones do nothing
-    unless this node leads. Returns what the round returns (how many jobs it moved, mostly)."""
+    ``rollups``, ``lifeline``, ``pruner``, ``stats``, ``workflows`` or ``cron``. The leader-only
+    ones do nothing unless this node leads. Returns what the round returns (how many jobs it moved, mostly)."""
     if part not in engine._rounds:
         raise ValueError(f"no periodic part {part!r}; there are {sorted(engine._rounds)}")
     return engine._rounds[part]()
@@ -83,5 +84,8 @@ def reconcile(engine: Engine, queue: str, older_than: float = 10.0) -> int:
 
 
 def flush(engine: Engine, timeout: float = 5.0) -> bool:
-    """Wait until every outcome ``engine`` has so far is written; False if ``timeout`` ran out."""
-    return engine._flush(timeout)
+    """Wait until every outcome ``engine`` has so far is written, and added to the per-minute
+    rollups; False if ``timeout`` ran out."""
+    done = engine._flush(timeout)
+    engine._path.flush_rollups()
+    return done

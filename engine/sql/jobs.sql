@@ -31,7 +31,7 @@ peers AS (
 -- name: ack
 -- Record the outcomes of many executions at once. Compare-and-set: a row changes only while it
 -- is still executing this attempt on this node, so a stale executor changes nothing.
--- The same statement adds the outcomes to the per-minute rollups.
+-- The node adds what it recorded to the per-minute rollups itself, about once a second.
 WITH acked AS (
     UPDATE {prefix}.lysmore_jobs AS j
     SET state = v.state::{prefix}.lysmore_job_state,
@@ -56,25 +56,6 @@ WITH acked AS (
       AND j.node_id = %(node_id)s
       AND j.state = 'executing'
     RETURNING j.id, j.queue, v.state
-),
-rolled AS (
-    INSERT INTO {prefix}.lysmore_stats_minutely AS s
-        (queue, minute, completed, failed, discarded, cancelled, snoozed)
-    SELECT queue, date_trunc('minute', now()),
-           count(*) FILTER (WHERE state = 'completed'),
-           count(*) FILTER (WHERE state = 'retryable'),
-           count(*) FILTER (WHERE state = 'discarded'),
-           count(*) FILTER (WHERE state = 'cancelled'),
-           count(*) FILTER (WHERE state = 'scheduled')
-    FROM acked
-    GROUP BY queue
-    ORDER BY queue
-    ON CONFLICT (queue, minute) DO UPDATE
-    SET completed = s.completed + excluded.completed,
-        failed = s.failed + excluded.failed,
-        discarded = s.discarded + excluded.discarded,
-        cancelled = s.cancelled + excluded.cancelled,
-        snoozed = s.snoozed + excluded.snoozed
 ),
 woken AS (
     -- Slots of a globally limited queue just freed up: wake every node's producer of it.

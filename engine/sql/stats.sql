@@ -53,3 +53,20 @@ WITH minutes AS (
 )
 DELETE FROM {prefix}.lysmore_cron_runs
 WHERE instant < now() - make_interval(secs => %(cron_retention)s)
+
+-- name: rollup
+-- Add outcomes recorded on one node to the current minute's rollups, one row per queue. Nodes
+-- add theirs about once a second, so acks never wait on one another for this row.
+INSERT INTO {prefix}.lysmore_stats_minutely AS s
+    (queue, minute, completed, failed, discarded, cancelled, snoozed)
+SELECT v.queue, date_trunc('minute', now()), v.completed, v.failed, v.discarded, v.cancelled, v.snoozed
+FROM unnest(%(queue)s::text[], %(completed)s::int[], %(failed)s::int[], %(discarded)s::int[],
+            %(cancelled)s::int[], %(snoozed)s::int[])
+     AS v(queue, completed, failed, discarded, cancelled, snoozed)
+ORDER BY v.queue
+ON CONFLICT (queue, minute) DO UPDATE
+SET completed = s.completed + excluded.completed,
+    failed = s.failed + excluded.failed,
+    discarded = s.discarded + excluded.discarded,
+    cancelled = s.cancelled + excluded.cancelled,
+    snoozed = s.snoozed + excluded.snoozed

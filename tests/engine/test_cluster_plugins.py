@@ -159,6 +159,42 @@ def test_stats_rollups_count_outcomes_per_minute(make_engine, conn, prefix) -> N
     assert tuple(row) == (3, 1, 0)
 
 
+def _rollup(conn, prefix, queue="q"):  # type: ignore[no-untyped-def]
+    row = conn.execute(
+        f'SELECT coalesce(sum(completed), 0), coalesce(sum(discarded), 0) FROM "{prefix}".lysmore_stats_minutely'
+        " WHERE queue = %s", [queue]).fetchone()
+    return tuple(row)
+
+
+def test_a_running_node_adds_its_outcomes_to_the_rollups_and_the_rest_when_it_stops(make_engine, conn, prefix) -> None:  # type: ignore[no-untyped-def]
+    eng = make_engine(queues={"q": 2}).start()
+    eng.insert_all([Quick.new() for _ in range(5)])
+    wait_for(lambda: _rollup(conn, prefix) == (5, 0), what="the rollup loop to add five completions")
+    log = EventLog()
+    eng.subscribe(log, kinds=["discard"])
+    eng.insert(Flaky.new())
+    log.wait(lambda events: len(events) == 1)
+    eng.stop()  # whatever the loop has not added yet, stop adds
+    assert _rollup(conn, prefix) == (5, 1)
+
+
+def test_rollups_that_could_not_be_written_wait_for_the_next_time(make_engine, conn, prefix) -> None:  # type: ignore[no-untyped-def]
+    from psycopg import sql
+
+    eng = make_engine(queues={"q": 2})
+    eng.insert_all([Quick.new() for _ in range(3)])
+    real = eng.q.stats.rollup
+    eng.q.stats.rollup = sql.SQL("SELECT 1 / 0")  # type: ignore[assignment]
+    with pytest.raises(psycopg.errors.DivisionByZero):
+        testing.drain(eng, "q")
+    assert _rollup(conn, prefix) == (0, 0)
+    eng.q.stats.rollup = real
+    testing.run_round(eng, "rollups")
+    assert _rollup(conn, prefix) == (3, 0)
+    testing.run_round(eng, "rollups")  # nothing twice
+    assert _rollup(conn, prefix) == (3, 0)
+
+
 def test_queue_counts_exact_and_estimated(make_engine, conn, prefix) -> None:  # type: ignore[no-untyped-def]
     eng = make_engine()
     eng.insert_all([Quick.new() for _ in range(40)] + [Quick.new(queue="other") for _ in range(10)])
