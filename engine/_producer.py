@@ -133,6 +133,12 @@ class Producer:
         with self._lock:
             return {o.job.id for o in self._done}
 
+    def running_claimed(self, job_id: int) -> bool:
+        """Whether the execution of ``job_id`` here has finished (or been stopped), or is gone."""
+        with self._lock:
+            run = self.running.get(job_id)
+        return run is None or run.claimed
+
     def snapshot(self) -> list[Running]:
         with self._lock:
             return list(self.running.values())
@@ -333,6 +339,9 @@ class Producer:
         if not runs:
             return
         lost = self.rt.store.lost([r.job.id for r in runs], [r.job.attempt for r in runs])
+        # A run that finished while the rows were read may already be recorded (its own outcome
+        # is what the row shows now): only runs still unclaimed are another party's doing.
+        lost = {job_id: state for job_id, state in lost.items() if not self.running_claimed(job_id)}
         cancelled = {i for i, state in lost.items() if state == "cancelled"}
         if cancelled:
             self.interrupt(cancelled, "was cancelled")

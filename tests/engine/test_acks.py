@@ -197,3 +197,26 @@ def test_the_late_outcome_of_a_rescued_job_is_a_stale_ack_not_a_cancel(make_engi
     assert not events_of(log, job.id, ["cancel"])
     assert eng.counters["stale_acks"] == 1
     assert eng.get_job(job.id).state is JobState.SCHEDULED
+
+
+def test_a_job_finishing_while_the_lost_check_reads_is_not_taken_for_rescued(make_engine, caplog) -> None:  # type: ignore[no-untyped-def]
+    """The check reads the rows of unfinished runs; one may finish and be recorded meanwhile. Its
+    row then shows its own outcome, which is no rescue: nothing is interrupted or refused."""
+    eng = make_engine(queues={Q: 1})
+    eng.insert(Quick.new({"n": 1}))
+    (claimed,) = testing.fetch(eng, Q, 1)
+    producer = testing.producer(eng, eng.queues[Q])
+    run = producer_mod.Running(claimed)
+    producer.running[claimed.id] = run
+    real = eng.store.lost
+
+    def finishing_meanwhile(ids, attempts):  # type: ignore[no-untyped-def]
+        assert run.claim()  # the job's thread finishes ...
+        assert testing.record(eng, [run_job(claimed)]) == []  # ... and its outcome is written
+        return real(ids, attempts)
+
+    eng.store.lost = finishing_meanwhile
+    producer._check_lost()
+    assert not run.taken
+    assert "rescued" not in caplog.text
+    assert eng.get_job(claimed.id).state is JobState.COMPLETED
