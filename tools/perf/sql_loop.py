@@ -35,7 +35,7 @@ CREATE INDEX ON {t} (queue, priority, id) WHERE state = 'available'
 PLAIN_FETCH = """
 UPDATE {t} SET state = 'executing', attempt = attempt + 1, attempted_at = now()
 WHERE id IN (SELECT id FROM {t} WHERE queue = %(queue)s AND state = 'available'
-             ORDER BY priority, id LIMIT %(k)s FOR UPDATE SKIP LOCKED)
+             ORDER BY {order} LIMIT %(k)s FOR UPDATE SKIP LOCKED)
 RETURNING id
 """
 PLAIN_ACK = "UPDATE {t} SET state = 'completed', completed_at = now() WHERE id = ANY(%(ids)s)"
@@ -48,14 +48,16 @@ def plain_loop(url: str, jobs: int, lysmore_table: bool, drop: list[str]) -> flo
         if lysmore_table:
             eng = _filled(url, jobs, drop)
             t, queue = sql.SQL("{}.lysmore_jobs").format(sql.Identifier(PREFIX)), "bench"
+            order = sql.SQL("priority, scheduled_at, id")  # the order of Lysmore's fetch index
         else:
             t, queue = sql.Identifier("perf_plain_queue"), "default"
+            order = sql.SQL("priority, id")
             c.execute(sql.SQL("DROP TABLE IF EXISTS {t}").format(t=t))
             c.execute(sql.SQL(PLAIN_TABLE).format(t=t))
             c.execute(sql.SQL("INSERT INTO {t} (args) SELECT jsonb_build_object('i', g) FROM generate_series(1, %s) g")
                       .format(t=t), [jobs])
             c.execute(sql.SQL("VACUUM ANALYZE {t}").format(t=t))
-        fetch, ack = sql.SQL(PLAIN_FETCH).format(t=t), sql.SQL(PLAIN_ACK).format(t=t)
+        fetch, ack = sql.SQL(PLAIN_FETCH).format(t=t, order=order), sql.SQL(PLAIN_ACK).format(t=t)
         started, done = time.perf_counter(), 0
         while ids := [r[0] for r in c.execute(fetch, {"queue": queue, "k": K}).fetchall()]:
             c.execute(ack, {"ids": ids})
