@@ -62,16 +62,22 @@ class Unstorable(ValueError):
     """A value jsonb cannot hold; the message completes "<what> ..." (e.g. "is nested too deeply")."""
 
 
-def json_text(value: Any, max_bytes: int = MAX_ARGS_BYTES) -> str:
+# One encoder for every value: json.dumps with options builds a new one per call.
+_encode = json.JSONEncoder(allow_nan=False, separators=(",", ":"), ensure_ascii=False).encode
+
+
+def json_text(value: Any, max_bytes: int = MAX_ARGS_BYTES, least: int | None = None) -> str:
     """``value`` as the JSON text a jsonb column takes, at most ``max_bytes``; else ``Unstorable``.
 
     Checked here, before any SQL, so one bad value never fails a statement that carries others.
+    ``least`` is a lower bound of its size the caller already has (else it is counted here).
     """
-    least = _at_least(value, max_bytes)
+    if least is None:
+        least = _at_least(value, max_bytes)
     if least > max_bytes:  # known without writing it out: a huge value never holds the GIL for long
         raise Unstorable(f"is at least {least:,} bytes of JSON, over the cap of {max_bytes} bytes")
     try:
-        text = json.dumps(value, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
+        text = _encode(value)
     except RecursionError:
         raise Unstorable("is nested too deeply to store") from None
     except (TypeError, ValueError) as exc:
@@ -112,13 +118,17 @@ def _at_least(value: Any, limit: int) -> int:
 _SCALARS = (str, int, float, bool, type(None))
 
 
-def _flat(value: dict[str, Any]) -> bool:
-    """True when ``value`` has text keys and values that JSON gives back as they are (str, int,
-    float, bool, None, not subclasses): a copy of it is what a JSON round trip would return."""
+def _flat_size(value: dict[str, Any]) -> int | None:
+    """When ``value`` has text keys and values that JSON gives back as they are (str, int, float,
+    bool, None, not subclasses), so that a copy of it is what a JSON round trip would return: a
+    lower bound of its size as JSON, as ``_at_least`` counts it. Else None."""
+    size = 2
     for key, item in value.items():
-        if type(key) is not str or type(item) not in _SCALARS:
-            return False
-    return True
+        kind = type(item)
+        if type(key) is not str or kind not in _SCALARS:
+            return None
+        size += len(key) + 3 + (len(item) + 2 if kind is str else 1)
+    return size
 
 
 def check_json(name: str, value: Any, max_bytes: int = MAX_ARGS_BYTES) -> tuple[dict[str, Any], str]:
@@ -128,13 +138,14 @@ def check_json(name: str, value: Any, max_bytes: int = MAX_ARGS_BYTES) -> tuple[
         raise InvalidJob(f"{name} must be a dict (a JSON object), got {type(value).__name__}")
     if not value:
         return {}, "{}"
+    flat = _flat_size(value)
     try:
-        text = json_text(value, max_bytes)
+        text = json_text(value, max_bytes, flat)
     except Unstorable as exc:
         raise InvalidJob(f"{name} {exc}") from None
     # What is stored is what comes back: tuples become lists, keys become strings; a flat object
     # of plain values comes back as it is, so a copy does (the caller's dict is not kept).
-    result: dict[str, Any] = dict(value) if _flat(value) else json.loads(text)
+    result: dict[str, Any] = dict(value) if flat is not None else json.loads(text)
     return result, text
 
 
