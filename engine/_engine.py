@@ -189,7 +189,9 @@ class Engine:
         }
         self._runtime = Runtime(
             store=self.store, path=self._path, acker=self._acker, events=self.events,
-            threads=self._pool_threads, deadlines=self._deadlines, lease_held=self._lease_held,
+            threads=self._pool_threads, deadlines=self._deadlines,
+            settings_for=lambda config: self._inspector.settings_for(config, self.node_name),
+            lease_held=self._lease_held,
             job_done=self._job_done, owner=self, poll_interval=self.poll_interval,
             max_json_bytes=self.max_json_bytes, worker_modules=self.worker_modules,
         )

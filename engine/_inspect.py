@@ -9,8 +9,8 @@ judge leases against a clock of the caller's (tests), else the database's ``now(
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -36,7 +36,7 @@ from ._states import JobState
 
 EXACT_BELOW = 100_000  # rows; a state with fewer (by the planner's statistics) is counted exactly
 
-Connect = Callable[[], AbstractContextManager[psycopg.Connection]]
+Connect = Callable[[psycopg.Connection | None], AbstractContextManager[psycopg.Connection]]
 
 
 @dataclass(frozen=True)
@@ -166,13 +166,8 @@ class Inspector:
         """``prefix.lysmore_job_state``, quoted: the type a bound state parameter is cast to."""
         return self.queries.state_type()
 
-    @contextmanager
-    def _use(self, conn: psycopg.Connection | None) -> Iterator[psycopg.Connection]:
-        if conn is not None:
-            yield conn
-        else:
-            with self.connect() as pooled:
-                yield pooled
+    def _use(self, conn: psycopg.Connection | None) -> AbstractContextManager[psycopg.Connection]:
+        return self.connect(conn)  # the caller's connection when given, else a pooled one
 
     # -- counts ---------------------------------------------------------------------------------
     def counts(

@@ -15,7 +15,7 @@ from ._events import Event, Events
 from ._job import Job
 from ._jobpath import JobPath
 from ._loop import jittered
-from ._queues import QueueConfig, effective_settings
+from ._queues import QueueConfig
 from ._runner import Outcome, ThreadPool, run_job, timeout_outcome
 from ._store import Store
 from ._worker import Worker, resolve_worker
@@ -58,6 +58,7 @@ class Runtime:
     events: Events
     threads: ThreadPool
     deadlines: Deadlines
+    settings_for: Callable[[QueueConfig], tuple[bool, QueueConfig]]  # (paused, limits) in force here
     lease_held: Callable[[], bool]  # False while this node's heartbeat lease has lapsed: fetch nothing
     job_done: Callable[[], None]  # a job's thread finished (stop() waits on these)
     owner: Any  # given to each job (``job._engine``): a job reads its workflow's results through it
@@ -354,9 +355,7 @@ class Producer:
                 run.job._interrupt()
 
     def _apply_settings(self) -> None:
-        paused, effective = effective_settings(
-            self.config, False, self.rt.store.node.name, self.rt.store.queue_settings(self.queue)
-        )
+        paused, effective = self.rt.settings_for(self.config)
         limit = effective.local_limit
         changed = (paused, effective) != (self.paused, self.effective)
         self.paused, self.limit, self.effective = paused, limit, effective

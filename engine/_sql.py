@@ -141,7 +141,6 @@ class Queues(Group):
     producers: sql.Composed
     rate_next: sql.Composed
     settings_all: sql.Composed
-    settings_read: sql.Composed
     settings_reset: sql.Composed
     settings_write: sql.Composed
 

@@ -22,7 +22,7 @@ from psycopg.types.json import Jsonb
 
 from ._job import Job, JobSpec, specs_json
 from ._pool import Database
-from ._queues import Partition, QueueConfig, QueueSetting
+from ._queues import Partition, QueueConfig
 from ._sql import Queries, channel
 from ._states import JobState
 
@@ -344,12 +344,6 @@ class Store:
         """Tell every node that ``queues`` have jobs to fetch."""
         with self.db.connection(conn) as c:
             c.execute(self.q.queues.notify, {"channel": self.channel, "queue": queues})
-
-    def queue_settings(self, queue: str) -> dict[tuple[str, str], QueueSetting]:
-        """Persisted settings of ``queue`` for every node ('*') and for this node, by (queue, node)."""
-        with self.db.connection() as c, c.cursor(row_factory=dict_row) as cur:
-            cur.execute(self.q.queues.settings_read, {"queue": queue, "node_name": self.node.name})
-            return {(r["queue"], r["node"]): QueueSetting.from_row(r) for r in cur.fetchall()}
 
     def write_queue_settings(self, params: dict[str, Any], conn: psycopg.Connection | None = None) -> None:
         with self.db.connection(conn) as c:

@@ -50,12 +50,6 @@ SELECT extract(epoch FROM min(started_at) + make_interval(secs => %(r_period)s) 
 FROM {prefix}.lysmore_rate_log
 WHERE queue = %(queue)s AND started_at > clock_timestamp() - make_interval(secs => %(r_period)s)
 
--- name: settings_read
--- Persisted control for one queue as it applies to one node: the node's own row wins over '*'.
-SELECT queue, node, paused, local_limit, global_limit, rate_limit
-FROM {prefix}.lysmore_queue_settings
-WHERE queue = %(queue)s AND node IN ('*', %(node_name)s)
-
 -- name: settings_all
 -- Every persisted control row (of one queue, with queue).
 SELECT queue, node, paused, local_limit, global_limit, rate_limit
