@@ -86,9 +86,7 @@ class JobPath:
         ack = self.store.ack_params([o.params() for o in done], []) if done else None  # a global limit's
         fetched = self.store.fetch(queue, demand, limits, ack, self.node_ttl)
         if done and fetched.recorded is not None:
-            self.counters.add("acked", len(fetched.recorded))
-            self.rollups.add(o for o in done if o.job.id in fetched.recorded)
-            stale = [o for o in done if o.job.id not in fetched.recorded]
+            stale = self._applied(done, fetched.recorded)
             done.clear()
             if stale:
                 self.stale(stale)
@@ -103,10 +101,15 @@ class JobPath:
             key=str,
         )
         hit = self.store.record(self.store.ack_params([o.params() for o in outcomes], limited), workflows)
-        self.counters.add("acked", len(hit))
-        self.rollups.add(o for o in outcomes if o.job.id in hit)
         for queue in {o.job.queue for o in outcomes} & set(limited):
             self._wake(queue)  # global slots freed: fetch again without waiting to hear it
+        return self._applied(outcomes, hit)
+
+    def _applied(self, outcomes: Sequence[Outcome], hit: set[int]) -> list[Outcome]:
+        """Count the outcomes an ack applied (``hit``, by job id), for the counters and the
+        rollups; returns the others, the stale ones."""
+        self.counters.add("acked", len(hit))
+        self.rollups.add(o for o in outcomes if o.job.id in hit)
         return [o for o in outcomes if o.job.id not in hit]
 
     def stale(self, outcomes: list[Outcome]) -> None:
