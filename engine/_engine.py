@@ -29,7 +29,7 @@ from ._leader import Leadership
 from ._loop import Periodic
 from ._notifier import Notifier
 from ._plugins import expire_stats, lifeline, prune, sweep_workflows
-from ._pool import Database
+from ._pool import Database, retried_when_moved
 from ._producer import Producer, Running, Runtime
 from ._queues import (
     GlobalLimit,
@@ -302,6 +302,7 @@ class Engine:
         """Cancel a job that has not finished; an executing one is told to stop. True if cancelled."""
         return bool(self.cancel_jobs([job_id], conn=conn))
 
+    @retried_when_moved
     def cancel_jobs(self, job_ids: Iterable[int], *, conn: psycopg.Connection | None = None) -> list[int]:
         """Cancel every unfinished job of ``job_ids``; returns the ids that were cancelled."""
         ids = job_ids_of(job_ids)

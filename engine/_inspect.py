@@ -185,7 +185,7 @@ class Inspector:
             row = c.execute(q.counts_estimate, {"table": self.table("jobs").as_string(c)}).fetchone()
             by_queue: dict[str, dict[str, int]] = {}
             by_state = {s.value: 0 for s in JobState}
-            if row is None or row[0] < threshold:
+            if row is None or row[0] is None or row[0] < threshold:
                 exact = [s.value for s in JobState]
                 rows = c.execute(q.counts_exact).fetchall()
             else:

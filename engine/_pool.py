@@ -3,13 +3,14 @@ check catches a dead pooled connection before a statement is sent."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import select
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import psycopg
 from psycopg_pool import ConnectionPool
@@ -18,6 +19,33 @@ from ._errors import DatabaseUnavailable
 from ._settings import redact_url, server_label
 
 log = logging.getLogger("lysmore.pool")
+
+F = TypeVar("F", bound=Callable[..., Any])
+MOVED_TRIES = 5
+
+
+def retried_when_moved(method: F) -> F:
+    """Run ``method`` again when PostgreSQL refused it because a concurrent statement moved a row
+    it wanted between the live and the finished side of the jobs table (SQLSTATE 40001: an UPDATE
+    or a row lock does not follow a row to another partition). The statements are compare-and-set,
+    so a second run decides afresh on the row as it is now. Only work on connections of its own is
+    run again: given the caller's connection (an argument that is one), the error is the caller's.
+    """
+
+    @functools.wraps(method)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        own = not any(isinstance(a, psycopg.Connection) for a in (*args, *kwargs.values()))
+        tries = 0
+        while True:
+            tries += 1
+            try:
+                return method(*args, **kwargs)
+            except psycopg.errors.SerializationFailure:
+                if not own or tries >= MOVED_TRIES:
+                    raise
+                log.debug("row moved by a concurrent statement, running again", extra={"call": method.__name__})
+
+    return cast(F, run)
 
 
 def idle_check(get_pool: Callable[[], ConnectionPool | None]) -> Callable[[psycopg.Connection], None]:

@@ -97,6 +97,7 @@ class Group:
 class Jobs(Group):
     file = "jobs.sql"
     ack: sql.Composed
+    ack_completed: sql.Composed
     cancel: sql.Composed
     copy: sql.Composed
     delete: sql.Composed
@@ -117,7 +118,6 @@ class Jobs(Group):
     retry: sql.Composed
     stage: sql.Composed
     stage_queue_now: sql.Composed
-    unique_expire: sql.Composed
 
 
 class Nodes(Group):

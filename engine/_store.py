@@ -17,11 +17,12 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from ._job import Job, JobSpec, specs_json
-from ._pool import Database
+from ._pool import Database, retried_when_moved
 from ._queues import Partition, QueueConfig
 from ._sql import Queries, channel
 from ._states import JobState
@@ -107,19 +108,19 @@ class Store:
     def _insert_unique(self, c: psycopg.Connection, spec: JobSpec) -> Job:
         assert spec.unique is not None
         opts = spec.unique
+        key = c.execute(
+            self.q.jobs.insert_unique,
+            {"queue": spec.queue, "worker": spec.worker, "args": Jsonb(spec.args), "meta": Jsonb(spec.meta),
+             "tags": spec.tags, "priority": spec.priority, "max_attempts": spec.max_attempts,
+             "scheduled_at": spec.scheduled_at, "schedule_in": spec.schedule_in, "unique_key": opts["key"],
+             "unique_states": opts["states"], "period": opts["period"], "replace": Jsonb(opts["replace"])},
+        ).fetchone()
+        assert key is not None
         with c.cursor(row_factory=dict_row) as cur:
-            cur.execute(self.q.jobs.unique_expire, {"unique_key": opts["key"], "period": opts["period"]})
-            cur.execute(
-                self.q.jobs.insert_unique,
-                {"queue": spec.queue, "worker": spec.worker, "args": Jsonb(spec.args), "meta": Jsonb(spec.meta),
-                 "tags": spec.tags, "priority": spec.priority, "max_attempts": spec.max_attempts,
-                 "scheduled_at": spec.scheduled_at, "schedule_in": spec.schedule_in,
-                 "unique_key": opts["key"], "unique_states": opts["states"], "replace": Jsonb(opts["replace"])},
-            )
-            row = cur.fetchone()
+            row = cur.execute(self.q.jobs.get, {"id": [key[0]]}).fetchone()
         assert row is not None
         job = Job.from_row(row)
-        job.conflict = not row["inserted"]
+        job.conflict = not key[1]
         return job
 
     def _insert_copy(self, c: psycopg.Connection, specs: Sequence[JobSpec]) -> list[Job]:
@@ -159,11 +160,13 @@ class Store:
         rows = c.execute(self.q.jobs.cancel, {"id": list(ids), "from": from_states, "channel": self.channel})
         return [(r[0], r[1]) for r in rows.fetchall()]
 
+    @retried_when_moved
     def retry(self, ids: list[int], from_states: list[str], conn: psycopg.Connection | None = None) -> list[int]:
         with self.db.connection(conn) as c:
             rows = c.execute(self.q.jobs.retry, {"id": ids, "from": from_states, "channel": self.channel})
             return [r[0] for r in rows.fetchall()]
 
+    @retried_when_moved
     def delete(self, ids: list[int], from_states: list[str], conn: psycopg.Connection | None = None) -> list[int]:
         with self.db.connection(conn) as c:
             return [r[0] for r in c.execute(self.q.jobs.delete, {"id": ids, "from": from_states}).fetchall()]
@@ -177,6 +180,16 @@ class Store:
         params.update(node_id=self.node.id, channel=self.channel, wake=wake)
         return params
 
+    def _ack_statement(self, ack: dict[str, Any]) -> sql.Composed:
+        """``ack_completed`` when every outcome of ``ack`` is a plain completion, else ``ack``."""
+        plain = (
+            all(state == "completed" for state in ack["state"])
+            and not any(ack["extra_attempts"])
+            and all(v is None for column in ("error", "result", "meta") for v in ack[column])
+        )
+        return self.q.jobs.ack_completed if plain else self.q.jobs.ack
+
+    @retried_when_moved
     def fetch(
         self, queue: str, demand: int, limits: QueueConfig | None, ack: dict[str, Any] | None, node_ttl: float
     ) -> Fetched:
@@ -212,7 +225,7 @@ class Store:
                 c.execute("BEGIN")
                 cur.execute(self.q.queues.lock, {"key": f"{self.prefix}.{queue}"})
                 if ack is not None:  # no wake-up from this ack: the fetch below takes the freed slots
-                    acked.execute(self.q.jobs.ack, {**ack, "wake": []})
+                    acked.execute(self._ack_statement(ack), {**ack, "wake": []})
                 cur.execute(self.q.jobs.fetch_global if plain_global else self.q.jobs.fetch_limited, params)
                 c.execute("COMMIT")
             fetched = Fetched([Job.from_row(row) for row in cur.fetchall()])
@@ -226,6 +239,7 @@ class Store:
                 fetched.rate_wait = max(0.0, float(value)) + 0.001 if value is not None else None
             return fetched
 
+    @retried_when_moved
     def record(self, ack: dict[str, Any], workflows: list[Any]) -> set[int]:
         """Write outcomes (``ack_params``) in one compare-and-set statement; the ids it applied.
 
@@ -235,10 +249,10 @@ class Store:
         """
         with self.db.connection() as c:
             if not workflows:
-                return {r[0] for r in c.execute(self.q.jobs.ack, ack).fetchall()}
+                return {r[0] for r in c.execute(self._ack_statement(ack), ack).fetchall()}
             with c.transaction():
                 self.lock_workflows(c, workflows)
-                hit = {r[0] for r in c.execute(self.q.jobs.ack, ack).fetchall()}
+                hit = {r[0] for r in c.execute(self._ack_statement(ack), ack).fetchall()}
                 self.resolve_workflows(c, workflows)
             return hit
 
@@ -261,6 +275,7 @@ class Store:
                              {"node_id": self.node.id, "queue": queue, "older_than": older_than})
             return [(r[0], r[1]) for r in rows.fetchall()]
 
+    @retried_when_moved
     def release(self, rows: list[tuple[int, int]]) -> int:
         """Give (id, attempt) rows this node executes back to available, attempt restored."""
         with self.db.connection() as c:
@@ -272,26 +287,31 @@ class Store:
         return len(done)
 
     # -- sweeps --------------------------------------------------------------------------------------
+    @retried_when_moved
     def stage(self, limit: int = 5000) -> None:
         """Make due scheduled and retryable jobs available."""
         with self.db.connection() as c:
             c.execute(self.q.jobs.stage, {"limit": limit, "channel": self.channel})
 
+    @retried_when_moved
     def stage_queue_now(self, queue: str) -> None:
         """Make every scheduled and retryable job of ``queue`` available, due or not (tests)."""
         with self.db.connection() as c:
             c.execute(self.q.jobs.stage_queue_now, {"queue": queue})
 
+    @retried_when_moved
     def rescue(self, node_ttl: float, orphan_after: float, limit: int) -> int:
         """Give the jobs of dead nodes (and orphans) back; how many."""
         with self.db.connection() as c:
             params = {"node_ttl": node_ttl, "orphan_after": orphan_after, "limit": limit, "channel": self.channel}
             return len(c.execute(self.q.jobs.rescue, params).fetchall())
 
+    @retried_when_moved
     def prune(self, max_age: float, limit: int) -> int:
         """Delete up to ``limit`` finished jobs older than ``max_age`` seconds; how many."""
         with self.db.connection() as c:
-            return c.execute(self.q.jobs.prune, {"max_age": max_age, "limit": limit}).rowcount
+            row = c.execute(self.q.jobs.prune, {"max_age": max_age, "limit": limit}).fetchone()
+            return int(row[0]) if row else 0
 
     def add_rollups(self, rows: dict[str, dict[str, int]]) -> None:
         """Add outcome counts (queue -> column -> n) to the current minute's rollups."""
@@ -391,6 +411,7 @@ class Store:
             rows = c.execute(self.q.workflows.results, {"workflow_id": workflow_id, "steps": steps}).fetchall()
         return {r[0]: r[1] for r in rows}
 
+    @retried_when_moved
     def sweep_workflows(self, limit: int = 500) -> int:
         """Resolve workflows whose held steps wait on finished dependencies; how many."""
         with self.db.connection() as c:

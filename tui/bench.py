@@ -378,7 +378,8 @@ def _schema(conn: psycopg.Connection, prefix: str) -> tuple[bool, int | None]:
     """Whether schema ``prefix`` exists, and the jobs its instance holds by estimate (None: none)."""
     row = conn.execute(
         "SELECT to_regnamespace(%s) IS NOT NULL,"
-        " (SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = to_regclass(%s))",
+        " (SELECT sum(greatest(c.reltuples, 0))::bigint FROM pg_partition_tree(to_regclass(%s)) AS t"
+        "  JOIN pg_class AS c ON c.oid = t.relid WHERE t.isleaf)",
         (sql.Identifier(prefix).as_string(conn), sql.Identifier(prefix, "lysmore_jobs").as_string(conn)),
     ).fetchone()
     assert row is not None

@@ -13,7 +13,7 @@ claimed AS (
         attempted_at = $started_at,
         attempted_by = ARRAY[%(node_name)s::text, %(node_id)s::text],
         node_id = %(node_id)s
-    WHERE j.id = ANY(ARRAY(SELECT id FROM picked))
+    WHERE j.id = ANY(ARRAY(SELECT id FROM picked)) AND j.state = 'available'  -- the live side only
     RETURNING j.*
 )
 
@@ -26,6 +26,15 @@ peers AS (
     JOIN {prefix}.lysmore_nodes AS n ON n.id = p.node_id
     WHERE p.queue = %(queue)s AND NOT p.paused AND p.node_id <> %(node_id)s
       AND n.heartbeat_at > now() - make_interval(secs => %(node_ttl)s)
+)
+
+-- part: keys_freed
+-- The unique keys the rows in `deleted` held (a key of a job that is gone is free anyway; this
+-- keeps the keys table as small as the unique jobs that hold one).
+freed AS (
+    DELETE FROM {prefix}.lysmore_unique_keys AS k
+    USING deleted
+    WHERE deleted.unique_key IS NOT NULL AND k.key = deleted.unique_key AND k.job_id = deleted.id
 )
 
 -- name: ack
@@ -64,6 +73,25 @@ woken AS (
 )
 SELECT acked.id FROM acked, woken
 
+-- name: ack_completed
+-- The ack of a batch whose every outcome is `completed` with no result or meta to write: the
+-- common case, as one narrow compare-and-set with no JSON to read or rebuild (same rules as ack).
+WITH acked AS (
+    UPDATE {prefix}.lysmore_jobs AS j
+    SET state = 'completed', completed_at = now()
+    FROM unnest(%(id)s::bigint[], %(attempt)s::int[]) AS v(id, attempt)
+    WHERE j.id = v.id
+      AND j.attempt = v.attempt
+      AND j.node_id = %(node_id)s
+      AND j.state = 'executing'
+    RETURNING j.id, j.queue
+),
+woken AS (
+    SELECT count(pg_notify(%(channel)s, json_build_object('kind', 'insert', 'queue', q.queue)::text)) AS n
+    FROM (SELECT DISTINCT queue FROM acked WHERE queue = ANY(%(wake)s::text[])) AS q
+)
+SELECT acked.id FROM acked, woken
+
 -- name: cancel
 -- Cancel jobs that may still be cancelled; tell the nodes running any of them to stop.
 WITH old AS (
@@ -90,10 +118,14 @@ SELECT cancelled.id, cancelled.was::text AS was FROM cancelled LEFT JOIN notifie
 COPY {prefix}.lysmore_jobs (id, queue, worker, args, meta, tags, priority, max_attempts) FROM STDIN
 
 -- name: delete
--- Delete jobs that are not executing.
-DELETE FROM {prefix}.lysmore_jobs
-WHERE id = ANY(%(id)s::bigint[]) AND state = ANY(%(from)s::{prefix}.lysmore_job_state[])
-RETURNING id
+-- Delete jobs that are not executing, and the unique keys they held.
+WITH deleted AS (
+    DELETE FROM {prefix}.lysmore_jobs
+    WHERE id = ANY(%(id)s::bigint[]) AND state = ANY(%(from)s::{prefix}.lysmore_job_state[])
+    RETURNING id, unique_key
+),
+-- include: keys_freed
+SELECT id FROM deleted
 
 -- name: executing_here
 -- Rows of one queue this node is recorded as executing, started a while ago (for reconciling).
@@ -282,30 +314,14 @@ SELECT id, state::text, inserted_at, scheduled_at,
 FROM inserted
 
 -- name: insert_unique
--- Insert one unique job; the unique index decides. On a conflict the existing job comes back
--- (inserted = false), with the fields named in replace[its state] replaced.
-INSERT INTO {prefix}.lysmore_jobs AS j
-    (state, queue, worker, args, meta, tags, priority, max_attempts, scheduled_at,
-     unique_key, unique_states)
-SELECT CASE WHEN s.at > now() THEN 'scheduled' ELSE 'available' END::{prefix}.lysmore_job_state,
-       %(queue)s, %(worker)s, %(args)s, %(meta)s, %(tags)s::text[], %(priority)s, %(max_attempts)s,
-       s.at, %(unique_key)s, %(unique_states)s::{prefix}.lysmore_job_state[]
-FROM (SELECT coalesce(%(scheduled_at)s::timestamptz,
-                      now() + make_interval(secs => coalesce(%(schedule_in)s::float8, 0))) AS at) AS s
-ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO UPDATE
-SET args = CASE WHEN %(replace)s::jsonb -> j.state::text ? 'args' THEN excluded.args ELSE j.args END,
-    meta = CASE WHEN %(replace)s::jsonb -> j.state::text ? 'meta' THEN excluded.meta ELSE j.meta END,
-    tags = CASE WHEN %(replace)s::jsonb -> j.state::text ? 'tags' THEN excluded.tags ELSE j.tags END,
-    priority = CASE WHEN %(replace)s::jsonb -> j.state::text ? 'priority' THEN excluded.priority ELSE j.priority END,
-    max_attempts = CASE WHEN %(replace)s::jsonb -> j.state::text ? 'max_attempts'
-                        THEN greatest(excluded.max_attempts, j.attempt + 1) ELSE j.max_attempts END,
-    scheduled_at = CASE WHEN %(replace)s::jsonb -> j.state::text ? 'scheduled_at'
-                        THEN excluded.scheduled_at ELSE j.scheduled_at END,
-    state = CASE WHEN %(replace)s::jsonb -> j.state::text ? 'scheduled_at'
-                      AND j.state IN ({reschedulable_states})
-                 THEN (CASE WHEN excluded.scheduled_at > now() THEN 'scheduled' ELSE 'available' END)::{prefix}.lysmore_job_state
-                 ELSE j.state END
-RETURNING j.*, (xmax = 0) AS inserted
+-- Insert one unique job, or find the one holding its key (lysmore_insert_unique, migration 6):
+-- its id, and whether it was inserted.
+SELECT job_id, inserted
+FROM {prefix}.lysmore_insert_unique(
+    %(queue)s, %(worker)s, %(args)s, %(meta)s, %(tags)s::text[], %(priority)s::smallint,
+    %(max_attempts)s::integer, %(scheduled_at)s::timestamptz, %(schedule_in)s::float8, %(unique_key)s,
+    %(unique_states)s::{prefix}.lysmore_job_state[], %(period)s::float8, %(replace)s
+)
 
 -- name: lost
 -- Of the jobs this node runs, those whose row no longer says so, with the row's state now
@@ -327,8 +343,14 @@ WITH doomed AS (
     ORDER BY id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
-)
-DELETE FROM {prefix}.lysmore_jobs AS j USING doomed WHERE j.id = doomed.id
+),
+deleted AS (
+    DELETE FROM {prefix}.lysmore_jobs AS j USING doomed
+    WHERE j.id = doomed.id AND j.state IN ({final_states})
+    RETURNING j.id, j.unique_key
+),
+-- include: keys_freed
+SELECT count(*) FROM deleted
 
 -- name: refused
 -- The rows of outcomes an ack did not apply, as they are now (no row: deleted), so each refusal
@@ -451,7 +473,7 @@ staged AS (
     UPDATE {prefix}.lysmore_jobs AS j
     SET state = 'available'
     FROM due
-    WHERE j.id = due.id
+    WHERE j.id = due.id AND j.state IN ({due_states})
     RETURNING j.queue
 ),
 notified AS (
@@ -465,12 +487,3 @@ SELECT (SELECT count(*) FROM staged) AS staged, notified.n AS queues FROM notifi
 UPDATE {prefix}.lysmore_jobs
 SET state = 'available', scheduled_at = now()
 WHERE queue = %(queue)s AND state IN ({due_states})
-
--- name: unique_expire
--- Give up the key of a unique job inserted longer ago than the period (by the database clock),
--- so that the INSERT that follows in the same transaction can take it.
-UPDATE {prefix}.lysmore_jobs
-SET unique_key = NULL
-WHERE unique_key = %(unique_key)s
-  AND %(period)s::float8 IS NOT NULL
-  AND inserted_at <= now() - make_interval(secs => %(period)s::float8)

@@ -2,10 +2,12 @@
 -- Each statement follows its `-- name:` line; engine/_sql.py checks the names when it loads.
 
 -- name: counts_estimate
--- Rows in the jobs table by the planner's statistics, no scan (by its size when never analysed).
-SELECT CASE WHEN c.reltuples < 0 THEN pg_relation_size(c.oid) / 200 ELSE c.reltuples END::bigint
-FROM pg_class AS c
-WHERE c.oid = to_regclass(%(table)s)
+-- Rows in the jobs table by the planner's statistics, no scan (by its size when never analysed):
+-- the sum over its partitions.
+SELECT sum(CASE WHEN c.reltuples < 0 THEN pg_relation_size(c.oid) / 200 ELSE c.reltuples END)::bigint
+FROM pg_partition_tree(to_regclass(%(table)s)) AS t
+JOIN pg_class AS c ON c.oid = t.relid
+WHERE t.isleaf
 
 -- name: counts_exact
 SELECT queue, state::text, count(*) AS n FROM {prefix}.lysmore_jobs GROUP BY queue, state

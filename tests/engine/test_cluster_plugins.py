@@ -81,7 +81,7 @@ def test_lifeline_rescues_dead_nodes_jobs_but_not_live_long_runners(make_engine,
     conn.execute(
         f"""INSERT INTO "{prefix}".lysmore_nodes (id, name, host, pid, heartbeat_at)
             VALUES (%s, 'dead', 'h', 1, now() - interval '1 hour')""", [dead_id])
-    orphan = live.insert(Quick.new())
+    orphan = live.insert(Quick.new(schedule_in=3600))  # not due: the live node cannot take it first
     conn.execute(
         f"""UPDATE "{prefix}".lysmore_jobs SET state = 'executing', attempt = 1, node_id = %s,
             attempted_at = now() - interval '2 hours' WHERE id = %s""", [dead_id, orphan.id])

@@ -197,10 +197,11 @@ def seed_large(conn: psycopg.Connection, prefix: str) -> None:
     table of millions of jobs, so the dashboard shows estimated counts in the millions.
 
     The 18 jobs are analysed as they are (every row is in the sample, so the statistics are the
-    same on every run); then the table's size in ``pg_class`` is set to ``ESTIMATED_ROWS`` on the
-    same single page, which is what the planner reads for a large table: the dashboard's estimator
-    (``EXPLAIN`` per state and queue) then runs its real path and answers in millions, each state
-    in proportion to the seeded rows. Needs a superuser (the tests' server); autovacuum is off for
+    same on every run); then the table's size in ``pg_class`` is set to ``ESTIMATED_ROWS``, shared
+    by its live and finished sides as the seeded rows are, on the pages they take: that is what
+    the planner reads for a large table. The dashboard's estimator (``EXPLAIN`` per state and
+    queue) then runs its real path and answers in millions, each state in proportion to the
+    seeded rows. Needs a superuser (the tests' server); autovacuum is off for
     the table so that nothing resets the figure.
     """
     seed(conn, prefix)
@@ -222,10 +223,16 @@ def seed_large(conn: psycopg.Connection, prefix: str) -> None:
                     " (%s, %s, 'pause_queue', %s, 'allowed', %s)").format(s),
             (ago(minutes=5), LONG_ACTOR, Jsonb([LONG_QUEUE, "default"]), Jsonb({"nodes": [LONG_NODE, "node-b"]})),
         )
-    conn.execute(sql.SQL("ALTER TABLE {} SET (autovacuum_enabled = false)").format(jobs))
+    sides = [sql.Identifier(prefix, f"lysmore_jobs_{side}") for side in ("live", "finished")]
+    for side in sides:
+        conn.execute(sql.SQL("ALTER TABLE {} SET (autovacuum_enabled = false)").format(side))
     conn.execute(sql.SQL("VACUUM ANALYZE {}").format(jobs))
-    conn.execute("UPDATE pg_class SET reltuples = %s, relpages = 1 WHERE oid = %s::regclass",
-                 (ESTIMATED_ROWS, jobs.as_string(conn)))
+    total = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(jobs)).fetchone()[0]  # type: ignore[index]
+    for side in sides:  # each side its share of the estimate, as its rows are of the seeded ones
+        rows = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(side)).fetchone()[0]  # type: ignore[index]
+        conn.execute("UPDATE pg_class SET reltuples = %s,"
+                     " relpages = greatest(1, pg_relation_size(oid) / current_setting('block_size')::int)"
+                     " WHERE oid = %s::regclass", (ESTIMATED_ROWS * rows // total, side.as_string(conn)))
 
 
 __all__ = ["JOBS", "LONG_ACTOR", "LONG_NODE", "LONG_QUEUE", "LONG_WORKFLOW", "NOW", "clock", "seed", "seed_large"]
