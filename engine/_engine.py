@@ -28,7 +28,7 @@ from ._jobpath import JobPath
 from ._leader import Leadership
 from ._loop import Periodic
 from ._notifier import Notifier
-from ._plugins import expire_stats, lifeline, prune, sweep_workflows
+from ._plugins import expire_stats, lifeline, prune, sweep_workflows, tidy_live
 from ._pool import Database, retried_when_moved
 from ._producer import Producer, Running, Runtime
 from ._queues import (
@@ -58,6 +58,7 @@ from ._workflow import Workflow
 log = logging.getLogger("lysmore.engine")
 
 CONTROL_CHUNK = 300  # ids per cancel notification, well under NOTIFY's 8000-byte payload
+TIDY_INTERVAL = 5.0  # seconds between looks at the live side's dead rows (tidy_live)
 
 
 @dataclass(frozen=True)
@@ -182,6 +183,7 @@ class Engine:
             "rollups": self._path.flush_rollups,
             "lifeline": lambda: lifeline(store, leading, count, node_ttl=self.node_ttl, orphan_after=self.orphan_after),
             "pruner": lambda: prune(store, leading, count, max_age=self.prune_max_age),
+            "tidy": lambda: tidy_live(store, leading, count),
             "stats": lambda: expire_stats(
                 store, leading, stats_retention=self.stats_retention, cron_retention=self.cron_retention),
             "workflows": lambda: sweep_workflows(store, leading),
@@ -495,6 +497,7 @@ class Engine:
                 Periodic("leader", self._leader.lease / 3, self._leader.elect),
                 Periodic("lifeline", self.node_ttl / 2, r["lifeline"]),
                 Periodic("pruner", self.prune_interval, r["pruner"]),
+                Periodic("tidy", TIDY_INTERVAL, r["tidy"]),
                 Periodic("stats", 60.0, r["stats"]),
                 Periodic("rollups", 1.0, r["rollups"]),
                 Periodic("workflows", 5.0, r["workflows"]),

@@ -1,4 +1,5 @@
-"""Leader-only housekeeping: lifeline (rescue), pruner, stats retention, workflow sweeper.
+"""Leader-only housekeeping: lifeline (rescue), pruner, live-side upkeep, stats retention, workflow
+sweeper.
 
 Each is one small function over the store, told whether this node leads right now and where to
 count what it did; none knows the Engine.
@@ -16,6 +17,7 @@ log = logging.getLogger("lysmore.plugins")
 RESCUE_BATCH = 5_000
 PRUNE_BATCH = 10_000
 PRUNE_MAX_BATCHES = 50  # per round, so one round stays bounded; the next round carries on
+TIDY_AT_LEAST = 1_000  # dead or changed rows before the live side is vacuumed or analysed
 
 Leading = Callable[[], bool]
 Count = Callable[[str, int], None]
@@ -50,6 +52,31 @@ def prune(store: Store, leading: Leading, count: Count, *, max_age: float | None
         log.info("pruned %d finished jobs", total)
         count("pruned", total)
     return total
+
+
+def tidy_live(store: Store, leading: Leading, count: Count) -> str | None:
+    """Vacuum the live side of the jobs table once its dead row versions pass 1,000 plus a fifth
+    of its rows (each job leaves two there: the claim replaces its row, the ack moves it away),
+    and analyse it once as many rows changed since its last analysis; leader only. Returns what
+    it did (``"vacuum"``, ``"analyze"`` or None).
+
+    The live side is small, so this is cheap, and the hot path (fetch, stage, rescue) then never
+    depends on autovacuum being on, keeping up, or having seen a bulk insert: a fetch planned on
+    stale statistics or walking dead index entries is many times slower.
+    """
+    if not leading():
+        return None
+    rows, dead, changed = store.live_side()
+    bound = TIDY_AT_LEAST + rows // 5
+    if dead > bound:
+        store.tidy_live(vacuum=True)
+        count("vacuumed", 1)
+        return "vacuum"
+    if changed > bound:
+        store.tidy_live(vacuum=False)
+        count("analyzed", 1)
+        return "analyze"
+    return None
 
 
 def expire_stats(store: Store, leading: Leading, *, stats_retention: float, cron_retention: float) -> None:

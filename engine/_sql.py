@@ -98,6 +98,7 @@ class Jobs(Group):
     file = "jobs.sql"
     ack: sql.Composed
     ack_completed: sql.Composed
+    analyze_live: sql.Composed
     cancel: sql.Composed
     copy: sql.Composed
     delete: sql.Composed
@@ -109,6 +110,7 @@ class Jobs(Group):
     insert: sql.Composed
     insert_one: sql.Composed
     insert_unique: sql.Composed
+    live_side: sql.Composed
     lost: sql.Composed
     prune: sql.Composed
     refused: sql.Composed
@@ -118,6 +120,7 @@ class Jobs(Group):
     retry: sql.Composed
     stage: sql.Composed
     stage_queue_now: sql.Composed
+    vacuum_live: sql.Composed
 
 
 class Nodes(Group):

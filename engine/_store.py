@@ -322,6 +322,17 @@ class Store:
         with self.db.connection() as c:
             c.execute(self.q.stats.rollup, params)
 
+    def live_side(self) -> tuple[int, int, int]:
+        """The live side's rows, dead row versions and rows changed since its last analysis."""
+        with self.db.connection() as c:
+            row = c.execute(self.q.jobs.live_side, {"table": f'"{self.prefix}".lysmore_jobs_live'}).fetchone()
+            return (int(row[0]), int(row[1]), int(row[2])) if row else (0, 0, 0)
+
+    def tidy_live(self, vacuum: bool) -> None:
+        """VACUUM (with ANALYZE) the live side, or only ANALYZE it."""
+        with self.db.connection() as c:
+            c.execute(self.q.jobs.vacuum_live if vacuum else self.q.jobs.analyze_live)
+
     def prune_stats(self, stats_retention: float, cron_retention: float) -> None:
         with self.db.connection() as c:
             c.execute(self.q.stats.prune, {"stats_retention": stats_retention, "cron_retention": cron_retention})

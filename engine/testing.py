@@ -70,7 +70,7 @@ def producer(engine: Engine, config: QueueConfig) -> Producer:
 
 def run_round(engine: Engine, part: str) -> Any:
     """Run one round of a periodic part of ``engine``'s node now, as its loop would: ``stager``,
-    ``rollups``, ``lifeline``, ``pruner``, ``stats``, ``workflows`` or ``cron``. The leader-only
+    ``rollups``, ``lifeline``, ``pruner``, ``tidy``, ``stats``, ``workflows`` or ``cron``. The leader-only
     ones do nothing unless this node leads. Returns what the round returns (how many jobs it moved, mostly)."""
     if part not in engine._rounds:
         raise ValueError(f"no periodic part {part!r}; there are {sorted(engine._rounds)}")

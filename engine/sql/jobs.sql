@@ -487,3 +487,18 @@ SELECT (SELECT count(*) FROM staged) AS staged, notified.n AS queues FROM notifi
 UPDATE {prefix}.lysmore_jobs
 SET state = 'available', scheduled_at = now()
 WHERE queue = %(queue)s AND state IN ({due_states})
+
+-- name: live_side
+-- The live side's row counts as the statistics system has them: rows, dead row versions, rows
+-- changed since it was last analysed.
+SELECT n_live_tup, n_dead_tup, n_mod_since_analyze
+FROM pg_stat_user_tables
+WHERE relid = to_regclass(%(table)s)
+
+-- name: vacuum_live
+-- Reclaim the live side's dead row versions and refresh its statistics; skipped when something
+-- holds a conflicting lock (a running autovacuum of it, say).
+VACUUM (SKIP_LOCKED, ANALYZE) {prefix}.lysmore_jobs_live
+
+-- name: analyze_live
+ANALYZE (SKIP_LOCKED) {prefix}.lysmore_jobs_live

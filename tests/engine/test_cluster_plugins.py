@@ -100,7 +100,7 @@ def test_lifeline_rescues_dead_nodes_jobs_but_not_live_long_runners(make_engine,
 def test_lifeline_discards_rescued_job_without_attempts_left(make_engine, conn, prefix) -> None:  # type: ignore[no-untyped-def]
     eng = make_engine(queues={"q": 1}, node="leader")
     eng.start()
-    job = eng.insert(Flaky.new())
+    job = eng.insert(Flaky.new(schedule_in=3600))  # not due: the node cannot run it first
     eng.pause_queue("q", wait=30)
     conn.execute(
         f"""INSERT INTO "{prefix}".lysmore_nodes (id, name, host, pid, heartbeat_at)
@@ -382,3 +382,25 @@ def test_prune_on_demand_and_job_prefix(make_engine, conn, prefix) -> None:  # t
     fetched = testing.fetch(keeper, "q", 1)[0]
     fetched._engine = keeper
     assert fetched.prefix == prefix and fetched.id != job.id
+
+
+def test_the_leader_vacuums_the_live_side_once_dead_rows_pile_up(make_engine, conn, prefix) -> None:  # type: ignore[no-untyped-def]
+    eng = make_engine(queues={"q": 10}, node="leader")
+    eng.insert_all([Quick.new() for _ in range(1500)])
+    assert testing.drain(eng, "q")["completed"] == 1500  # two dead row versions each on the live side
+    live = f'"{prefix}".lysmore_jobs_live'
+
+    def vacuums() -> int:
+        row = conn.execute("SELECT vacuum_count FROM pg_stat_user_tables WHERE relid = %s::regclass", [live])
+        return int(row.fetchone()[0])  # type: ignore[index]
+
+    assert testing.run_round(eng, "tidy") is None  # not the leader: nothing
+    _lead(eng)
+    # The server publishes a backend's row counts when it goes idle, within about ten seconds.
+    wait_for(lambda: eng.store.live_side()[1] > 1000 + eng.store.live_side()[0] // 5, timeout=30,
+             what="the dead row versions to be counted")
+    before = vacuums()
+    assert testing.run_round(eng, "tidy") == "vacuum"
+    assert vacuums() == before + 1
+    assert eng.store.live_side()[1] < 1000  # reclaimed
+    assert testing.run_round(eng, "tidy") is None
