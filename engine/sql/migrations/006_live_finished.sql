@@ -125,9 +125,11 @@ CREATE INDEX lysmore_jobs_attempt_idx ON {prefix}.lysmore_jobs (attempt)
     WHERE attempt > 1 AND state NOT IN ('available', 'executing');
 CREATE INDEX lysmore_jobs_priority_idx ON {prefix}.lysmore_jobs (priority)
     WHERE priority > 0 AND state NOT IN ('available', 'executing');
-CREATE INDEX lysmore_jobs_inserted_brin ON {prefix}.lysmore_jobs USING brin (inserted_at)
+-- Block ranges of age and id, for searching history a span at a time: the finished side only
+-- (the live side is as small as the backlog, and every insert and claim would add to them).
+CREATE INDEX lysmore_jobs_inserted_brin ON {prefix}.lysmore_jobs_finished USING brin (inserted_at)
     WITH (autosummarize = on);
-CREATE INDEX lysmore_jobs_id_brin ON {prefix}.lysmore_jobs USING brin (id) WITH (autosummarize = on);
+CREATE INDEX lysmore_jobs_id_brin ON {prefix}.lysmore_jobs_finished USING brin (id) WITH (autosummarize = on);
 DO $$
 DECLARE
     home text;
