@@ -62,8 +62,23 @@ class Unstorable(ValueError):
     """A value jsonb cannot hold; the message completes "<what> ..." (e.g. "is nested too deeply")."""
 
 
-# One encoder for every value: json.dumps with options builds a new one per call.
-_encode = json.JSONEncoder(allow_nan=False, separators=(",", ":"), ensure_ascii=False).encode
+# One encoder for every value: json.dumps with options builds a new one per call, and even a kept
+# JSONEncoder builds its C encoder anew on every call; so the C encoder is made once here. It keeps
+# no record of the objects it is inside (a value that contains itself is refused before, by its
+# size bound; past that it would end as RecursionError, reported as nested too deeply), and holds
+# nothing between calls, so every thread may use it.
+_kept = json.JSONEncoder(allow_nan=False, separators=(",", ":"), ensure_ascii=False)
+_make_c_encoder: Any = getattr(json.encoder, "c_make_encoder", None)
+_c_encode: Any = (
+    None if _make_c_encoder is None
+    else _make_c_encoder(None, _kept.default, json.encoder.encode_basestring, None, ":", ",", False, False, False)
+)
+
+
+def _encode(value: Any) -> str:
+    if _c_encode is None:  # an interpreter without the C accelerator
+        return _kept.encode(value)
+    return "".join(_c_encode(value, 0))
 
 
 def json_text(value: Any, max_bytes: int = MAX_ARGS_BYTES, least: int | None = None) -> str:

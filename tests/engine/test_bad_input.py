@@ -319,6 +319,14 @@ def test_args_nested_too_deep_are_invalid() -> None:
         Plain.new({"x": _deep(100_000)})
 
 
+def test_args_that_contain_themselves_are_invalid_and_the_encoder_still_works_after() -> None:
+    looped: dict[str, object] = {"a": [1]}
+    looped["self"] = looped
+    with pytest.raises(InvalidJob, match="args is at least .* bytes of JSON"):  # endless: over any cap
+        Plain.new({"x": looped})
+    assert Plain.new({"x": [1, {"y": "z"}]}).args == {"x": [1, {"y": "z"}]}
+
+
 def test_ids_that_cannot_exist_are_not_found_and_ids_that_are_not_ids_are_invalid(make_engine) -> None:  # type: ignore[no-untyped-def]
     eng = make_engine()
     assert eng.cancel_job(2**70) is False and eng.retry_job(2**70) is False and eng.delete_job(-(2**70)) is False
