@@ -331,7 +331,7 @@ class Store:
     def tidy_live(self, vacuum: bool) -> None:
         """VACUUM (with ANALYZE) the live side, or only ANALYZE it."""
         with self.db.connection() as c:
-            c.execute(self.q.jobs.vacuum_live if vacuum else self.q.jobs.analyze_live)
+            c.execute(self.q.jobs.vacuum_live if vacuum else self.q.jobs.analyze_live, prepare=False)
 
     def prune_stats(self, stats_retention: float, cron_retention: float) -> None:
         with self.db.connection() as c:
