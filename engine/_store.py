@@ -68,6 +68,7 @@ class Store:
         self.channel = channel(prefix)
 
     # -- inserting -------------------------------------------------------------------------------
+    @retried_when_moved  # a unique insert's replace can meet its holder moving to the finished side
     def insert(self, specs: list[JobSpec], conn: psycopg.Connection | None = None) -> list[Job]:
         """Save ``specs`` all or none (in ``conn``'s transaction when given); results in order."""
         with self.db.connection(conn) as c:

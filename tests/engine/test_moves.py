@@ -79,3 +79,19 @@ def test_a_delete_behind_a_move_back_to_live_deletes_it_there(make_engine, conn,
     deleted = _blocked_behind(conn, prefix, job.id, lambda: eng.delete_jobs([job.id]), "available")
     assert deleted == [job.id]  # deleted where it is now: an available job is deletable too
     assert eng.get_jobs([job.id]) == []
+
+
+class Replacing(Worker, queue="moves", unique={"period": 120, "replace": {"executing": ["meta"]}}):
+    def perform(self, job: Job) -> None:
+        return None
+
+
+def test_a_unique_insert_behind_its_holder_moving_finds_it_finished(make_engine, conn, prefix) -> None:  # type: ignore[no-untyped-def]
+    eng = make_engine(queues={"moves": 1})
+    first = eng.insert(Replacing.new({"k": 1}))
+    (held,) = testing.fetch(eng, "moves", 1)
+    assert held.id == first.id
+    again = _blocked_behind(conn, prefix, first.id, lambda: eng.insert(Replacing.new({"k": 1}, meta={"n": 2})),
+                            "completed")
+    assert again.conflict and again.id == first.id  # its key held on, and it was not replaced
+    assert again.state is JobState.COMPLETED and again.meta == {}
