@@ -316,16 +316,13 @@ class JobSpec:
             and self.workflow_id is None
         )
 
-    def saved(self, id: int, state: str, inserted_at: datetime, scheduled_at: datetime) -> Job:
+    def saved(self, id: int, state: str | JobState, inserted_at: datetime, scheduled_at: datetime) -> Job:
         """The Job this spec became, given what the database decided on insert."""
         return Job(
-            id=id, state=JobState(state), queue=self.queue, worker=self.worker, args=self.args,
-            meta=self.meta, tags=list(self.tags), priority=self.priority, attempt=0,
-            max_attempts=self.max_attempts, errors=[], result=None, inserted_at=inserted_at,
-            scheduled_at=scheduled_at, attempted_at=None, completed_at=None, cancelled_at=None,
-            discarded_at=None, attempted_by=None, node_id=None, unique_key=None,
-            workflow_id=self.workflow_id, workflow_name=self.workflow_name,
-            workflow_step=self.workflow_step, workflow_deps=list(self.workflow_deps),
+            id, state if type(state) is JobState else JobState(state), self.queue, self.worker, self.args,
+            self.meta, list(self.tags), self.priority, 0, self.max_attempts, [], None, inserted_at,
+            scheduled_at, None, None, None, None, None, None, None, self.workflow_id, self.workflow_name,
+            self.workflow_step, list(self.workflow_deps),
         )
 
 

@@ -137,7 +137,7 @@ class Store:
                     (job_id, s.queue, s.worker, s.json_args(), s.json_meta(), s.tags, s.priority, s.max_attempts)
                 )
         self.notify(sorted({s.queue for s in specs}), c)
-        return [s.saved(i, "available", now, now) for i, s in zip(ids, specs, strict=True)]
+        return [s.saved(i, JobState.AVAILABLE, now, now) for i, s in zip(ids, specs, strict=True)]
 
     def _insert_one(self, c: psycopg.Connection, spec: JobSpec) -> list[Job]:
         row = c.execute(

@@ -341,3 +341,28 @@ def test_ids_that_cannot_exist_are_not_found_and_ids_that_are_not_ids_are_invali
             eng.workflow_steps(bad)
         with pytest.raises(InvalidJob, match="workflow id must be a UUID"):
             eng.cancel_workflow(bad)
+
+
+def test_a_saved_spec_is_the_job_it_describes_field_by_field() -> None:
+    # JobSpec.saved builds the Job positionally (it runs once per inserted job): a reordered or new
+    # field of Job must show up here rather than as a shifted value.
+    import dataclasses
+    import uuid
+    from datetime import UTC, datetime
+
+    from engine import JobState
+
+    flow = uuid.uuid4()
+    spec = dataclasses.replace(Plain.new({"a": 1}, meta={"m": 2}, tags=["t"], priority=3, max_attempts=4),
+                               workflow_id=flow, workflow_name="w", workflow_step="s", workflow_deps=["d"])
+    at = datetime(2026, 1, 2, tzinfo=UTC)
+    job = spec.saved(7, "scheduled", at, at.replace(hour=5))
+    expected = {
+        "id": 7, "state": JobState.SCHEDULED, "queue": spec.queue, "worker": spec.worker, "args": {"a": 1},
+        "meta": {"m": 2}, "tags": ["t"], "priority": 3, "attempt": 0, "max_attempts": 4, "errors": [],
+        "result": None, "inserted_at": at, "scheduled_at": at.replace(hour=5), "attempted_at": None,
+        "completed_at": None, "cancelled_at": None, "discarded_at": None, "attempted_by": None, "node_id": None,
+        "unique_key": None, "workflow_id": flow, "workflow_name": "w", "workflow_step": "s", "workflow_deps": ["d"],
+        "conflict": False, "unique_states": None, "_engine": None, "_cancel": None,
+    }
+    assert {f.name: getattr(job, f.name) for f in dataclasses.fields(job)} == expected
