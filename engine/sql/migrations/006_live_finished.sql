@@ -19,9 +19,9 @@
 -- - An UPDATE that races another moving the same row across gets SQLSTATE 40001 instead of
 --   following it; the engine's statements retry on it (each is a compare-and-set).
 --
--- Upgrading copies every job into the new table inside this migration's transaction: writes to
--- the jobs table wait until it commits (10 s for a million jobs on the 2-core development machine),
--- and nothing changes state or is lost (tests/engine/test_migrate_populated.py).
+-- Upgrading copies every job into the new table inside this migration's transaction: every
+-- statement on the jobs table waits until it commits (10 s for a million jobs on the 2-core
+-- development machine), and nothing changes state or is lost (tests/engine/test_migrate_populated.py).
 
 ALTER TABLE {prefix}.lysmore_jobs RENAME TO lysmore_jobs_v5;
 ALTER INDEX {prefix}.lysmore_jobs_pkey RENAME TO lysmore_jobs_v5_pkey;
