@@ -170,6 +170,13 @@ class Inspector:
         return self.connect(conn)  # the caller's connection when given, else a pooled one
 
     # -- counts ---------------------------------------------------------------------------------
+    def estimated_rows(self, conn: psycopg.Connection | None = None) -> int | None:
+        """The jobs table's rows by the planner's statistics, summed over its sides, without a
+        scan; None when this prefix has no jobs table."""
+        with self._use(conn) as c:
+            row = c.execute(self.queries.stats.counts_estimate, {"table": self.table("jobs").as_string(c)}).fetchone()
+            return None if row is None or row[0] is None else int(row[0])
+
     def counts(
         self, conn: psycopg.Connection | None = None, exact_below: int | None = None,
         states: Iterable[str] | None = None,
@@ -182,10 +189,10 @@ class Inspector:
         per_queue = {s.value for s in JobState} if states is None else set(states)
         q = self.queries.stats
         with self._use(conn) as c:
-            row = c.execute(q.counts_estimate, {"table": self.table("jobs").as_string(c)}).fetchone()
+            total = self.estimated_rows(c)
             by_queue: dict[str, dict[str, int]] = {}
             by_state = {s.value: 0 for s in JobState}
-            if row is None or row[0] is None or row[0] < threshold:
+            if total is None or total < threshold:
                 exact = [s.value for s in JobState]
                 rows = c.execute(q.counts_exact).fetchall()
             else:

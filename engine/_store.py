@@ -109,19 +109,17 @@ class Store:
     def _insert_unique(self, c: psycopg.Connection, spec: JobSpec) -> Job:
         assert spec.unique is not None
         opts = spec.unique
-        key = c.execute(
-            self.q.jobs.insert_unique,
-            {"queue": spec.queue, "worker": spec.worker, "args": Jsonb(spec.args), "meta": Jsonb(spec.meta),
-             "tags": spec.tags, "priority": spec.priority, "max_attempts": spec.max_attempts,
-             "scheduled_at": spec.scheduled_at, "schedule_in": spec.schedule_in, "unique_key": opts["key"],
-             "unique_states": opts["states"], "period": opts["period"], "replace": Jsonb(opts["replace"])},
-        ).fetchone()
-        assert key is not None
         with c.cursor(row_factory=dict_row) as cur:
-            row = cur.execute(self.q.jobs.get, {"id": [key[0]]}).fetchone()
+            row = cur.execute(
+                self.q.jobs.insert_unique,
+                {"queue": spec.queue, "worker": spec.worker, "args": spec.json_args(), "meta": spec.json_meta(),
+                 "tags": spec.tags, "priority": spec.priority, "max_attempts": spec.max_attempts,
+                 "scheduled_at": spec.scheduled_at, "schedule_in": spec.schedule_in, "unique_key": opts["key"],
+                 "unique_states": opts["states"], "period": opts["period"], "replace": Jsonb(opts["replace"])},
+            ).fetchone()
         assert row is not None
         job = Job.from_row(row)
-        job.conflict = not key[1]
+        job.conflict = not row["inserted"]
         return job
 
     def _insert_copy(self, c: psycopg.Connection, specs: Sequence[JobSpec]) -> list[Job]:
@@ -326,7 +324,7 @@ class Store:
     def live_side(self) -> tuple[int, int, int]:
         """The live side's rows, dead row versions and rows changed since its last analysis."""
         with self.db.connection() as c:
-            row = c.execute(self.q.jobs.live_side, {"table": f'"{self.prefix}".lysmore_jobs_live'}).fetchone()
+            row = c.execute(self.q.jobs.live_side, {"table": self.q.table("jobs_live").as_string(c)}).fetchone()
             return (int(row[0]), int(row[1]), int(row[2])) if row else (0, 0, 0)
 
     def tidy_live(self, vacuum: bool) -> None:

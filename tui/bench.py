@@ -374,16 +374,11 @@ def measure(store: Store, repeat: int = DEFAULT_REPEAT, progress: Progress | Non
     return timings
 
 
-def _schema(conn: psycopg.Connection, prefix: str) -> tuple[bool, int | None]:
+def _schema(eng: Engine, conn: psycopg.Connection, prefix: str) -> tuple[bool, int | None]:
     """Whether schema ``prefix`` exists, and the jobs its instance holds by estimate (None: none)."""
-    row = conn.execute(
-        "SELECT to_regnamespace(%s) IS NOT NULL,"
-        " (SELECT sum(greatest(c.reltuples, 0))::bigint FROM pg_partition_tree(to_regclass(%s)) AS t"
-        "  JOIN pg_class AS c ON c.oid = t.relid WHERE t.isleaf)",
-        (sql.Identifier(prefix).as_string(conn), sql.Identifier(prefix, "lysmore_jobs").as_string(conn)),
-    ).fetchone()
+    row = conn.execute("SELECT to_regnamespace(%s) IS NOT NULL", (sql.Identifier(prefix).as_string(conn),)).fetchone()
     assert row is not None
-    return bool(row[0]), row[1]
+    return bool(row[0]), eng.inspect().estimated_rows(conn)
 
 
 def run_dashboard_bench(
@@ -404,7 +399,7 @@ def run_dashboard_bench(
     created = False
     try:
         with eng.connection() as conn:  # the engine's pool: a bad address fails in one line
-            exists, jobs = _schema(conn, name)
+            exists, jobs = _schema(eng, conn, name)
             if exists and jobs is None:
                 raise InvalidConfig(f"schema {name!r} exists and holds no Lysmore instance: name a new one")
             seed_s = 0.0

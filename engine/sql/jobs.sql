@@ -37,6 +37,15 @@ freed AS (
     WHERE deleted.unique_key IS NOT NULL AND k.key = deleted.unique_key AND k.job_id = deleted.id
 )
 
+-- part: acks_wake
+-- The end of both acks: slots of a globally limited queue just freed up, so wake every node's
+-- producer of it; the ids the ack applied.
+woken AS (
+    SELECT count(pg_notify(%(channel)s, json_build_object('kind', 'insert', 'queue', q.queue)::text)) AS n
+    FROM (SELECT DISTINCT queue FROM acked WHERE queue = ANY(%(wake)s::text[])) AS q
+)
+SELECT acked.id FROM acked, woken
+
 -- name: ack
 -- Record the outcomes of many executions at once. Compare-and-set: a row changes only while it
 -- is still executing this attempt on this node, so a stale executor changes nothing.
@@ -66,12 +75,7 @@ WITH acked AS (
       AND j.state = 'executing'
     RETURNING j.id, j.queue, v.state
 ),
-woken AS (
-    -- Slots of a globally limited queue just freed up: wake every node's producer of it.
-    SELECT count(pg_notify(%(channel)s, json_build_object('kind', 'insert', 'queue', q.queue)::text)) AS n
-    FROM (SELECT DISTINCT queue FROM acked WHERE queue = ANY(%(wake)s::text[])) AS q
-)
-SELECT acked.id FROM acked, woken
+-- include: acks_wake
 
 -- name: ack_completed
 -- The ack of a batch whose every outcome is `completed` with no result or meta to write: the
@@ -86,11 +90,7 @@ WITH acked AS (
       AND j.state = 'executing'
     RETURNING j.id, j.queue
 ),
-woken AS (
-    SELECT count(pg_notify(%(channel)s, json_build_object('kind', 'insert', 'queue', q.queue)::text)) AS n
-    FROM (SELECT DISTINCT queue FROM acked WHERE queue = ANY(%(wake)s::text[])) AS q
-)
-SELECT acked.id FROM acked, woken
+-- include: acks_wake
 
 -- name: cancel
 -- Cancel jobs that may still be cancelled; tell the nodes running any of them to stop.
@@ -315,13 +315,13 @@ FROM inserted
 
 -- name: insert_unique
 -- Insert one unique job, or find the one holding its key (lysmore_insert_unique, migration 6):
--- its id, and whether it was inserted.
-SELECT job_id, inserted
+-- the job's row, and whether it was inserted.
+SELECT (u.job).*, u.inserted
 FROM {prefix}.lysmore_insert_unique(
-    %(queue)s, %(worker)s, %(args)s, %(meta)s, %(tags)s::text[], %(priority)s::smallint,
+    %(queue)s, %(worker)s, %(args)s::jsonb, %(meta)s::jsonb, %(tags)s::text[], %(priority)s::smallint,
     %(max_attempts)s::integer, %(scheduled_at)s::timestamptz, %(schedule_in)s::float8, %(unique_key)s,
     %(unique_states)s::{prefix}.lysmore_job_state[], %(period)s::float8, %(replace)s
-)
+) AS u
 
 -- name: lost
 -- Of the jobs this node runs, those whose row no longer says so, with the row's state now

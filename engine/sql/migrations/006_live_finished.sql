@@ -178,20 +178,21 @@ CREATE TRIGGER lysmore_release_unique_key
     WHEN (NEW.unique_key IS NOT NULL)
     EXECUTE FUNCTION {prefix}.lysmore_release_unique_key();
 
--- Insert one unique job, or find the job holding its key. Returns the job's id and whether it
--- was inserted. The key's row in lysmore_unique_keys is the lock: a concurrent insert of the
--- same key waits for this transaction, then finds the job. A key is free when no row holds it,
--- when the job it names no longer holds it (gone, or left its unique states), or when the period
--- since that job's inserted_at is over (by the database clock). On a conflict, `replace` (state -> fields) says what of the new job replaces the
--- holder's, as in version 4: args, meta, tags, priority, max_attempts, scheduled_at (which also
--- moves a scheduled or available holder between those two states).
+-- Insert one unique job, or find the job holding its key. Returns that job's row as it is now
+-- and whether it was inserted. The key's row in lysmore_unique_keys is the lock: a concurrent
+-- insert of the same key waits for this transaction, then finds the job. A key is free when no
+-- row holds it, when the job it names no longer holds it (gone, or left its unique states), or
+-- when the period since that job's inserted_at is over (by the database clock). On a conflict,
+-- `replace` (state -> fields) says what of the new job replaces the holder's, as in version 4:
+-- args, meta, tags, priority, max_attempts, scheduled_at (which also moves a scheduled or
+-- available holder between those two states, the engine's RESCHEDULABLE).
 -- Each statement in it reads a fresh snapshot (READ COMMITTED), so the holder committed by a
 -- concurrent insert is seen once its key row is.
 CREATE FUNCTION {prefix}.lysmore_insert_unique(
     p_queue text, p_worker text, p_args jsonb, p_meta jsonb, p_tags text[], p_priority smallint,
     p_max_attempts integer, p_scheduled_at timestamptz, p_schedule_in float8, p_unique_key text,
     p_unique_states {prefix}.lysmore_job_state[], p_period float8, p_replace jsonb,
-    OUT job_id bigint, OUT inserted boolean
+    OUT job {prefix}.lysmore_jobs, OUT inserted boolean
 )
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -230,7 +231,7 @@ BEGIN
                                      ELSE j.state END
                     WHERE j.id = holder;
                 END IF;
-                job_id := holder;
+                SELECT * INTO job FROM {prefix}.lysmore_jobs WHERE id = holder;
                 inserted := false;
                 RETURN;
             END IF;
@@ -244,8 +245,8 @@ BEGIN
              unique_key, unique_states)
         VALUES (new_id, (CASE WHEN at > now() THEN 'scheduled' ELSE 'available' END)::{prefix}.lysmore_job_state,
                 p_queue, p_worker, p_args, p_meta, p_tags, p_priority, p_max_attempts, at,
-                p_unique_key, p_unique_states);
-        job_id := new_id;
+                p_unique_key, p_unique_states)
+        RETURNING * INTO job;
         inserted := true;
         RETURN;
     END LOOP;
