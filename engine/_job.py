@@ -426,6 +426,21 @@ class Job:
             unique_states=_text_array(row.get("unique_states")),
         )
 
+    @classmethod
+    def claimed(cls, row: Sequence[Any]) -> Job:
+        """A job a fetch just claimed, from a row of the ``claimed_columns`` part of ``jobs.sql``
+        (a Job's fields in order, but the state, which is executing). Positional: a fetch builds
+        one per job on the producer's thread."""
+        (id_, queue, worker, args, meta, tags, priority, attempt, max_attempts, errors, result, inserted_at,
+         scheduled_at, attempted_at, completed_at, cancelled_at, discarded_at, attempted_by, node_id,
+         unique_key, workflow_id, workflow_name, workflow_step, workflow_deps, unique_states) = row
+        return cls(
+            id_, JobState.EXECUTING, queue, worker, args, meta, tags or [], priority, attempt, max_attempts,
+            errors or [], result, inserted_at, scheduled_at, attempted_at, completed_at, cancelled_at,
+            discarded_at, attempted_by, node_id, unique_key, workflow_id, workflow_name, workflow_step,
+            workflow_deps or [], False, unique_states,
+        )
+
     def cancelled(self) -> bool:
         """True once this execution was asked to stop: cancelled, timed out, rescued or released."""
         return self._cancel is not None and self._cancel.is_set()

@@ -90,98 +90,99 @@ class Group:
             )
 
     def __init__(self, prefix: str) -> None:
+        # Rendered to bytes once: psycopg would render a Composed again on every execute.
         for name, text in statements(self.file).items():
-            setattr(self, name, sql.SQL(text).format(prefix=sql.Identifier(prefix), **STATE_SETS))
+            setattr(self, name, sql.SQL(text).format(prefix=sql.Identifier(prefix), **STATE_SETS).as_bytes(None))
 
 
 class Jobs(Group):
     file = "jobs.sql"
-    ack: sql.Composed
-    ack_completed: sql.Composed
-    analyze_live: sql.Composed
-    cancel: sql.Composed
-    copy: sql.Composed
-    delete: sql.Composed
-    executing_here: sql.Composed
-    fetch: sql.Composed
-    fetch_global: sql.Composed
-    fetch_limited: sql.Composed
-    get: sql.Composed
-    insert: sql.Composed
-    insert_one: sql.Composed
-    insert_unique: sql.Composed
-    live_side: sql.Composed
-    lost: sql.Composed
-    prune: sql.Composed
-    refused: sql.Composed
-    release: sql.Composed
-    rescue: sql.Composed
-    reserve_ids: sql.Composed
-    retry: sql.Composed
-    stage: sql.Composed
-    stage_queue_now: sql.Composed
-    vacuum_live: sql.Composed
+    ack: bytes
+    ack_completed: bytes
+    analyze_live: bytes
+    cancel: bytes
+    copy: bytes
+    delete: bytes
+    executing_here: bytes
+    fetch: bytes
+    fetch_global: bytes
+    fetch_limited: bytes
+    get: bytes
+    insert: bytes
+    insert_one: bytes
+    insert_unique: bytes
+    live_side: bytes
+    lost: bytes
+    prune: bytes
+    refused: bytes
+    release: bytes
+    rescue: bytes
+    reserve_ids: bytes
+    retry: bytes
+    stage: bytes
+    stage_queue_now: bytes
+    vacuum_live: bytes
 
 
 class Nodes(Group):
     file = "nodes.sql"
-    delete: sql.Composed
-    heartbeat: sql.Composed
-    leader_elect: sql.Composed
-    leader_resign: sql.Composed
-    reap: sql.Composed
-    register: sql.Composed
-    status: sql.Composed
-    summary: sql.Composed
+    delete: bytes
+    heartbeat: bytes
+    leader_elect: bytes
+    leader_resign: bytes
+    reap: bytes
+    register: bytes
+    status: bytes
+    summary: bytes
 
 
 class Queues(Group):
     file = "queues.sql"
-    control_state: sql.Composed
-    lock: sql.Composed
-    notify: sql.Composed
-    producer_upsert: sql.Composed
-    producers: sql.Composed
-    rate_next: sql.Composed
-    settings_all: sql.Composed
-    settings_reset: sql.Composed
-    settings_write: sql.Composed
+    control_state: bytes
+    lock: bytes
+    notify: bytes
+    producer_upsert: bytes
+    producers: bytes
+    rate_next: bytes
+    settings_all: bytes
+    settings_reset: bytes
+    settings_write: bytes
 
 
 class Workflows(Group):
     file = "workflows.sql"
-    lock: sql.Composed
-    of_jobs: sql.Composed
-    resolve: sql.Composed
-    results: sql.Composed
-    step_ids: sql.Composed
-    steps: sql.Composed
-    stuck: sql.Composed
+    lock: bytes
+    of_jobs: bytes
+    resolve: bytes
+    results: bytes
+    step_ids: bytes
+    steps: bytes
+    stuck: bytes
 
 
 class Cron(Group):
     file = "cron.sql"
-    claim: sql.Composed
-    last: sql.Composed
-    link: sql.Composed
+    claim: bytes
+    last: bytes
+    link: bytes
 
 
 class Stats(Group):
     file = "stats.sql"
-    counts_estimate: sql.Composed
-    counts_exact: sql.Composed
-    counts_of_states: sql.Composed
-    executing_by_node: sql.Composed
-    prune: sql.Composed
-    rollup: sql.Composed
-    queues_in_state: sql.Composed
-    rows_in_queue_state: sql.Composed
-    rows_in_state: sql.Composed
+    counts_estimate: bytes
+    counts_exact: bytes
+    counts_of_states: bytes
+    executing_by_node: bytes
+    prune: bytes
+    rollup: bytes
+    queues_in_state: bytes
+    rows_in_queue_state: bytes
+    rows_in_state: bytes
 
 
 class Audit(Group):
     file = "audit.sql"
-    insert: sql.Composed
+    insert: bytes
 
 
 class Queries:

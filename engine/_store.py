@@ -17,7 +17,6 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
@@ -179,7 +178,7 @@ class Store:
         params.update(node_id=self.node.id, channel=self.channel, wake=wake)
         return params
 
-    def _ack_statement(self, ack: dict[str, Any]) -> sql.Composed:
+    def _ack_statement(self, ack: dict[str, Any]) -> bytes:
         """``ack_completed`` when every outcome of ``ack`` is a plain completion, else ``ack``."""
         plain = (
             all(state == "completed" for state in ack["state"])
@@ -204,10 +203,10 @@ class Store:
         params: dict[str, Any] = {
             "queue": queue, "demand": demand, "node_id": self.node.id, "node_name": self.node.name,
         }
-        with self.db.connection() as c, c.cursor(row_factory=dict_row) as cur:
+        with self.db.connection() as c, c.cursor() as cur:
             if limits is None or (limits.global_limit is None and limits.rate_limit is None):
                 cur.execute(self.q.jobs.fetch, params)
-                return Fetched([Job.from_row(r) for r in cur.fetchall()])
+                return Fetched([Job.claimed(r) for r in cur.fetchall()])
             g, r = limits.global_limit, limits.rate_limit
             params.update(
                 g_allowed=g.allowed if g else None,
@@ -227,14 +226,14 @@ class Store:
                     acked.execute(self._ack_statement(ack), {**ack, "wake": []})
                 cur.execute(self.q.jobs.fetch_global if plain_global else self.q.jobs.fetch_limited, params)
                 c.execute("COMMIT")
-            fetched = Fetched([Job.from_row(row) for row in cur.fetchall()])
+            fetched = Fetched([Job.claimed(row) for row in cur.fetchall()])
             if ack is not None:
                 fetched.recorded = {row[0] for row in acked.fetchall()}
                 if len(fetched.jobs) < len(fetched.recorded):  # ... unless it could not: other nodes may
                     self.notify([queue], c)
             if r is not None and len(fetched.jobs) < demand:
                 row = cur.execute(self.q.queues.rate_next, params).fetchone()
-                value = next(iter(row.values())) if row else None
+                value = row[0] if row else None
                 fetched.rate_wait = max(0.0, float(value)) + 0.001 if value is not None else None
             return fetched
 

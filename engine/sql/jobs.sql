@@ -17,6 +17,13 @@ claimed AS (
     RETURNING j.*
 )
 
+-- part: claimed_columns
+-- What a fetch returns of each claimed job: the columns of a Job in the order of its fields
+-- (Job.claimed builds it from them; the state is executing).
+id, queue, worker, args, meta, tags, priority, attempt, max_attempts, errors, result,
+inserted_at, scheduled_at, attempted_at, completed_at, cancelled_at, discarded_at, attempted_by,
+node_id, unique_key, workflow_id, workflow_name, workflow_step, workflow_deps, unique_states::text[]
+
 -- part: peers
 -- The other live, unpaused nodes of a globally limited queue, and how much room they have.
 peers AS (
@@ -37,60 +44,23 @@ freed AS (
     WHERE deleted.unique_key IS NOT NULL AND k.key = deleted.unique_key AND k.job_id = deleted.id
 )
 
--- part: acks_wake
--- The end of both acks: slots of a globally limited queue just freed up, so wake every node's
--- producer of it; the ids the ack applied.
-woken AS (
-    SELECT count(pg_notify(%(channel)s, json_build_object('kind', 'insert', 'queue', q.queue)::text)) AS n
-    FROM (SELECT DISTINCT queue FROM acked WHERE queue = ANY(%(wake)s::text[])) AS q
-)
-SELECT acked.id FROM acked, woken
-
 -- name: ack
--- Record the outcomes of many executions at once. Compare-and-set: a row changes only while it
--- is still executing this attempt on this node, so a stale executor changes nothing.
--- The node adds what it recorded to the per-minute rollups itself, about once a second.
-WITH acked AS (
-    UPDATE {prefix}.lysmore_jobs AS j
-    SET state = v.state::{prefix}.lysmore_job_state,
-        completed_at = CASE WHEN v.state = 'completed' THEN now() ELSE j.completed_at END,
-        discarded_at = CASE WHEN v.state = 'discarded' THEN now() ELSE j.discarded_at END,
-        cancelled_at = CASE WHEN v.state = 'cancelled' THEN now() ELSE j.cancelled_at END,
-        scheduled_at = CASE WHEN v.state IN ({due_states})
-                            THEN now() + make_interval(secs => v.delay)
-                            ELSE j.scheduled_at END,
-        max_attempts = j.max_attempts + v.extra_attempts,
-        errors = CASE WHEN v.error IS NULL THEN j.errors
-                      ELSE j.errors || jsonb_build_array(v.error || jsonb_build_object('at', now())) END,
-        result = CASE WHEN v.state = 'completed' THEN v.result ELSE j.result END,
-        meta = CASE WHEN v.meta IS NULL THEN j.meta ELSE j.meta || v.meta END
-    FROM unnest(
-        %(id)s::bigint[], %(attempt)s::int[], %(state)s::text[], %(delay)s::float8[],
-        %(extra_attempts)s::int[], %(error)s::text[]::jsonb[], %(result)s::text[]::jsonb[],
-        %(meta)s::text[]::jsonb[]
-    ) AS v(id, attempt, state, delay, extra_attempts, error, result, meta)
-    WHERE j.id = v.id
-      AND j.attempt = v.attempt
-      AND j.node_id = %(node_id)s
-      AND j.state = 'executing'
-    RETURNING j.id, j.queue, v.state
-),
--- include: acks_wake
+-- Record the outcomes of many executions at once, compare-and-set (lysmore_ack, migration 7): a
+-- row changes only while it is still executing this attempt on this node, so a stale executor
+-- changes nothing. The node adds what it recorded to the per-minute rollups itself, about once
+-- a second.
+SELECT id FROM {prefix}.lysmore_ack(
+    %(id)s::bigint[], %(attempt)s::int[], %(state)s::text[], %(delay)s::float8[],
+    %(extra_attempts)s::int[], %(error)s::text[], %(result)s::text[], %(meta)s::text[],
+    %(node_id)s::uuid, %(wake)s::text[], %(channel)s::text
+) AS id
 
 -- name: ack_completed
 -- The ack of a batch whose every outcome is `completed` with no result or meta to write: the
 -- common case, as one narrow compare-and-set with no JSON to read or rebuild (same rules as ack).
-WITH acked AS (
-    UPDATE {prefix}.lysmore_jobs AS j
-    SET state = 'completed', completed_at = now()
-    FROM unnest(%(id)s::bigint[], %(attempt)s::int[]) AS v(id, attempt)
-    WHERE j.id = v.id
-      AND j.attempt = v.attempt
-      AND j.node_id = %(node_id)s
-      AND j.state = 'executing'
-    RETURNING j.id, j.queue
-),
--- include: acks_wake
+SELECT id FROM {prefix}.lysmore_ack_completed(
+    %(id)s::bigint[], %(attempt)s::int[], %(node_id)s::uuid, %(wake)s::text[], %(channel)s::text
+) AS id
 
 -- name: cancel
 -- Cancel jobs that may still be cancelled; tell the nodes running any of them to stop.
@@ -135,17 +105,12 @@ WHERE state = 'executing' AND node_id = %(node_id)s AND queue = %(queue)s
   AND attempted_at < now() - make_interval(secs => %(older_than)s)
 
 -- name: fetch
--- Claim up to %(demand)s available jobs of one queue for this node, in one statement.
-WITH picked AS (
-    SELECT id
-    FROM {prefix}.lysmore_jobs
-    WHERE state = 'available' AND queue = %(queue)s
-    ORDER BY priority, scheduled_at, id
-    LIMIT %(demand)s
-    FOR UPDATE SKIP LOCKED
-),
--- include: claimed started_at=now()
-SELECT * FROM claimed ORDER BY priority, scheduled_at, id
+-- Claim up to %(demand)s available jobs of one queue for this node, in one statement
+-- (lysmore_fetch, migration 7: the claim of the `claimed` part, planned once a session).
+SELECT
+-- include: claimed_columns
+FROM {prefix}.lysmore_fetch(%(queue)s::text, %(demand)s::int, %(node_id)s::uuid, %(node_name)s::text)
+ORDER BY priority, scheduled_at, id
 
 -- name: fetch_global
 -- Claim jobs of a queue with an unpartitioned global limit (and no rate limit), under
@@ -173,7 +138,9 @@ picked AS (
     FOR UPDATE SKIP LOCKED
 ),
 -- include: claimed started_at=clock_timestamp()
-SELECT * FROM claimed ORDER BY priority, scheduled_at, id
+SELECT
+-- include: claimed_columns
+FROM claimed ORDER BY priority, scheduled_at, id
 
 -- name: fetch_limited
 -- Claim jobs of a queue with a global and/or rate limit, under fetch_lock. Counts and the start
@@ -251,7 +218,9 @@ trimmed AS (
     WHERE %(r_allowed)s::int IS NOT NULL AND r.queue = %(queue)s
       AND r.started_at <= clock.ts - make_interval(secs => %(r_period)s)
 )
-SELECT * FROM claimed ORDER BY priority, scheduled_at, id
+SELECT
+-- include: claimed_columns
+FROM claimed ORDER BY priority, scheduled_at, id
 
 -- name: get
 SELECT * FROM {prefix}.lysmore_jobs WHERE id = ANY(%(id)s::bigint[]) ORDER BY id

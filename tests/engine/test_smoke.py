@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 
-from engine import JobState, Worker, testing
+from engine import Job, JobState, Worker, testing
 from tests.helpers import EventLog
 
 
@@ -55,3 +56,37 @@ def test_args_are_stored_as_given_and_returned_as_stored_by_every_insert_path(ma
         assert [j.args for j in jobs] == expected
         assert [j.args for j in stored] == expected
         assert [j.meta for j in stored] == [{"m": i} for i in range(n)] + [{}]
+
+
+class Plain(Worker, queue="claims"):
+    def perform(self, job):  # type: ignore[no-untyped-def]
+        return None
+
+
+def test_a_claimed_job_is_its_row_read_back(make_engine) -> None:  # type: ignore[no-untyped-def]
+    """The fetch builds each Job from its columns by position: every field must land where the
+    same row read back by id puts it (a swapped pair of columns would not)."""
+    eng = make_engine(queues={"claims": 1})
+    spec = Plain.new({"n": 1, "nested": [1, {"a": None}]}, meta={"m": "x"}, tags=["t1", "t2"],
+                     priority=3, max_attempts=7, unique={"period": 60})
+    inserted = eng.insert(spec)
+    with eng.connection() as c:  # an earlier attempt's error, a result left by a hand retry, a workflow
+        c.execute(
+            f'UPDATE "{eng.prefix}".lysmore_jobs SET errors = %s::jsonb, result = %s::jsonb, '
+            "workflow_id = gen_random_uuid(), workflow_name = 'wf', workflow_step = 'b', workflow_deps = '{a}', "
+            "completed_at = now() - interval '3 h', cancelled_at = now() - interval '2 h', "
+            "discarded_at = now() - interval '1 h' "
+            "WHERE id = %s",
+            ['[{"attempt": 0, "error": "earlier"}]', '{"r": 1}', inserted.id],
+        )
+    (claimed,) = testing.fetch(eng, "claims", 1)
+    stored = eng.get_job(claimed.id)
+    assert claimed.state is JobState.EXECUTING
+    names = [f.name for f in dataclasses.fields(Job) if not f.name.startswith("_")]
+    assert {n: getattr(claimed, n) for n in names} == {n: getattr(stored, n) for n in names}
+    assert (claimed.args, claimed.meta, claimed.tags) == ({"n": 1, "nested": [1, {"a": None}]}, {"m": "x"}, ["t1", "t2"])
+    assert (claimed.priority, claimed.attempt, claimed.max_attempts) == (3, 1, 7)
+    assert claimed.errors == [{"attempt": 0, "error": "earlier"}] and claimed.result == {"r": 1}
+    assert claimed.unique_key is not None and claimed.unique_states == stored.unique_states
+    assert (claimed.workflow_name, claimed.workflow_step, claimed.workflow_deps) == ("wf", "b", ["a"])
+    assert claimed.attempted_by is not None and claimed.attempted_by[0] == eng.node_name
