@@ -44,6 +44,9 @@ class Action:
     key_display: str | None = None
     palette: str | None = None
     bulk: bool = False
+    # Taken by the app as the key arrives, before any key behind it: for a key that moves focus
+    # (the keys typed after it belong where it sends them, however fast they come).
+    priority: bool = False
 
     @property
     def changes(self) -> bool:
@@ -83,7 +86,8 @@ ACTIONS: tuple[Action, ...] = (
            key_display="esc"),
     Action("back", "escape", "Clear", "clear the marks, then the filter, then the state", ("jobs",),
            footer=False, key_display="esc"),
-    Action("filter", "slash", "Filter", "filter jobs (see the syntax below)", ("jobs",), key_display="/"),
+    Action("filter", "slash", "Filter", "filter jobs (see the syntax below)", ("jobs",), key_display="/",
+           priority=True),
     Action("mark", "space", "Mark", "mark or unmark the job under the cursor", ("jobs",)),
     Action("mark_visible", "a", "Mark all", "mark every job on this page (again: unmark)", ("jobs",),
            footer=False),

@@ -401,6 +401,13 @@ class DashboardApp(App[int]):
         """Open the command palette."""
         self.action_command_palette()
 
+    async def on_event(self, event: events.Event) -> None:
+        """Once quitting, keys do nothing: in a burst the keys after `q` would open screens as
+        the app closes (Textual's command palette then fails looking for its list, exit 1)."""
+        if self._exit and isinstance(event, events.Key):
+            return
+        await super().on_event(event)
+
     def on_key(self, event: events.Key) -> None:
         """A greyed-out change key still reaches the gate, so the refusal is explained and audited."""
         screen = self.screen

@@ -30,7 +30,8 @@ Command = tuple[str, str, Callable[[], Any]]
 def bindings_for(scope: str) -> list[BindingType]:
     """Textual bindings for the registry's actions on ``scope``."""
     return [
-        Binding(a.key, a.id, a.label, show=a.footer, key_display=a.key_display, id=f"{scope}.{a.id}")
+        Binding(a.key, a.id, a.label, show=a.footer, key_display=a.key_display, id=f"{scope}.{a.id}",
+                priority=a.priority)
         for a in actions_for(scope)
     ]
 

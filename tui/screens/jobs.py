@@ -118,10 +118,18 @@ class JobsScreen(DataScreen):
 
     # -- filter -------------------------------------------------------------------------------
     def action_filter(self) -> None:
-        """Open the filter bar."""
+        """Open the filter bar; in the bar, the key is a character of the filter.
+
+        The binding has priority: the app runs this as the key arrives, before the keys behind
+        it, so focus is on the bar when they come (a key handed to the table first would reach the
+        screen's bindings only after the table had taken the next keys: a fast `/Dy` deleted).
+        """
         bar = self.query_one("#filter", Input)
+        if self.focused is bar:  # typed in the bar: a character, queued behind the keys before it
+            bar.post_message(events.Key("slash", "/"))
+            return
         bar.remove_class("-hidden")
-        bar.focus()
+        self.set_focus(bar)  # now, not after the queued messages as Widget.focus() would
 
     @on(Input.Submitted, "#filter")
     def _filter_submitted(self, event: Input.Submitted) -> None:
