@@ -93,8 +93,10 @@ class KeyedTable(DataTable[Any], inherit_bindings=False):
         """Row keys in display order."""
         return [str(row.key.value) for row in self.ordered_rows]
 
-    def sync(self, rows: Sequence[Row]) -> None:
-        """Make the table show ``rows``: drop, update changed cells, add, reorder; keep the cursor's row."""
+    def sync(self, rows: Sequence[Row], top: bool = False) -> None:
+        """Make the table show ``rows``: drop, update changed cells, add, reorder; keep the cursor's
+        row, or with ``top`` (the rows are another list, not a refresh of this one) put the cursor
+        on the first row and scroll to it."""
         self._rows = list(rows)
         cursor_key = self.current_key()
         cursor_index = self.cursor_row
@@ -121,7 +123,10 @@ class KeyedTable(DataTable[Any], inherit_bindings=False):
                 self.add_row(*cells, key=key)
         if self.keys() != wanted:
             self._reorder(wanted)
-        if cursor_key is not None and cursor_key in wanted:
+        if top:
+            self.move_cursor(row=0, scroll=False)
+            self.scroll_home(animate=False)
+        elif cursor_key is not None and cursor_key in wanted:
             self.move_cursor(row=wanted.index(cursor_key), scroll=False)
         elif wanted:
             self.move_cursor(row=min(cursor_index, len(wanted) - 1), scroll=False)

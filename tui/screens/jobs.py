@@ -37,6 +37,7 @@ class JobsScreen(DataScreen):
         self.filter = Filter()
         self.cursors: list[int | None] = [None]
         self.marked: dict[int, tuple[str, str]] = {}
+        self._listing: tuple[object, ...] | None = None  # what the table last listed: state, filter, page
         self.selection_filter: str | None = None
 
     def compose_body(self) -> ComposeResult:
@@ -77,7 +78,12 @@ class JobsScreen(DataScreen):
         if snap is None:
             return
         table = self.query_one("#jobs-table", KeyedTable)
-        table.sync([job_row(job, snap.now, job.id in self.marked) for job in snap.rows])
+        # Another state, filter or page is another list: the cursor starts at its top, where the
+        # user looks (a job kept from the last list could sit out of sight, and C/R/D act on it).
+        listing = (snap.state, snap.filter_text, snap.page)
+        top = self._listing is not None and listing != self._listing
+        self._listing = listing
+        table.sync([job_row(job, snap.now, job.id in self.marked) for job in snap.rows], top=top)
         self.query_one("#jobs-status", FitLines).set_lines(
             page_status(snap.page, len(snap.rows), snap.has_more, len(self.marked), self.filter.text, self.state)
         )

@@ -1,5 +1,6 @@
-"""Keys that arrive together, as a fast typist or a terminal's paste-less burst sends them, go
-where the screen that received the first one sends them: never a filter's text to the table."""
+"""Input the operator can trust. Keys that arrive together (a fast typist, a burst over SSH) go
+where the first one sends them: never a filter's text to the table. The cursor is on what the
+user sees: the top of a new list, the same job across a refresh."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from tests.tui.conftest import AppFactory
 from tests.tui.helpers import settle
 from tui.screens.jobs import JobsScreen
 from tui.screens.modals import ConfirmScreen
+from tui.widgets import KeyedTable
 
 pytestmark = pytest.mark.anyio
 
@@ -93,3 +95,32 @@ async def test_keys_after_q_do_nothing_as_the_app_quits(make_app: AppFactory) ->
         burst(app, "q:m\r")
         await pilot.pause(0.6)  # the palette's no-match countdown is half a second
     assert app.return_code == 0
+
+
+async def test_the_cursor_starts_at_the_top_of_another_list_and_keeps_its_job_on_refresh(
+    make_app: AppFactory, conn: psycopg.Connection, seeded: str,
+) -> None:
+    app = make_app()
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        screen = await jobs_screen(pilot)
+        table = screen.query_one("#jobs-table", KeyedTable)
+        await pilot.press("down", "down", "down", "down", "down")
+        kept = table.current_key()
+        assert kept is not None and table.cursor_row == 5
+        # A filter whose list still holds that job, last (newest first): the cursor goes to the top.
+        burst(app, f"/id:>={kept}\r")
+        await settle(pilot)
+        assert table.keys()[-1] == kept and len(table.keys()) > 1
+        assert table.cursor_row == 0 and table.current_key() == table.keys()[0]
+        # A refresh that adds a newer job keeps the cursor on its job.
+        await pilot.press("down")
+        on = table.current_key()
+        conn.execute(sql.SQL("INSERT INTO {}.lysmore_jobs (queue, worker, state) VALUES ('default', 'app.X', 'completed')")
+                     .format(sql.Identifier(seeded)))
+        app.request_refresh()
+        await settle(pilot)
+        assert table.current_key() == on and table.cursor_row == 2
+        # Back to the unfiltered list (Esc clears the filter): the top again.
+        await pilot.press("escape")
+        await settle(pilot)
+        assert screen.filter.text == "" and table.cursor_row == 0
