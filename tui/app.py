@@ -39,7 +39,7 @@ from .presenters import header_text, refresh_label
 from .screens.audit import AuditScreen
 from .screens.base import DataScreen
 from .screens.jobs import JobsScreen
-from .screens.modals import ConfirmScreen, HelpScreen, ScaleScreen
+from .screens.modals import CONFIRM_ARM_SECONDS, ConfirmScreen, HelpScreen, ScaleScreen
 from .screens.nodes import NodesScreen
 from .screens.queues import QueuesScreen
 from .screens.workflows import WorkflowsScreen
@@ -108,6 +108,7 @@ class DashboardApp(App[int]):
         cursor_blink: bool = True,
         badges: tuple[str, ...] = (),
         keymap: Keymap | str | os.PathLike[str] | None = None,
+        confirm_delay: float = CONFIRM_ARM_SECONDS,
     ) -> None:
         # The keymap first: a bad one stops the start with its message before anything connects.
         self.keymap = keymap if isinstance(keymap, Keymap) else load_keymap(keymap)
@@ -121,6 +122,7 @@ class DashboardApp(App[int]):
         self.store = Store(self.engine, clock=clock)
         self.gate = Gate(self.engine, self.access)
         self.low_bandwidth = low_bandwidth
+        self.confirm_delay = confirm_delay  # a confirmation's y works this long after it is drawn
         self.mouse = mouse
         self.database_name = database_name or database_label(
             database_url if database_url is not None else os.environ.get("LYSMORE_DATABASE_URL")
@@ -455,7 +457,7 @@ class DashboardApp(App[int]):
                 self._decline(request)
                 self.notify("Nothing changed.")
 
-        self.push_screen(ConfirmScreen(title, lines, note, danger=danger), answered)
+        self.push_screen(ConfirmScreen(title, lines, note, danger=danger, arm_after=self.confirm_delay), answered)
 
     def _refuse(self, request: Request, verdict: Verdict) -> None:
         what = request.title.rstrip("?")

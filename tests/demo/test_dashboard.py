@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import psycopg
@@ -15,6 +16,7 @@ pytestmark = pytest.mark.anyio
 
 tui_app = pytest.importorskip("tui.app")
 helpers = pytest.importorskip("tests.tui.helpers")
+modals = pytest.importorskip("tui.screens.modals")
 
 
 @pytest.fixture
@@ -56,6 +58,8 @@ async def test_the_dashboard_shows_the_demo_and_a_pause_reaches_its_nodes(
         await pilot.press("P")  # the cursor starts on the first queue: analysis
         await helpers.settle(pilot)
         assert "Pause queue analysis on 2 nodes?" in helpers.screen_text(app)
+        assert isinstance(app.screen, modals.ConfirmScreen)
+        await asyncio.wait_for(app.screen.armed.wait(), 5)  # y counts once the dialog is armed
         await pilot.press("y")
         await helpers.settle(pilot)
         wait_for(lambda: sorted(paused_on(live_demo, "analysis")) == ["demo-1", "demo-2"], timeout=10,

@@ -43,6 +43,7 @@ def make_app(database_url: str, seeded: str) -> AppFactory:
         kwargs.setdefault("cursor_blink", False)
         kwargs.setdefault("refresh", 60)  # no timer refresh in the middle of a test; tests press ctrl+r
         kwargs.setdefault("keymap", Keymap())  # the default keys, whatever keys.toml this machine has
+        kwargs.setdefault("confirm_delay", 0.0)  # armed once drawn; test_input_trust times the real delay
         return DashboardApp(**kwargs)
 
     return factory

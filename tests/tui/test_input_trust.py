@@ -4,6 +4,7 @@ user sees: the top of a new list, the same job across a refresh."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import psycopg
@@ -14,9 +15,9 @@ from textual.app import App
 from textual.keys import _character_to_key
 
 from tests.tui.conftest import AppFactory
-from tests.tui.helpers import settle
+from tests.tui.helpers import screen_text, settle
 from tui.screens.jobs import JobsScreen
-from tui.screens.modals import ConfirmScreen
+from tui.screens.modals import CONFIRM_ARM_SECONDS, ConfirmScreen
 from tui.widgets import KeyedTable
 
 pytestmark = pytest.mark.anyio
@@ -124,3 +125,25 @@ async def test_the_cursor_starts_at_the_top_of_another_list_and_keeps_its_job_on
         await pilot.press("escape")
         await settle(pilot)
         assert screen.filter.text == "" and table.cursor_row == 0
+
+
+async def test_a_confirmation_ignores_keys_typed_before_it_appeared(
+    make_app: AppFactory, conn: psycopg.Connection, seeded: str,
+) -> None:
+    """`Dy` typed at once (meant for a filter that was not open) asks and waits: the y came before
+    the dialog was drawn. A y after it is armed deletes."""
+    app = make_app(confirm_delay=CONFIRM_ARM_SECONDS)
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        await jobs_screen(pilot)
+        before = job_count(conn, seeded)
+        burst(app, "Dy")
+        await settle(pilot)
+        dialog = app.screen
+        assert isinstance(dialog, ConfirmScreen)
+        assert job_count(conn, seeded) == before
+        assert "do not confirm" in screen_text(app)
+        await asyncio.wait_for(dialog.armed.wait(), 5)
+        await pilot.press("y")
+        await settle(pilot)
+        assert not isinstance(app.screen, ConfirmScreen)
+        assert job_count(conn, seeded) == before - 1

@@ -25,7 +25,7 @@ def _shooter(snap_compare: Compare, database_url: str, prefix: str) -> Callable[
              then: Sequence[str] = (), theme: str | None = None, **kwargs: Any) -> bool:
         app = DashboardApp(
             database_url=database_url, prefix=prefix, clock=clock, database_name="db/test",
-            cursor_blink=False, refresh=60, **kwargs,
+            cursor_blink=False, refresh=60, **{"confirm_delay": 0.0, **kwargs},
         )
 
         async def run_before(pilot: Any) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import textwrap
 from collections.abc import Sequence
 from typing import ClassVar
@@ -23,22 +24,34 @@ from ..model import STATES
 from ..presenters import STATE_GLYPH, state_text
 
 MAX_LISTED = 8
+# A confirmation answers only to keys typed after it appeared: until it has been drawn and this
+# long has passed, `y` does nothing (as browsers arm their permission prompts). A burst of keys
+# typed for somewhere else (`Dy` meant for a filter) cannot confirm a change.
+CONFIRM_ARM_SECONDS = 0.5
+HINT = "y confirms · n or esc cancels"
+HINT_WAIT = "wait: keys typed before this appeared do not confirm it · n or esc cancels"
 
 
 class ConfirmScreen(ModalScreen[bool]):
-    """Lists the exact targets; focus starts on Cancel, ``y`` confirms, Enter never does."""
+    """Lists the exact targets; focus starts on Cancel, ``y`` confirms once armed (drawn, and
+    ``arm_after`` seconds passed), Enter never does."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("y", "confirm", "Confirm", id="confirm.yes"),
         Binding("n,escape", "cancel", "Cancel", id="confirm.no"),
     ]
 
-    def __init__(self, title: str, lines: Sequence[str], note: str = "", danger: bool = True) -> None:
+    def __init__(
+        self, title: str, lines: Sequence[str], note: str = "", danger: bool = True,
+        arm_after: float = CONFIRM_ARM_SECONDS,
+    ) -> None:
         super().__init__()
         self.title_line = title
         self.lines = list(lines)
         self.note = note
         self.danger = danger
+        self.arm_after = arm_after
+        self.armed = asyncio.Event()
 
     def compose(self) -> ComposeResult:
         listed = self.lines[:MAX_LISTED]
@@ -51,22 +64,38 @@ class ConfirmScreen(ModalScreen[bool]):
             yield Static(body, id="confirm-targets")
             if self.note:
                 yield Static(Text(self.note, style="italic"), id="confirm-note")
-            yield Static(Text("y confirms · n or esc cancels", style="dim"), id="confirm-hint")
+            yield Static(Text(HINT, style="dim"), id="confirm-hint")
             with Horizontal(classes="buttons"):
                 yield Button("Cancel", id="no", variant="primary")
-                yes = Button("Confirm (y)", id="yes", variant="error" if self.danger else "warning")
+                yes = Button("Confirm (y)", id="yes", variant="error" if self.danger else "warning", disabled=True)
                 yes.can_focus = False
                 yield yes
 
     def on_mount(self) -> None:
         self.query_one("#no", Button).focus()
+        # After the keys already queued (they were typed before this was seen) and a redraw.
+        self.call_after_refresh(self._arm_later)
+
+    def _arm_later(self) -> None:
+        if self.arm_after > 0:
+            self.set_timer(self.arm_after, self._arm)
+        else:
+            self._arm()
+
+    def _arm(self) -> None:
+        self.query_one("#yes", Button).disabled = False
+        self.query_one("#confirm-hint", Static).update(Text(HINT, style="dim"))
+        self.armed.set()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()
         self.dismiss(event.button.id == "yes")
 
     def action_confirm(self) -> None:
-        """The only keyboard way to say yes."""
+        """The only keyboard way to say yes, once armed."""
+        if not self.armed.is_set():
+            self.query_one("#confirm-hint", Static).update(Text(HINT_WAIT, style="bold"))
+            return
         self.dismiss(True)
 
     def action_cancel(self) -> None:
