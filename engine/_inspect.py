@@ -32,9 +32,11 @@ from ._queues import (
     stored_rate_limit,
 )
 from ._sql import Queries
-from ._states import JobState
+from ._states import FINAL_STATES, JobState
 
-EXACT_BELOW = 100_000  # rows; a state with fewer (by the planner's statistics) is counted exactly
+EXACT_BELOW = 100_000  # rows; a state with fewer (by the planner's statistics) is counted exactly ...
+EXACT_BELOW_FINISHED = 10_000  # ... a finished state only below this too: history, not work to act on
+FINISHED = {s.value for s in FINAL_STATES}
 
 Connect = Callable[[psycopg.Connection | None], AbstractContextManager[psycopg.Connection]]
 
@@ -182,9 +184,10 @@ class Inspector:
         states: Iterable[str] | None = None,
     ) -> Counts:
         """Jobs per state, and per queue for ``states`` (all by default): exact while the table is
-        small; once it is large, a state the planner puts at ``exact_below`` rows or more is its
-        estimate (per queue too: the queues found by a loose index scan, each EXPLAINed) and the
-        other states are counted exactly."""
+        small; once it is large, a state the planner puts at ``exact_below`` rows or more (a
+        finished state: at ``EXACT_BELOW_FINISHED`` or more, if lower) is its estimate (per queue
+        too: the queues found by a loose index scan, each EXPLAINed) and the other states are
+        counted exactly."""
         threshold = EXACT_BELOW if exact_below is None else exact_below
         per_queue = {s.value for s in JobState} if states is None else set(states)
         q = self.queries.stats
@@ -197,7 +200,8 @@ class Inspector:
                 rows = c.execute(q.counts_exact).fetchall()
             else:
                 estimates = {s.value: self._estimate(c, q.rows_in_state, {"state": s.value}) for s in JobState}
-                exact = [s for s, n in estimates.items() if n < threshold]
+                exact = [s for s, n in estimates.items()
+                         if n < (min(threshold, EXACT_BELOW_FINISHED) if s in FINISHED else threshold)]
                 rows = c.execute(q.counts_of_states, {"states": exact}).fetchall() if exact else []
                 for state, n in estimates.items():
                     if state in exact:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import psycopg
 import pytest
 
+import engine._inspect
 from engine import CronEntry, Engine, InvalidConfig, Job, Worker, testing
 from tests.helpers import EventLog, wait_for
 
@@ -206,6 +207,22 @@ def test_queue_counts_exact_and_estimated(make_engine, conn, prefix) -> None:  #
     assert estimated.estimated
     assert estimated.by_queue["q"]["available"] == pytest.approx(40, abs=2)
     assert estimated.by_queue["other"]["available"] == pytest.approx(10, abs=2)
+
+
+def test_a_finished_state_is_estimated_sooner_than_a_live_one(make_engine, conn, prefix, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Past the threshold, a finished state (history) is its estimate from a lower count on than a
+    live one (work an operator acts on): the same 20 rows are counted when available and
+    estimated when completed."""
+    eng = make_engine()
+    jobs = eng.insert_all([Quick.new() for _ in range(40)])
+    conn.execute(f'UPDATE "{prefix}".lysmore_jobs SET state = \'completed\', completed_at = now() '
+                 "WHERE id = ANY(%s)", [[j.id for j in jobs[:20]]])
+    conn.execute(f'ANALYZE "{prefix}".lysmore_jobs')
+    monkeypatch.setattr(engine._inspect, "EXACT_BELOW_FINISHED", 10)
+    counts = eng.inspect().counts(exact_below=30)
+    assert counts.estimated_states == {"completed"}
+    assert counts.by_state["available"] == 20
+    assert counts.by_state["completed"] == pytest.approx(20, abs=3)
 
 
 def test_pause_and_scale_reach_every_node_and_persist_across_restart(make_engine) -> None:  # type: ignore[no-untyped-def]
