@@ -14,9 +14,10 @@ from textual import events
 from textual.app import App
 from textual.keys import _character_to_key
 
+from tests.engine._support import count_jobs
 from tests.tui.conftest import AppFactory
 from tests.tui.helpers import screen_text, settle
-from tui.screens.jobs import JobsScreen
+from tests.tui.test_app import open_jobs
 from tui.screens.modals import CONFIRM_ARM_SECONDS, ConfirmScreen
 from tui.widgets import KeyedTable
 
@@ -34,25 +35,11 @@ def burst(app: App[Any], text: str) -> None:
         app._driver.send_message(event)
 
 
-def job_count(conn: psycopg.Connection, prefix: str) -> int:
-    row = conn.execute(sql.SQL("SELECT count(*) FROM {}.lysmore_jobs").format(sql.Identifier(prefix))).fetchone()
-    assert row is not None
-    return int(row[0])
-
-
-async def jobs_screen(pilot: Any) -> JobsScreen:
-    await pilot.press("2")
-    await settle(pilot)
-    screen = pilot.app.screen
-    assert isinstance(screen, JobsScreen)
-    return screen
-
-
 @pytest.mark.parametrize("typed", ["/queue:mailers\r", "/Mailer\r"])
 async def test_a_burst_after_slash_is_the_filter(make_app: AppFactory, typed: str) -> None:
     app = make_app()
     async with app.run_test(size=(80, 24), notifications=True) as pilot:
-        screen = await jobs_screen(pilot)
+        screen = await open_jobs(pilot)
         burst(app, typed)
         await settle(pilot)
         assert app.is_running and app.last_error is None
@@ -65,20 +52,20 @@ async def test_a_burst_of_slash_D_y_deletes_nothing(make_app: AppFactory, conn: 
                                                     seeded: str) -> None:
     app = make_app()
     async with app.run_test(size=(80, 24), notifications=True) as pilot:
-        screen = await jobs_screen(pilot)
-        before = job_count(conn, seeded)
+        screen = await open_jobs(pilot)
+        before = count_jobs(conn, seeded)
         burst(app, "/Dy")
         await settle(pilot)
         assert not isinstance(app.screen, ConfirmScreen)
         assert app.focused is not None and app.focused.id == "filter"
         assert screen.query_one("#filter").value == "Dy"  # type: ignore[attr-defined]
-        assert job_count(conn, seeded) == before
+        assert count_jobs(conn, seeded) == before
 
 
 async def test_slash_in_the_filter_is_a_character(make_app: AppFactory) -> None:
     app = make_app()
     async with app.run_test(size=(80, 24), notifications=True) as pilot:
-        screen = await jobs_screen(pilot)
+        screen = await open_jobs(pilot)
         burst(app, "/args.path:a/b")
         await settle(pilot)
         assert screen.query_one("#filter").value == "args.path:a/b"  # type: ignore[attr-defined]
@@ -103,7 +90,7 @@ async def test_the_cursor_starts_at_the_top_of_another_list_and_keeps_its_job_on
 ) -> None:
     app = make_app()
     async with app.run_test(size=(80, 24), notifications=True) as pilot:
-        screen = await jobs_screen(pilot)
+        screen = await open_jobs(pilot)
         table = screen.query_one("#jobs-table", KeyedTable)
         await pilot.press("down", "down", "down", "down", "down")
         kept = table.current_key()
@@ -134,16 +121,16 @@ async def test_a_confirmation_ignores_keys_typed_before_it_appeared(
     the dialog was drawn. A y after it is armed deletes."""
     app = make_app(confirm_delay=CONFIRM_ARM_SECONDS)
     async with app.run_test(size=(80, 24), notifications=True) as pilot:
-        await jobs_screen(pilot)
-        before = job_count(conn, seeded)
+        await open_jobs(pilot)
+        before = count_jobs(conn, seeded)
         burst(app, "Dy")
         await settle(pilot)
         dialog = app.screen
         assert isinstance(dialog, ConfirmScreen)
-        assert job_count(conn, seeded) == before
+        assert count_jobs(conn, seeded) == before
         assert "do not confirm" in screen_text(app)
         await asyncio.wait_for(dialog.armed.wait(), 5)
         await pilot.press("y")
         await settle(pilot)
         assert not isinstance(app.screen, ConfirmScreen)
-        assert job_count(conn, seeded) == before - 1
+        assert count_jobs(conn, seeded) == before - 1
