@@ -102,6 +102,7 @@ class Engine:
         worker_modules: Sequence[str] = (),
         listen_url: str | None = None,
         pooler: bool | None = None,
+        application_name: str | None = None,
     ) -> None:
         settings = load_settings(
             prefix=prefix, node=node, poll_interval=poll_interval, stage_interval=stage_interval,
@@ -152,6 +153,7 @@ class Engine:
             listen_url = settings.listen_url.get_secret_value()
         self.listen_url = listen_url
         self._embedded = False
+        self._application_name = application_name
         self._lease_until = 0.0  # monotonic: see _lease_held
         # The parts, wired here and nowhere else: the store (the only one that speaks SQL), the
         # job path's two ends (fetch for the producers, record for the acker), the leadership.
@@ -217,7 +219,10 @@ class Engine:
 
     @property
     def application_name(self) -> str:
-        """What this engine's connections are called in ``pg_stat_activity``: role and node."""
+        """What this engine's connections are called in ``pg_stat_activity``: as given, else role
+        and node (PostgreSQL keeps 63 bytes of it)."""
+        if self._application_name is not None:
+            return self._application_name.encode()[:63].decode(errors="ignore")
         role = "node" if self.queues or self.crontab else "client"
         return f"lysmore-{role} {self.node_name}"[:63]
 

@@ -112,9 +112,11 @@ class DashboardApp(App[int]):
     ) -> None:
         # The keymap first: a bad one stops the start with its message before anything connects.
         self.keymap = keymap if isinstance(keymap, Keymap) else load_keymap(keymap)
-        self._own_engine = engine is None
-        self.engine = engine if engine is not None else Engine(database_url=database_url, prefix=prefix)
         self.access: Access = resolve_access(resolver, read_only)
+        self._own_engine = engine is None
+        self.engine = engine if engine is not None else Engine(
+            database_url=database_url, prefix=prefix, application_name=f"lysmore-dashboard ({self.access.user})",
+        )
         super().__init__()
         self._remapped = self.keymap.binding_keymap()
         if self._remapped:

@@ -530,3 +530,12 @@ async def test_the_footer_is_rebuilt_only_when_its_keys_change(make_app: AppFact
             await settle(pilot)
         assert rebuilt == []  # switching back and forth shows the same keys: nothing to rebuild
         assert "P Pause" in screen_text(app) and "S Scale" in screen_text(app)
+
+
+async def test_the_dashboards_connections_name_it_and_its_user(make_app: AppFactory, conn: psycopg.Connection) -> None:
+    app = make_app(resolver=OnlyRetry())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        names = {r[0] for r in conn.execute(
+            "SELECT application_name FROM pg_stat_activity WHERE datname = current_database()").fetchall()}
+        assert "lysmore-dashboard (carol)" in names
