@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from .app import DashboardApp
 
 RATE_COMMANDS: tuple[float | None, ...] = (1, 2, 5, 15, 30, 60, None)
+QUIT_WORDS = frozenset({"q", "q!", "quit", "exit"})  # `:q` quits, as in k9s and vi
 
 
 class DashboardCommands(Provider):
@@ -40,6 +41,9 @@ class DashboardCommands(Provider):
             yield DiscoveryHit(title, callback, help=help_text)
 
     async def search(self, query: str) -> Hits:
+        if query.strip().lower() in QUIT_WORDS:  # the only hit, so one Enter runs it
+            yield Hit(1.0, "quit", self.app.action_quit, help="quit the dashboard")
+            return
         matcher = self.matcher(query)
         for title, help_text, callback in self._commands():
             score = matcher.match(title)

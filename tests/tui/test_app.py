@@ -539,3 +539,16 @@ async def test_the_dashboards_connections_name_it_and_its_user(make_app: AppFact
         names = {r[0] for r in conn.execute(
             "SELECT application_name FROM pg_stat_activity WHERE datname = current_database()").fetchall()}
         assert "lysmore-dashboard (carol)" in names
+
+
+async def test_colon_q_quits(make_app: AppFactory) -> None:
+    """As in k9s and vi: the palette's `q` is quit, the only hit, so Enter runs it at once."""
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("colon", "q")
+        await settle(pilot)
+        await pilot.press("enter")
+        await settle(pilot)
+        assert app._exit  # quitting (not Queues, which `:q` opened when it matched "view: queues" first)
+    assert app.return_code == 0
