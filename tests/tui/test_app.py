@@ -407,6 +407,28 @@ async def test_help_is_generated_from_the_registry(make_app: AppFactory) -> None
         assert isinstance(app.screen, JobsScreen)
 
 
+async def test_help_pages_like_less(make_app: AppFactory) -> None:
+    from textual.containers import VerticalScroll
+
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_jobs(pilot)
+        await pilot.press("question_mark")
+        await settle(pilot)
+        help_view = app.screen.query_one("#help", VerticalScroll)
+        assert help_view.max_scroll_y > 0
+        await pilot.press("pagedown")
+        await settle(pilot)
+        first_page = help_view.scroll_y
+        assert 0 < first_page < help_view.max_scroll_y
+        await pilot.press("G")
+        await settle(pilot)
+        assert help_view.scroll_y == help_view.max_scroll_y
+        await pilot.press("g")
+        await settle(pilot)
+        assert help_view.scroll_y == 0
+
+
 async def test_views_job_detail_and_back(make_app: AppFactory) -> None:
     app = make_app()
     async with app.run_test(size=(80, 24), notifications=True) as pilot:

@@ -224,6 +224,10 @@ class HelpScreen(ModalScreen[None]):
         Binding("escape,q,question_mark", "close", "Close", id="help.close"),
         Binding("j,down", "scroll_down", "Down", show=False),
         Binding("k,up", "scroll_up", "Up", show=False),
+        Binding("pagedown,space,ctrl+f", "page_down", "Page down", show=False),
+        Binding("pageup,ctrl+b", "page_up", "Page up", show=False),
+        Binding("G,end", "scroll_end", "End", show=False),
+        Binding("g,home", "scroll_home", "Top", show=False),
     ]
 
     def __init__(self, scope: str, may: dict[str, bool], keymap: Keymap | None = None) -> None:
@@ -247,3 +251,19 @@ class HelpScreen(ModalScreen[None]):
     def action_scroll_up(self) -> None:
         """Scroll the help."""
         self.query_one("#help", VerticalScroll).scroll_up()
+
+    def action_page_down(self) -> None:
+        """A page further (pgdn, space, ctrl+f, as in less)."""
+        self.query_one("#help", VerticalScroll).scroll_page_down()
+
+    def action_page_up(self) -> None:
+        """A page back."""
+        self.query_one("#help", VerticalScroll).scroll_page_up()
+
+    def action_scroll_end(self) -> None:
+        """The end of the help (G)."""
+        self.query_one("#help", VerticalScroll).scroll_end(animate=False)
+
+    def action_scroll_home(self) -> None:
+        """The top of the help (g)."""
+        self.query_one("#help", VerticalScroll).scroll_home(animate=False)
