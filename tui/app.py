@@ -336,6 +336,9 @@ class DashboardApp(App[int]):
         mode = VIEW_MODES[action_id]
         if self.current_mode != mode:
             self.switch_mode(mode)
+            # The view itself, not a screen drilled into from it and left behind minutes ago.
+            while len(self.screen_stack) > 1:
+                self.pop_screen()
         elif len(self.screen_stack) > 1:
             while len(self.screen_stack) > 1:
                 self.pop_screen()

@@ -574,3 +574,18 @@ async def test_colon_q_quits(make_app: AppFactory) -> None:
         await settle(pilot)
         assert app._exit  # quitting (not Queues, which `:q` opened when it matched "view: queues" first)
     assert app.return_code == 0
+
+
+async def test_a_view_key_shows_the_view_not_a_screen_left_inside_it(make_app: AppFactory) -> None:
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_jobs(pilot, "id:18")
+        await pilot.press("enter")
+        await settle(pilot)
+        assert type(app.screen).__name__ == "JobScreen"
+        await pilot.press("1")
+        await settle(pilot)
+        assert isinstance(app.screen, QueuesScreen)
+        await pilot.press("2")
+        await settle(pilot)
+        assert isinstance(app.screen, JobsScreen)
