@@ -512,7 +512,7 @@ class DashboardApp(App[int]):
                 self.attempt(scale_request(queue, change.local, node, nodes,
                                            global_limit=change.global_allowed, rate_limit=change.rate))
 
-        self.push_screen(ScaleScreen(f"Scale queue {queue} {where}", current), chosen)
+        self.push_screen(ScaleScreen(f"Scale queue {queue} {where}", current, node=node), chosen)
 
     def select_matching(self, screen: JobsScreen, state: str | None, flt: Filter) -> None:
         """Count the jobs matching (capped) in a worker, then let the Jobs screen ask."""

@@ -86,6 +86,14 @@ async def test_queue_detail_pauses_and_scales_one_node(make_app: AppFactory, con
         await pilot.press("enter")
         await settle(pilot)
         assert "whole number" in screen_text(app)
+        field.value = "3, rate 5/10"  # one node cannot hold a limit that spans every node
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, ScaleScreen) and "holds across every node" in screen_text(app)
+        field.value = "0"  # allowed, after a warning and a second Enter
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, ScaleScreen) and "0 runs nothing on node-b" in screen_text(app)
         field.value = "3"
         await pilot.press("enter")
         await settle(pilot)

@@ -108,10 +108,12 @@ class ScaleScreen(ModalScreen[ScaleChange | None]):
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel", id="scale.cancel")]
 
-    def __init__(self, title: str, current: int | None) -> None:
+    def __init__(self, title: str, current: int | None, node: str | None = None) -> None:
         super().__init__()
         self.title_line = title
         self.current = current
+        self.node = node  # one node's limit: a global or rate limit cannot be set here
+        self._zero_warned = False
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog", classes="dialog"):
@@ -130,14 +132,26 @@ class ScaleScreen(ModalScreen[ScaleChange | None]):
     def on_mount(self) -> None:
         self.query_one(Input).focus()
 
+    def _say(self, message: str) -> None:
+        error = self.query_one("#scale-error", Static)
+        error.update(Text(f"⚠ {message}", style="bold #dc322f"))
+        error.add_class("-show")
+
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
         try:
             change = parse_scale(event.value)
         except ValueError as exc:
-            error = self.query_one("#scale-error", Static)
-            error.update(Text(f"⚠ {exc}", style="bold #dc322f"))
-            error.add_class("-show")
+            self._say(str(exc))
+            return
+        if self.node is not None and (change.global_allowed is not None or change.rate is not None):
+            self._say("a global or rate limit holds across every node: set it on the Queues screen (S there)")
+            return
+        if change.local == 0 and not self._zero_warned:  # a second Enter sets it
+            self._zero_warned = True
+            where = self.node or "any node"
+            self._say(f"0 runs nothing on {where} and its jobs wait, with no sign of a pause (P pauses and "
+                      "says so); Enter again to set 0")
             return
         self.dismiss(change)
 
