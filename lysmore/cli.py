@@ -74,13 +74,13 @@ def _existing_database(args: argparse.Namespace) -> tuple[str | None, str | None
     return url, prefix, True
 
 
-def _engine(args: argparse.Namespace) -> tuple[Any, bool]:
+def _engine(args: argparse.Namespace, application_name: str | None = None) -> tuple[Any, bool]:
     """An Engine (running no queues) on the database and prefix this command was pointed at, and
     whether that is a running demo's embedded server."""
     from engine import Engine
 
     url, prefix, attached = _existing_database(args)
-    return Engine(url, prefix=prefix), attached  # its connect timeout: LYSMORE_CONNECT_TIMEOUT, set by main
+    return Engine(url, prefix=prefix, application_name=application_name), attached  # its connect timeout: LYSMORE_CONNECT_TIMEOUT, set by main
 
 
 def _cmd_migrate(args: argparse.Namespace) -> int:
@@ -304,14 +304,16 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
         print(f"lysmore dashboard: {exc}", file=sys.stderr)
         return 2
     from engine import server_label
+    from tui.access import application_name, resolve_access
 
-    eng, attached = _engine(args)
+    access = resolve_access(args.resolver, args.read_only)  # once: the user names the connections too
+    eng, attached = _engine(args, application_name(access.user))
     try:
         eng.check_schema()  # one line before the screen switches
         return run_dashboard(
             engine=eng, database_name="embedded" if attached else server_label(eng.database_url),
             read_only=args.read_only, refresh=args.refresh, mouse=not args.no_mouse,
-            low_bandwidth=args.low_bandwidth, resolver=args.resolver, keymap=keymap,
+            low_bandwidth=args.low_bandwidth, resolver=access, keymap=keymap,
         )
     finally:
         eng.stop()

@@ -12,6 +12,7 @@ full access. ``read_only=True`` on the command line always wins.
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import importlib
 import os
@@ -105,8 +106,16 @@ def _rights(answer: Any) -> tuple[frozenset[str], bool]:
     return rights, not rights
 
 
+def application_name(user: str) -> str:
+    """What the dashboard's connections are called in ``pg_stat_activity``."""
+    return f"lysmore-dashboard ({user})"
+
+
 def resolve_access(resolver: Any, read_only: bool = False) -> Access:
-    """Ask ``resolver`` (see ``load_resolver``) once and freeze the answer; errors mean read-only."""
+    """Ask ``resolver`` (see ``load_resolver``) once and freeze the answer; errors mean read-only.
+    An ``Access`` already resolved is the answer (read-only still applies)."""
+    if isinstance(resolver, Access):
+        return dataclasses.replace(resolver, read_only=True) if read_only else resolver
     default = DefaultResolver()
     instance = load_resolver(resolver)
     try:

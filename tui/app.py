@@ -26,7 +26,7 @@ from textual.worker import get_current_worker
 
 from engine import Engine
 
-from .access import Access, resolve_access
+from .access import Access, application_name, resolve_access
 from .actions import PERMISSIONS, actions_for, gated_for_key
 from .actions import action as find_action
 from .control import Gate, Request, ScaleChange, Verdict, plural, scale_request
@@ -115,7 +115,7 @@ class DashboardApp(App[int]):
         self.access: Access = resolve_access(resolver, read_only)
         self._own_engine = engine is None
         self.engine = engine if engine is not None else Engine(
-            database_url=database_url, prefix=prefix, application_name=f"lysmore-dashboard ({self.access.user})",
+            database_url=database_url, prefix=prefix, application_name=application_name(self.access.user),
         )
         super().__init__()
         self._remapped = self.keymap.binding_keymap()

@@ -597,3 +597,12 @@ async def test_a_view_key_shows_the_view_not_a_screen_left_inside_it(make_app: A
         await pilot.press("2")
         await settle(pilot)
         assert isinstance(app.screen, JobsScreen)
+
+
+def test_an_access_already_resolved_is_the_answer() -> None:
+    """`lysmore dashboard` resolves the user once (it names the connections) and hands it on."""
+    from tui.access import Access, resolve_access
+
+    access = Access("ann", frozenset({"retry_jobs"}), read_only=False)
+    assert resolve_access(access) is access
+    assert resolve_access(access, read_only=True) == Access("ann", frozenset({"retry_jobs"}), read_only=True)
