@@ -114,33 +114,13 @@ ORDER BY priority, scheduled_at, id
 
 -- name: fetch_global
 -- Claim jobs of a queue with an unpartitioned global limit (and no rate limit), under
--- fetch_lock: the common case of fetch_limited.sql, without partition keys.
-WITH running AS (
-    SELECT count(*) AS n, count(*) FILTER (WHERE node_id = %(node_id)s) AS mine
-    FROM {prefix}.lysmore_jobs
-    WHERE state = 'executing' AND queue = %(queue)s
-),
--- include: peers,
-budget AS (
-    -- This node's fair share, or more when the other nodes have no room to take the rest.
-    SELECT least(%(demand)s::int,
-                 greatest(0, %(g_allowed)s::int - r.n)::int,
-                 greatest(ceil(%(g_allowed)s::numeric / peers.nodes)::int - r.mine,
-                          greatest(0, %(g_allowed)s::int - r.n) - peers.room)::int) AS n
-    FROM running AS r, peers
-),
-picked AS (
-    SELECT id
-    FROM {prefix}.lysmore_jobs
-    WHERE state = 'available' AND queue = %(queue)s
-    ORDER BY priority, scheduled_at, id
-    LIMIT (SELECT greatest(n, 0) FROM budget)
-    FOR UPDATE SKIP LOCKED
-),
--- include: claimed started_at=clock_timestamp()
+-- fetch_lock: the common case of fetch_limited, without partition keys (lysmore_fetch_global,
+-- migration 8: this node's fair share of the free slots, planned once a session).
 SELECT
 -- include: claimed_columns
-FROM claimed ORDER BY priority, scheduled_at, id
+FROM {prefix}.lysmore_fetch_global(%(queue)s::text, %(demand)s::int, %(node_id)s::uuid, %(node_name)s::text,
+                                   %(g_allowed)s::int, %(node_ttl)s::float8)
+ORDER BY priority, scheduled_at, id
 
 -- name: fetch_limited
 -- Claim jobs of a queue with a global and/or rate limit, under fetch_lock. Counts and the start
