@@ -127,8 +127,8 @@ class JobsScreen(DataScreen):
         """Open the filter bar; in the bar, the key is a character of the filter.
 
         The binding has priority: the app runs this as the key arrives, before the keys behind
-        it, so focus is on the bar when they come (a key handed to the table first would reach the
-        screen's bindings only after the table had taken the next keys: a fast `/Dy` deleted).
+        it, so focus is on the bar when they come (a key handed to the table first reached the
+        screen's bindings only after the table had taken the keys behind it).
         """
         bar = self.query_one("#filter", Input)
         if self.focused is bar:  # typed in the bar: a character, queued behind the keys before it
