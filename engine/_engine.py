@@ -221,10 +221,10 @@ class Engine:
     def application_name(self) -> str:
         """What this engine's connections are called in ``pg_stat_activity``: as given, else role
         and node (PostgreSQL keeps 63 bytes of it)."""
-        if self._application_name is not None:
-            return self._application_name.encode()[:63].decode(errors="ignore")
-        role = "node" if self.queues or self.crontab else "client"
-        return f"lysmore-{role} {self.node_name}"[:63]
+        name = self._application_name
+        if name is None:
+            name = f"lysmore-{'node' if self.queues or self.crontab else 'client'} {self.node_name}"
+        return name.encode()[:63].decode(errors="ignore")
 
     @property
     def pooler(self) -> bool | None:

@@ -124,7 +124,7 @@ class DashboardApp(App[int]):
         self.store = Store(self.engine, clock=clock)
         self.gate = Gate(self.engine, self.access)
         self.low_bandwidth = low_bandwidth
-        self.confirm_delay = confirm_delay  # a confirmation's y works this long after it is drawn
+        self.confirm_delay = confirm_delay  # a confirmation's y works this long after it is drawn (ConfirmScreen)
         self.mouse = mouse
         self.database_name = database_name or database_label(
             database_url if database_url is not None else os.environ.get("LYSMORE_DATABASE_URL")
@@ -336,14 +336,11 @@ class DashboardApp(App[int]):
         mode = VIEW_MODES[action_id]
         if self.current_mode != mode:
             self.switch_mode(mode)
-            # The view itself, not a screen drilled into from it and left behind minutes ago.
-            while len(self.screen_stack) > 1:
-                self.pop_screen()
-        elif len(self.screen_stack) > 1:
-            while len(self.screen_stack) > 1:
-                self.pop_screen()
-        else:
+        elif len(self.screen_stack) == 1:
             return
+        # The view itself, not a screen drilled into from it (and, in another view, left behind).
+        while len(self.screen_stack) > 1:
+            self.pop_screen()
         self.paint_whole()
         self.request_refresh()
 
@@ -462,7 +459,7 @@ class DashboardApp(App[int]):
                 self._decline(request)
                 self.notify("Nothing changed.")
 
-        self.push_screen(ConfirmScreen(title, lines, note, danger=danger, arm_after=self.confirm_delay), answered)
+        self.push_screen(ConfirmScreen(title, lines, note, danger=danger), answered)
 
     def _refuse(self, request: Request, verdict: Verdict) -> None:
         what = request.title.rstrip("?")

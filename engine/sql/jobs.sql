@@ -3,37 +3,12 @@
 -- A `-- part:` is a piece several statements share, put in where one says `-- include: NAME k=v`.
 
 
--- part: claimed
--- The claim every fetch ends with: the picked rows become this node's executions, by primary key
--- (a LIMIT taken from a CTE is not something the planner can size); $started_at is when they start.
-claimed AS (
-    UPDATE {prefix}.lysmore_jobs AS j
-    SET state = 'executing',
-        attempt = j.attempt + 1,
-        attempted_at = $started_at,
-        attempted_by = ARRAY[%(node_name)s::text, %(node_id)s::text],
-        node_id = %(node_id)s
-    WHERE j.id = ANY(ARRAY(SELECT id FROM picked)) AND j.state = 'available'  -- the live side only
-    RETURNING j.*
-)
-
 -- part: claimed_columns
 -- What a fetch returns of each claimed job: the columns of a Job in the order of its fields
 -- (Job.claimed builds it from them; the state is executing).
 id, queue, worker, args, meta, tags, priority, attempt, max_attempts, errors, result,
 inserted_at, scheduled_at, attempted_at, completed_at, cancelled_at, discarded_at, attempted_by,
 node_id, unique_key, workflow_id, workflow_name, workflow_step, workflow_deps, unique_states::text[]
-
--- part: peers
--- The other live, unpaused nodes of a globally limited queue, and how much room they have.
-peers AS (
-    SELECT count(*) + 1 AS nodes,
-           coalesce(sum(greatest(p.local_limit - p.running, 0)), 0) AS room
-    FROM {prefix}.lysmore_producers AS p
-    JOIN {prefix}.lysmore_nodes AS n ON n.id = p.node_id
-    WHERE p.queue = %(queue)s AND NOT p.paused AND p.node_id <> %(node_id)s
-      AND n.heartbeat_at > now() - make_interval(secs => %(node_ttl)s)
-)
 
 -- part: keys_freed
 -- The unique keys the rows in `deleted` held (a key of a job that is gone is free anyway; this
@@ -106,7 +81,7 @@ WHERE state = 'executing' AND node_id = %(node_id)s AND queue = %(queue)s
 
 -- name: fetch
 -- Claim up to %(demand)s available jobs of one queue for this node, in one statement
--- (lysmore_fetch, migration 7: the claim of the `claimed` part, planned once a session).
+-- (lysmore_fetch, migration 7: planned once a session).
 SELECT
 -- include: claimed_columns
 FROM {prefix}.lysmore_fetch(%(queue)s::text, %(demand)s::int, %(node_id)s::uuid, %(node_name)s::text)
@@ -115,7 +90,7 @@ ORDER BY priority, scheduled_at, id
 -- name: fetch_global
 -- Claim jobs of a queue with an unpartitioned global limit (and no rate limit), under
 -- fetch_lock: the common case of fetch_limited, without partition keys (lysmore_fetch_global,
--- migration 8: this node's fair share of the free slots, planned once a session).
+-- migration 7: this node's fair share of the free slots, planned once a session).
 SELECT
 -- include: claimed_columns
 FROM {prefix}.lysmore_fetch_global(%(queue)s::text, %(demand)s::int, %(node_id)s::uuid, %(node_name)s::text,
@@ -144,7 +119,15 @@ started AS (
       AND r.started_at > clock.ts - make_interval(secs => %(r_period)s)
     GROUP BY 1
 ),
--- include: peers,
+-- The other live, unpaused nodes of the queue, and how much room they have.
+peers AS (
+    SELECT count(*) + 1 AS nodes,
+           coalesce(sum(greatest(p.local_limit - p.running, 0)), 0) AS room
+    FROM {prefix}.lysmore_producers AS p
+    JOIN {prefix}.lysmore_nodes AS n ON n.id = p.node_id
+    WHERE p.queue = %(queue)s AND NOT p.paused AND p.node_id <> %(node_id)s
+      AND n.heartbeat_at > now() - make_interval(secs => %(node_ttl)s)
+),
 budget AS (
     -- An unpartitioned global limit is shared fairly: take at most this node's share, or more
     -- when the other nodes have no room to take the rest.
@@ -185,7 +168,18 @@ picked AS (
     ORDER BY r.priority, r.scheduled_at, r.id
     LIMIT (SELECT n FROM budget)
 ),
--- include: claimed started_at=(SELECT ts FROM clock),
+-- The picked rows become this node's executions, by primary key (a LIMIT taken from a CTE
+-- is not something the planner can size).
+claimed AS (
+    UPDATE {prefix}.lysmore_jobs AS j
+    SET state = 'executing',
+        attempt = j.attempt + 1,
+        attempted_at = (SELECT ts FROM clock),
+        attempted_by = ARRAY[%(node_name)s::text, %(node_id)s::text],
+        node_id = %(node_id)s
+    WHERE j.id = ANY(ARRAY(SELECT id FROM picked)) AND j.state = 'available'  -- the live side only
+    RETURNING j.*
+),
 logged AS (
     INSERT INTO {prefix}.lysmore_rate_log (queue, partition, started_at, job_id)
     SELECT %(queue)s, picked.rp, (SELECT ts FROM clock), picked.id

@@ -269,7 +269,7 @@ class JobsScreen(DataScreen):
                 self._render_rows()
                 self.notify(f"Marked {plural(n, 'job')}")
 
-        self.app.push_screen(ConfirmScreen(title, lines, note, danger=False, arm_after=self.dash.confirm_delay), done)
+        self.app.push_screen(ConfirmScreen(title, lines, note, danger=False), done)
 
     # -- changes ------------------------------------------------------------------------------
     def _targets(self) -> list[tuple[int, str, str]]:

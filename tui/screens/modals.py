@@ -33,24 +33,20 @@ HINT_WAIT = "wait: keys typed before this appeared do not confirm it · n or esc
 
 
 class ConfirmScreen(ModalScreen[bool]):
-    """Lists the exact targets; focus starts on Cancel, ``y`` confirms once armed (drawn, and
-    ``arm_after`` seconds passed), Enter never does."""
+    """Lists the exact targets; focus starts on Cancel, ``y`` confirms once armed (drawn, and the
+    app's ``confirm_delay`` seconds passed), Enter never does."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("y", "confirm", "Confirm", id="confirm.yes"),
         Binding("n,escape", "cancel", "Cancel", id="confirm.no"),
     ]
 
-    def __init__(
-        self, title: str, lines: Sequence[str], note: str = "", danger: bool = True,
-        arm_after: float = CONFIRM_ARM_SECONDS,
-    ) -> None:
+    def __init__(self, title: str, lines: Sequence[str], note: str = "", danger: bool = True) -> None:
         super().__init__()
         self.title_line = title
         self.lines = list(lines)
         self.note = note
         self.danger = danger
-        self.arm_after = arm_after
         self.armed = asyncio.Event()
 
     def compose(self) -> ComposeResult:
@@ -77,8 +73,9 @@ class ConfirmScreen(ModalScreen[bool]):
         self.call_after_refresh(self._arm_later)
 
     def _arm_later(self) -> None:
-        if self.arm_after > 0:
-            self.set_timer(self.arm_after, self._arm)
+        delay = getattr(self.app, "confirm_delay", CONFIRM_ARM_SECONDS)
+        if delay > 0:
+            self.set_timer(delay, self._arm)
         else:
             self._arm()
 

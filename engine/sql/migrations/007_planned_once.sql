@@ -1,5 +1,5 @@
--- Migration 7: the job path's statements (fetch, ack, the narrow ack) as functions, so that each
--- session plans them once.
+-- Migration 7: the job path's statements (fetch, the fetch under a plain global limit, ack, the
+-- narrow ack) as functions, so that each session plans them once.
 --
 -- Sent from the client, these statements were planned again on every call: a prepared
 -- statement gets a custom plan for its first five runs and keeps getting one while its generic
@@ -9,10 +9,15 @@
 -- plan is kept for the session, and `plan_cache_mode` makes it the generic one from the first
 -- call. It holds behind a transaction pooler too, where the client prepares nothing.
 --
--- The statements are those of sql/jobs.sql before this migration, word for word but for the
--- parameters. A later change to them is a new migration that replaces these functions.
+-- The statements are those of sql/jobs.sql before this migration, but for the parameters (and the
+-- global fetch, which now counts its budget first and then claims through lysmore_fetch). A later
+-- change to them is a new migration that replaces these functions.
 
-CREATE FUNCTION {prefix}.lysmore_fetch(p_queue text, p_demand int, p_node_id uuid, p_node_name text)
+-- Claim up to p_demand available jobs of one queue for this node; they start at p_started_at
+-- (default: now()).
+CREATE FUNCTION {prefix}.lysmore_fetch(
+    p_queue text, p_demand int, p_node_id uuid, p_node_name text, p_started_at timestamptz DEFAULT NULL
+)
 RETURNS SETOF {prefix}.lysmore_jobs
 LANGUAGE plpgsql VOLATILE SET plan_cache_mode = force_generic_plan AS $$
 BEGIN
@@ -28,11 +33,48 @@ BEGIN
     UPDATE {prefix}.lysmore_jobs AS j
     SET state = 'executing',
         attempt = j.attempt + 1,
-        attempted_at = now(),
+        attempted_at = coalesce(p_started_at, now()),
         attempted_by = ARRAY[p_node_name, p_node_id::text],
         node_id = p_node_id
     WHERE j.id = ANY(ARRAY(SELECT id FROM picked)) AND j.state = 'available'
     RETURNING j.*;
+END
+$$;
+
+-- The fetch of a queue under a plain global limit (no partitions, no rate limit): this node's fair
+-- share of the free slots, or more when the other nodes have no room to take the rest. It runs
+-- after the queue's lock (and the ack of the slots it frees, in the same transaction), so no other
+-- fetch of the queue claims between its count and its claim; the jobs start now, after the lock.
+CREATE FUNCTION {prefix}.lysmore_fetch_global(
+    p_queue text, p_demand int, p_node_id uuid, p_node_name text, p_allowed int, p_node_ttl float8
+)
+RETURNS SETOF {prefix}.lysmore_jobs
+LANGUAGE plpgsql VOLATILE SET plan_cache_mode = force_generic_plan AS $$
+DECLARE
+    budget int;
+BEGIN
+    WITH running AS (
+        SELECT count(*) AS n, count(*) FILTER (WHERE node_id = p_node_id) AS mine
+        FROM {prefix}.lysmore_jobs
+        WHERE state = 'executing' AND queue = p_queue
+    ),
+    peers AS (
+        -- The other live, unpaused nodes of the queue, and how much room they have.
+        SELECT count(*) + 1 AS nodes,
+               coalesce(sum(greatest(p.local_limit - p.running, 0)), 0) AS room
+        FROM {prefix}.lysmore_producers AS p
+        JOIN {prefix}.lysmore_nodes AS n ON n.id = p.node_id
+        WHERE p.queue = p_queue AND NOT p.paused AND p.node_id <> p_node_id
+          AND n.heartbeat_at > now() - make_interval(secs => p_node_ttl)
+    )
+    SELECT least(p_demand,
+                 greatest(0, p_allowed - r.n)::int,
+                 greatest(ceil(p_allowed::numeric / peers.nodes)::int - r.mine,
+                          greatest(0, p_allowed - r.n) - peers.room)::int)
+    INTO budget
+    FROM running AS r, peers;
+    RETURN QUERY
+    SELECT * FROM {prefix}.lysmore_fetch(p_queue, greatest(budget, 0), p_node_id, p_node_name, clock_timestamp());
 END
 $$;
 
