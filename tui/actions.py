@@ -99,6 +99,10 @@ ACTIONS: tuple[Action, ...] = (
            footer=False, key_display="["),
     Action("toggle_sidebar", "s", "States", "move between the state list and the jobs table", ("jobs",),
            footer=False),
+    Action("sort_next", "o", "Sort", "sort by the next key: id, attempt, priority, age, duration", ("jobs",),
+           palette="jobs: sort by the next key"),
+    Action("sort_flip", "i", "Invert", "sort the other way (largest or smallest first)", ("jobs",), footer=False,
+           palette="jobs: invert the sort"),
     # changes: uppercase keys, one gate
     Action("pause", "P", "Pause", "pause or resume the queue on every node", ("queues",),
            permission="pause_queues", palette="queue: pause / resume"),

@@ -54,6 +54,7 @@ from .model import (
     QueueRow,
     QueuesSnapshot,
     Selection,
+    Sort,
     Step,
     WaitFacts,
     WorkflowRow,
@@ -87,6 +88,21 @@ RECENT_WINDOW = 5_000  # newest ids a filtered page reads in id order before it 
 SPAN_GROWTH = 4  # each older span of ids a filtered page then searches is this many times the last
 _MIN_ID = -(2**63)
 WORKER_NAMES_MAX = 1_000  # distinct workers a worker pattern is resolved against; beyond that, ILIKE on rows
+# A sort no index returns in order (all but id) reads at most the newest this many ids of a big table.
+SORT_WINDOW = 100_000
+# Sort keys as SQL: a job's duration is how long its last attempt ran (so far, while it executes);
+# a job never attempted has none and sorts as -1. Age sorts by insert time, the other way round.
+_SORT_KEYS: dict[str, sql.Composable] = {
+    "id": sql.SQL("id"),
+    "attempt": sql.SQL("attempt"),
+    "priority": sql.SQL("priority"),
+    "age": sql.SQL("inserted_at"),
+    "duration": sql.SQL(
+        "coalesce(extract(epoch FROM coalesce(CASE WHEN state = 'executing' THEN %(sort_now)s::timestamptz END,"
+        " completed_at, cancelled_at, discarded_at) - attempted_at)::float8, -1)"
+    ),
+}
+Cursor = tuple[Any, int]
 
 
 def _like(text: str) -> str:
@@ -518,15 +534,24 @@ class Store:
 
     def jobs(
         self, state: str | None = None, flt: Filter | None = None, before: int | None = None,
-        page: int = 1, limit: int = PAGE_SIZE,
+        page: int = 1, limit: int = PAGE_SIZE, sort: Sort | None = None, after: Cursor | None = None,
     ) -> JobsSnapshot:
-        """One page of jobs, newest first, after the id ``before`` (keyset paging)."""
+        """One page of jobs, newest first after the id ``before``, or in ``sort``'s order after the
+        (sort value, id) ``after`` (keyset paging either way)."""
         flt = flt or Filter()
+        sort = sort or Sort()
         with self.transaction() as conn:
             now = self._now(conn)
             states = self._state_counts(self.inspector.counts(conn, states=()))
-            where = self._job_where(conn, state, flt, now, before)
-            rows = self._page(conn, where, bool(flt), before, limit + 1)
+            window: int | None = None
+            if sort.newest_first:
+                before = after[1] if after is not None else before
+                where = self._job_where(conn, state, flt, now, before)
+                rows = self._page(conn, where, bool(flt), before, limit + 1)
+            else:
+                where = self._job_where(conn, state, flt, now, None)
+                window = self._sort_window(conn, sort, state, states, where)
+                rows = self._sorted_page(conn, where, sort, now, after, limit + 1)
             jobs = tuple(
                 JobRow(
                     id=r[0], state=r[1], queue=r[2], worker=r[3], attempt=r[4], max_attempts=r[5], priority=r[6],
@@ -538,10 +563,47 @@ class Store:
             total = states[state] if state else Count(
                 sum(c.value for c in states.values()), all(c.exact for c in states.values())
             )
+            last = rows[min(limit, len(rows)) - 1] if rows else None
+            next_cursor = None if last is None else (
+                (last[-1], last[0]) if not sort.newest_first else (last[0], last[0])
+            )
             return JobsSnapshot(
                 now=now, cluster=self._cluster(conn, now), state=state, filter_text=flt.text, rows=jobs,
                 has_more=len(rows) > limit, page=page, states=tuple(states.items()), total=total,
+                sort=sort, next_cursor=next_cursor, sort_window=window,
             )
+
+    def _sort_window(
+        self, conn: psycopg.Connection, sort: Sort, state: str | None, states: dict[str, Count], where: _Where
+    ) -> int | None:
+        """Bound a sort no index returns in order: over the newest ``SORT_WINDOW`` ids when the jobs
+        it would read (the state's, or the whole table's) are more than that; None when all are read."""
+        reads = states[state].value if state else sum(c.value for c in states.values())
+        if sort.key == "id" or reads <= SORT_WINDOW:  # the primary key lists ids in order
+            return None
+        where.params["window_lo"] = self._top(conn, None) - SORT_WINDOW
+        where.conds.append(sql.SQL("id >= {}").format(sql.Placeholder("window_lo")))
+        return SORT_WINDOW
+
+    def _sorted_page(
+        self, conn: psycopg.Connection, where: _Where, sort: Sort, now: datetime, after: Cursor | None, limit: int
+    ) -> list[tuple[Any, ...]]:
+        """Up to ``limit`` matching jobs in ``sort``'s order, after the keyset ``after`` (sort value,
+        id); each row ends with its sort value, the next page's cursor."""
+        key = _SORT_KEYS[sort.key]
+        ascending = sort.ascending_sql
+        params: dict[str, Any] = {**where.params, "limit": limit, "sort_now": now}
+        conds = [where.clause()]
+        if after is not None:
+            params["after_key"], params["after_id"] = after
+            conds.append(sql.SQL("({}, id) {} (%(after_key)s, %(after_id)s)").format(
+                key, sql.SQL(">" if ascending else "<")))
+        direction = sql.SQL("ASC" if ascending else "DESC")
+        query = self._sql(
+            "SELECT {cols}, {key} FROM {jobs} WHERE {where} ORDER BY {key} {dir}, id {dir} LIMIT %(limit)s",
+            cols=_JOB_COLUMNS, key=key, where=sql.SQL(" AND ").join(conds), dir=direction,
+        )
+        return conn.execute(query, params).fetchall()
 
     def select_matching(self, state: str | None, flt: Filter, cap: int = SELECT_CAP) -> Selection:
         """Ids and states of every job matching, newest first, up to ``cap``."""

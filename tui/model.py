@@ -116,6 +116,40 @@ class JobRow:
     last_error: str | None = None
 
 
+SORT_KEYS: tuple[str, ...] = ("id", "attempt", "priority", "age", "duration")
+
+
+@dataclass(frozen=True, slots=True)
+class Sort:
+    """The jobs table's order: a key and a direction (``descending``: largest first, so the newest
+    id, the highest attempt or priority number, the oldest job, the longest run)."""
+
+    key: str = "id"
+    descending: bool = True
+
+    def __post_init__(self) -> None:
+        if self.key not in SORT_KEYS:
+            raise ValueError(f"unknown sort key {self.key!r}: use one of {', '.join(SORT_KEYS)}")
+
+    @property
+    def newest_first(self) -> bool:
+        """The default order, which the id-ordered paging (and its filter spans) serves."""
+        return self.key == "id" and self.descending
+
+    @property
+    def ascending_sql(self) -> bool:
+        """Whether the SQL sort column ascends (age is insert time, which is the other way round)."""
+        return self.descending if self.key == "age" else not self.descending
+
+    def next_key(self) -> Sort:
+        """The next key in ``SORT_KEYS`` order, largest first."""
+        return Sort(SORT_KEYS[(SORT_KEYS.index(self.key) + 1) % len(SORT_KEYS)])
+
+    def flipped(self) -> Sort:
+        """The same key the other way."""
+        return Sort(self.key, not self.descending)
+
+
 @dataclass(frozen=True, slots=True)
 class JobsSnapshot:
     """One keyset page of jobs plus the state counts for the sidebar."""
@@ -129,6 +163,9 @@ class JobsSnapshot:
     page: int
     states: tuple[tuple[str, Count], ...]
     total: Count
+    sort: Sort = Sort()
+    next_cursor: tuple[Any, int] | None = None  # (sort value, id) of the last row: the next page's keyset
+    sort_window: int | None = None  # the sort read only this many newest ids (no index keeps that order)
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,7 @@ from .model import (
     NodeRow,
     QueueNode,
     QueueRow,
+    Sort,
     Step,
     WaitFacts,
     WorkflowRow,
@@ -375,12 +376,30 @@ def job_row(job: JobRow, now: datetime, marked: bool = False) -> Row:
     )
 
 
+SORT_ORDER_WORDS: dict[str, tuple[str, str]] = {  # key -> (largest first, smallest first)
+    "id": ("newest", "oldest"), "attempt": ("most", "fewest"), "priority": ("9 first", "0 first"),
+    "age": ("oldest", "newest"), "duration": ("longest", "shortest"),
+}
+
+
+def sort_label(sort: Sort, window: int | None = None) -> Item:
+    """``sort age ↓ oldest`` (and how many newest ids a sort no index keeps read), shortened to ``age↓``."""
+    arrow = "↓" if sort.descending else "↑"
+    words = SORT_ORDER_WORDS[sort.key][0 if sort.descending else 1]
+    within = f" of newest {fmt_int(window)}" if window else ""
+    return Item.of(f"sort {sort.key} {arrow} {words}{within}", f"sort {sort.key}{arrow}{within}",
+                   f"{sort.key}{arrow}", shrink=1)
+
+
 def page_status(
     page: int, rows: int, has_more: bool, marked: int, filter_text: str, state: str | None = None,
+    sort: Sort | None = None, sort_window: int | None = None,
 ) -> list[Item]:
-    """The line above the jobs table: state, page, marks, filter (ellipsised before anything goes)."""
+    """The line above the jobs table: state, page, sort, marks, filter (ellipsised before anything goes)."""
     items = [Item.of(Text(f"{state} · page {page}" if state else f"page {page}", style="bold"))]
     items.append(Item.of(f"{rows}{'+' if has_more else ''} shown"))
+    if sort is not None:
+        items.append(sort_label(sort, sort_window))
     if marked:
         items.append(Item.of(Text(f"{marked} marked", style="bold #b58900")))
     if filter_text:

@@ -94,8 +94,8 @@ def test_the_file_is_found_by_argument_then_env_then_xdg(tmp_path: Path) -> None
     assert load_keymap(environ=env).key_for("filter") == "f"
     assert load_keymap(environ={**env, "XDG_CONFIG_HOME": "relative/ignored"}) == Keymap()  # no file: no remaps
     home = tmp_path / "home"
-    write(home, '[keys]\nfilter = "o"', ".config/lysmore/keys.toml")
-    assert load_keymap(environ={"HOME": str(home)}).key_for("filter") == "o"
+    write(home, '[keys]\nfilter = "x"', ".config/lysmore/keys.toml")
+    assert load_keymap(environ={"HOME": str(home)}).key_for("filter") == "x"
     named = write(tmp_path, '[keys]\nfilter = "e"', "named.toml")
     assert load_keymap(environ={**env, KEYMAP_ENV: str(named)}).key_for("filter") == "e"
     given = write(tmp_path, '[keys]\nfilter = "y"', "given.toml")

@@ -15,7 +15,7 @@ from textual.widgets.option_list import Option
 
 from ..control import jobs_request, plural
 from ..filters import Filter, FilterError, parse_filter
-from ..model import STATES, Count, JobRow, JobsSnapshot, Selection
+from ..model import STATES, Count, JobRow, JobsSnapshot, Selection, Sort
 from ..presenters import JOB_COLUMNS, fmt_int, job_row, page_status, state_option
 from ..widgets import FitLines, KeyedTable
 from .base import Command, DataScreen, Loader, bindings_for
@@ -35,7 +35,8 @@ class JobsScreen(DataScreen):
         super().__init__()
         self.state: str | None = None
         self.filter = Filter()
-        self.cursors: list[int | None] = [None]
+        self.sort = Sort()
+        self.cursors: list[tuple[object, int] | None] = [None]  # each page's keyset: (sort value, id) after which it starts
         self.marked: dict[int, tuple[str, str]] = {}
         self._listing: tuple[object, ...] | None = None  # what the table last listed: state, filter, page
         self.selection_filter: str | None = None
@@ -60,8 +61,8 @@ class JobsScreen(DataScreen):
 
     # -- loading ------------------------------------------------------------------------------
     def loader(self) -> Loader:
-        state, flt, before, page = self.state, self.filter, self.cursors[-1], len(self.cursors)
-        return lambda store: store.jobs(state, flt, before, page)
+        state, flt, after, page, sort = self.state, self.filter, self.cursors[-1], len(self.cursors), self.sort
+        return lambda store: store.jobs(state, flt, page=page, sort=sort, after=after)
 
     def show(self, snapshot: JobsSnapshot) -> None:
         counts = dict(snapshot.states)
@@ -80,12 +81,13 @@ class JobsScreen(DataScreen):
         table = self.query_one("#jobs-table", KeyedTable)
         # Another state, filter or page is another list: the cursor starts at its top, where the
         # user looks (a job kept from the last list could sit out of sight, and C/R/D act on it).
-        listing = (snap.state, snap.filter_text, snap.page)
+        listing = (snap.state, snap.filter_text, snap.page, snap.sort)
         top = self._listing is not None and listing != self._listing
         self._listing = listing
         table.sync([job_row(job, snap.now, job.id in self.marked) for job in snap.rows], top=top)
         self.query_one("#jobs-status", FitLines).set_lines(
-            page_status(snap.page, len(snap.rows), snap.has_more, len(self.marked), self.filter.text, self.state)
+            page_status(snap.page, len(snap.rows), snap.has_more, len(self.marked), self.filter.text, self.state,
+                        snap.sort, snap.sort_window)
         )
 
     def reload(self, reset_pages: bool = True) -> None:
@@ -184,17 +186,32 @@ class JobsScreen(DataScreen):
         elif self.state is not None:
             self.set_state(None)
 
+    # -- sorting ------------------------------------------------------------------------------
+    def set_sort(self, sort: Sort) -> None:
+        """List the jobs in ``sort``'s order, from its first page."""
+        if sort != self.sort:
+            self.sort = sort
+            self.reload()
+
+    def action_sort_next(self) -> None:
+        """Sort by the next key (id, attempt, priority, age, duration), largest first."""
+        self.set_sort(self.sort.next_key())
+
+    def action_sort_flip(self) -> None:
+        """Sort the other way."""
+        self.set_sort(self.sort.flipped())
+
     # -- paging and opening -------------------------------------------------------------------
     def action_next_page(self) -> None:
-        """Older jobs (keyset: ids below the last one shown)."""
+        """The next page (keyset: after the last row shown, in the sort's order)."""
         snap = self.snapshot
-        if snap is None or not snap.has_more or not snap.rows:
+        if snap is None or not snap.has_more or snap.next_cursor is None:
             return
-        self.cursors.append(snap.rows[-1].id)
+        self.cursors.append(snap.next_cursor)
         self.reload(reset_pages=False)
 
     def action_prev_page(self) -> None:
-        """Newer jobs."""
+        """The previous page."""
         if len(self.cursors) > 1:
             self.cursors.pop()
             self.reload(reset_pages=False)

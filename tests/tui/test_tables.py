@@ -1,0 +1,132 @@
+"""The dashboard's tables (issue #16): sorting with keyset paging, what a revisited or paused screen
+says about its data, durations that are never cut, stable widths, the queue's jobs and the
+workflow's steps that open their jobs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from engine import Engine
+from tests.tui.conftest import AppFactory
+from tests.tui.helpers import screen_text, settle
+from tests.tui.seed import NOW, clock
+from tests.tui.test_app import open_jobs, table_keys
+from tui.data import Store
+from tui.model import SORT_KEYS, Sort
+from tui.widgets import KeyedTable
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def store(database_url: str, seeded: str) -> Iterator[Store]:
+    eng = Engine(database_url=database_url, prefix=seeded)
+    yield Store(eng, clock=clock)
+    eng.stop()
+
+
+def expected_order(conn: psycopg.Connection, prefix: str, sort: Sort, state: str | None = None) -> list[int]:
+    """Every job's id in ``sort``'s order, worked out in Python from the rows (ties by id, the same way)."""
+    rows = conn.execute(
+        sql.SQL("SELECT id, state::text, attempt, priority, inserted_at, attempted_at,"
+                " coalesce(completed_at, cancelled_at, discarded_at) FROM {}.lysmore_jobs")
+        .format(sql.Identifier(prefix))
+    ).fetchall()
+
+    def key(r: tuple[Any, ...]) -> tuple[Any, int]:
+        job_id, st, attempt, priority, inserted, attempted, finished = r
+        if sort.key == "duration":
+            end = NOW if st == "executing" else finished
+            value: Any = (end - attempted).total_seconds() if end and attempted else -1.0
+        else:
+            value = {"id": job_id, "attempt": attempt, "priority": priority, "age": inserted}[sort.key]
+        return value, job_id
+
+    rows = [r for r in rows if state is None or r[1] == state]
+    ordered = sorted(rows, key=key, reverse=not sort.ascending_sql)
+    return [r[0] for r in ordered]
+
+
+def all_pages(store: Store, sort: Sort, state: str | None = None, limit: int = 4) -> list[list[int]]:
+    pages: list[list[int]] = []
+    after = None
+    while True:
+        snap = store.jobs(state, sort=sort, after=after, page=len(pages) + 1, limit=limit)
+        pages.append([j.id for j in snap.rows])
+        assert snap.sort == sort
+        if not snap.has_more:
+            return pages
+        after = snap.next_cursor
+        assert len(pages) < 20
+
+
+@pytest.mark.parametrize("key", SORT_KEYS)
+@pytest.mark.parametrize("descending", [True, False])
+def test_every_sort_pages_by_keyset_through_ties(store: Store, conn: psycopg.Connection, seeded: str,
+                                                 key: str, descending: bool) -> None:
+    sort = Sort(key, descending)
+    pages = all_pages(store, sort)
+    assert [len(p) for p in pages[:-1]] == [4] * (len(pages) - 1)
+    flat = [i for p in pages for i in p]
+    assert flat == expected_order(conn, seeded, sort)  # no job twice, none left out, ties by id
+
+
+def test_sorts_with_ties_across_a_page_boundary(store: Store, conn: psycopg.Connection, seeded: str) -> None:
+    # Ten jobs of one priority: any page boundary falls inside the tie, and the id decides.
+    conn.execute(sql.SQL("INSERT INTO {}.lysmore_jobs (queue, worker, state, priority, inserted_at, scheduled_at)"
+                         " SELECT 'bulk', 'Bulk', 'completed', 3, %s, %s FROM generate_series(1, 10)")
+                 .format(sql.Identifier(seeded)), (NOW, NOW))
+    for descending in (True, False):
+        sort = Sort("priority", descending)
+        pages = all_pages(store, sort, state="completed", limit=3)
+        flat = [i for p in pages for i in p]
+        assert flat == expected_order(conn, seeded, sort, state="completed")
+        assert len(set(flat)) == len(flat) == 14
+
+
+def test_a_sort_key_that_does_not_exist_is_named() -> None:
+    with pytest.raises(ValueError, match="unknown sort key 'size': use one of id, attempt"):
+        Sort("size")
+
+
+def test_a_large_table_sorts_only_its_newest_ids_by_keys_no_index_keeps(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tui.data
+
+    monkeypatch.setattr(tui.data, "SORT_WINDOW", 5)
+    snap = store.jobs(sort=Sort("priority"), limit=50)
+    assert snap.sort_window == 5 and sorted(j.id for j in snap.rows) == [14, 15, 16, 17, 18]
+    assert store.jobs(sort=Sort("id", False), limit=50).sort_window is None  # the primary key: every job
+
+
+async def test_sort_keys_cycle_and_invert_and_page_in_that_order(make_app: AppFactory, conn: psycopg.Connection,
+                                                                  seeded: str) -> None:
+    conn.execute(sql.SQL("INSERT INTO {}.lysmore_jobs (queue, worker, state, attempt, inserted_at, scheduled_at)"
+                         " SELECT 'bulk', 'Bulk', 'completed', 1, %s, %s FROM generate_series(1, 120)")
+                 .format(sql.Identifier(seeded)), (NOW, NOW))
+    app = make_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await open_jobs(pilot)
+        assert "sort id ↓ newest" in screen_text(app)
+        await pilot.press("o")  # id -> attempt
+        await settle(pilot)
+        assert screen.sort == Sort("attempt") and "sort attempt ↓ most" in screen_text(app)
+        first = table_keys(app, "jobs-table")
+        want = [str(i) for i in expected_order(conn, seeded, Sort("attempt"))]
+        assert first == want[:100]
+        await pilot.press("right_square_bracket")
+        await settle(pilot)
+        assert table_keys(app, "jobs-table") == want[100:] and "page 2" in screen_text(app)
+        await pilot.press("i")  # the other way, from the first page
+        await settle(pilot)
+        assert "sort attempt ↑ fewest" in screen_text(app) and "page 1" in screen_text(app)
+        assert table_keys(app, "jobs-table") == [str(i) for i in expected_order(conn, seeded, Sort("attempt", False))][:100]
+        assert app.screen.query_one("#jobs-table", KeyedTable).cursor_row == 0
+        await pilot.press("o", "o", "o", "o")  # priority, age, duration, back to id
+        await settle(pilot)
+        assert screen.sort == Sort("id") and table_keys(app, "jobs-table")[0] == str(expected_order(conn, seeded, Sort())[0])
