@@ -17,7 +17,17 @@ from ._errors import (
     NotMigrated,
 )
 from ._events import Event
-from ._inspect import Attempt, Counts, Inspector, NodeStatus, ProducerStatus, Summary, attempts
+from ._inspect import (
+    Attempt,
+    Counts,
+    CronRun,
+    CronStatus,
+    Inspector,
+    NodeStatus,
+    ProducerStatus,
+    Summary,
+    attempts,
+)
 from ._job import Job, JobSpec
 from ._queues import GlobalLimit, Partition, QueueConfig, QueueSetting, RateLimit
 from ._schema import apply_migrations
@@ -49,6 +59,8 @@ __all__ = [
     "ControlResult",
     "Counts",
     "CronEntry",
+    "CronRun",
+    "CronStatus",
     "DatabaseUnavailable",
     "default_backoff",
     "Discard",

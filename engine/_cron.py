@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -80,11 +81,38 @@ class CronEntry:
 
     @property
     def _fixed_hour(self) -> bool:
-        """Whether the hour field names hours (``30 2 * * *``) rather than every hour (``*``)."""
-        fields = self.expression.split()
-        if len(fields) < 5:
-            return fields[0] != "@hourly"  # @daily, @weekly, ...: fixed times
-        return not fields[1].startswith("*")
+        return fixed_hour(self.expression)
+
+    def record(self) -> dict[str, Any]:
+        """The entry as the leader records it for readers (``lysmore_cron_entries``)."""
+        spec = self.worker.new(self.args, **self.options)
+        return {"name": self.key, "expression": self.expression, "timezone": self.timezone,
+                "worker": spec.worker, "queue": spec.queue, "args": json.loads(spec.json_args())}
+
+
+def fixed_hour(expression: str) -> bool:
+    """Whether the hour field names hours (``30 2 * * *``) rather than every hour (``*``)."""
+    fields = expression.split()
+    if len(fields) < 5:
+        return fields[0] != "@hourly"  # @daily, @weekly, ...: fixed times
+    return not fields[1].startswith("*")
+
+
+def next_instant(expression: str, timezone: str, after: datetime) -> datetime | None:
+    """The first instant of ``expression`` in ``timezone`` after ``after`` (aware), in UTC, by the
+    same daylight saving rules as ``CronEntry.instants``; None when the expression or zone is not
+    valid (a reader's view of a stored entry, never an error)."""
+    try:
+        zone = ZoneInfo(timezone)
+        it = croniter(expression, after.astimezone(zone))
+    except (ZoneInfoNotFoundError, ValueError, KeyError):
+        return None
+    fixed = fixed_hour(expression)
+    for _ in range(3):
+        nxt: datetime = it.get_next(datetime)
+        if not (fixed and nxt.fold == 1):
+            return nxt.astimezone(ZoneInfo("UTC"))
+    return None
 
 
 def parse_crontab(crontab: object) -> list[CronEntry]:
@@ -117,11 +145,15 @@ class Cron:
         self.leader = leader
         self.entries = entries
         self._seen: dict[str, set[datetime]] = {}  # instants handled per entry, on this node
+        self._recorded: int | None = None  # the leader term in which this crontab was recorded
 
     def tick(self) -> int:
         epoch = self.leader.current_epoch()
         if epoch is None or not self.entries:
             return 0
+        if self._recorded != epoch:  # once a term: readers see the crontab the leader runs
+            self.store.cron_record([entry.record() for entry in self.entries])
+            self._recorded = epoch
         inserted = 0
         with self.store.db.connection() as c:
             now = self.store.now(c)
@@ -153,9 +185,14 @@ class Cron:
         return list(reversed(on_time))
 
     def _run(self, c: Any, entry: CronEntry, instant: datetime, epoch: int) -> bool:
-        """Claim (entry, instant) and insert its job in one transaction; False if already run."""
+        """Claim (entry, instant) and insert its job in one transaction; False if already run, or
+        if the entry is paused (the instant is then recorded as passed, with no job)."""
         with c.transaction():
-            if not self.store.cron_claim(c, entry.key, instant, epoch):
+            claimed = self.store.cron_claim(c, entry.key, instant, epoch)
+            if claimed is None:
+                return False
+            if not claimed:
+                log.info("cron %s is paused: nothing inserted for %s", entry.key, instant.isoformat())
                 return False
             meta = {"cron": entry.key, "cron_instant": instant.isoformat()}
             options = dict(entry.options)

@@ -451,6 +451,32 @@ class Engine:
         self.store.reset_queue_settings(queue, node)
         self._control({"kind": "control", "queue": queue, "node": node or "*"})
 
+    # -- cron control ----------------------------------------------------------------------------
+    def pause_cron(self, name: str, *, conn: psycopg.Connection | None = None) -> bool:
+        """Stop cron entry ``name`` (its key: the name given, else expression|worker|timezone)
+        from inserting jobs, on every node, until ``resume_cron``; persisted. The instants that
+        pass while it is paused are skipped, not run later. True if it was running before.
+
+        Raises ``InvalidConfig`` naming the known entries when no leader has recorded one by
+        that name.
+        """
+        return self._pause_cron(name, True, conn)
+
+    def resume_cron(self, name: str, *, conn: psycopg.Connection | None = None) -> bool:
+        """Let cron entry ``name`` insert jobs again from its next instant. True if it was paused."""
+        return self._pause_cron(name, False, conn)
+
+    def _pause_cron(self, name: str, paused: bool, conn: psycopg.Connection | None) -> bool:
+        if not isinstance(name, str) or not name:
+            raise InvalidConfig(f"a cron entry's name must be a non-empty string, got {name!r}")
+        changed = self.store.cron_pause(name, paused, conn)
+        if changed is None:
+            known = self.store.cron_names(conn)
+            listed = ", ".join(repr(k) for k in known[:20]) if known else "none recorded yet"
+            raise InvalidConfig(f"no cron entry named {name!r} in prefix {self.prefix!r} "
+                                f"(entries: {listed}; a leader records its crontab when it takes office)")
+        return changed
+
     def record_audit(
         self,
         actor: str,

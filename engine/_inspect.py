@@ -20,6 +20,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from ._cron import next_instant
 from ._job import Job, workflow_id_of
 from ._queues import (
     EVERY_NODE,
@@ -114,6 +115,71 @@ class Summary:
 
     live_nodes: int
     leader: str | None
+
+
+@dataclass(frozen=True)
+class CronRun:
+    """One run of a cron entry that inserted a job: its instant, the job, and the job's state now
+    (None once the job was pruned or deleted)."""
+
+    instant: datetime
+    job_id: int
+    state: str | None
+
+
+@dataclass(frozen=True)
+class CronStatus:
+    """One cron entry as the leader recorded it, its pause, and its runs.
+
+    ``active`` is False for an entry the current leader's crontab no longer holds; ``next_run``
+    is None for it, and for a paused entry (it inserts nothing until resumed).
+    """
+
+    name: str
+    expression: str
+    timezone: str
+    worker: str
+    queue: str
+    args: dict[str, Any]
+    active: bool
+    paused: bool
+    paused_at: datetime | None
+    recorded_at: datetime
+    recorded_by: str | None
+    last_run: datetime | None
+    next_run: datetime | None
+    recent: tuple[CronRun, ...]
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One failed attempt as the engine records it in a job's ``errors``."""
+
+    attempt: int
+    at: datetime | None
+    error: str
+    traceback: str
+
+
+def attempts(job: Job) -> list[Attempt]:
+    """A job's failed attempts, read defensively (entries written by older code may lack fields)."""
+    out = []
+    for e in job.errors:
+        if not isinstance(e, dict):
+            continue
+        try:
+            number = int(e.get("attempt") or 0)
+        except (TypeError, ValueError):
+            number = 0
+        at = e.get("at")
+        if isinstance(at, str):
+            try:
+                at = datetime.fromisoformat(at)
+            except ValueError:
+                at = None
+        out.append(Attempt(number, at if isinstance(at, datetime) else None, str(e.get("error") or ""),
+                           str(e.get("traceback") or "")))
+    return out
 
 
 @dataclass(frozen=True)
@@ -331,6 +397,36 @@ class Inspector:
         with self._use(conn) as c, c.cursor(row_factory=dict_row) as cur:
             rows = cur.execute(self.queries.workflows.steps, {"workflow_id": workflow_id_of(workflow_id)}).fetchall()
         return [Job.from_row(r) for r in rows]
+
+    # -- cron -----------------------------------------------------------------------------------
+    def crons(
+        self, conn: psycopg.Connection | None = None, now: datetime | None = None, runs: int = 5
+    ) -> list[CronStatus]:
+        """Every cron entry the leaders recorded (active ones first, by name) with its last and
+        next run (after ``now``, else the database's clock) and its newest ``runs`` runs' jobs."""
+        q = self.queries.cron
+        with self._use(conn) as c, c.cursor(row_factory=dict_row) as cur:
+            if now is None:
+                now = self._db_now(c)
+            rows = cur.execute(q.entries).fetchall()
+            recent: dict[str, list[CronRun]] = {}
+            for r in cur.execute(q.recent, {"runs": runs}).fetchall():
+                recent.setdefault(r["name"], []).append(CronRun(r["instant"], int(r["job_id"]), r["state"]))
+        return [CronStatus(
+            name=r["name"], expression=r["expression"], timezone=r["timezone"], worker=r["worker"],
+            queue=r["queue"], args=r["args"], active=bool(r["active"]), paused=bool(r["paused"]),
+            paused_at=r["paused_at"], recorded_at=r["recorded_at"], recorded_by=r["recorded_by"],
+            last_run=r["last_run"],
+            next_run=next_instant(r["expression"], r["timezone"], now) if r["active"] and not r["paused"] else None,
+            recent=tuple(recent.get(r["name"], ())),
+        ) for r in rows]
+
+    @staticmethod
+    def _db_now(c: psycopg.Connection) -> datetime:
+        row = c.execute("SELECT now()").fetchone()
+        assert row is not None
+        now: datetime = row[0]
+        return now
 
     # -- the whole instance ---------------------------------------------------------------------
     def status(self, conn: psycopg.Connection | None = None) -> dict[str, Any]:

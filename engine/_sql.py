@@ -163,8 +163,13 @@ class Workflows(Group):
 class Cron(Group):
     file = "cron.sql"
     claim: bytes
+    entries: bytes
     last: bytes
     link: bytes
+    names: bytes
+    pause: bytes
+    recent: bytes
+    record: bytes
 
 
 class Stats(Group):

@@ -442,13 +442,33 @@ class Store:
         row = c.execute(self.q.cron.last, {"name": name}).fetchone()
         return row[0] if row else None
 
-    def cron_claim(self, c: psycopg.Connection, name: str, instant: datetime, epoch: int) -> bool:
-        """Claim the run of entry ``name`` at ``instant`` under leadership ``epoch``; False if taken."""
+    def cron_claim(self, c: psycopg.Connection, name: str, instant: datetime, epoch: int) -> bool | None:
+        """Claim the run of entry ``name`` at ``instant`` under leadership ``epoch``: True to run
+        it, False when the entry is paused (the run is recorded, with no job), None if taken."""
         params = {"name": name, "instant": instant, "node_id": self.node.id, "epoch": epoch}
-        return c.execute(self.q.cron.claim, params).fetchone() is not None
+        row = c.execute(self.q.cron.claim, params).fetchone()
+        return None if row is None else not row[0]
 
     def cron_link(self, c: psycopg.Connection, name: str, instant: datetime, job_id: int) -> None:
         c.execute(self.q.cron.link, {"name": name, "instant": instant, "job_id": job_id})
+
+    def cron_record(self, entries: list[dict[str, Any]]) -> None:
+        """Write the leader's crontab (name, expression, timezone, worker, queue, args each)."""
+        with self.db.connection() as c:
+            c.execute(self.q.cron.record, {"entries": Jsonb(entries), "node_name": self.node.name})
+
+    def cron_pause(self, name: str, paused: bool, conn: psycopg.Connection | None = None) -> bool | None:
+        """Pause or resume entry ``name``: True if it changed, False if it already was, None if
+        no entry has that name."""
+        with self.db.connection(conn) as c:
+            if c.execute(self.q.cron.pause, {"name": name, "paused": paused}).fetchone() is not None:
+                return True
+            known = [r[0] for r in c.execute(self.q.cron.names).fetchall()]
+            return False if name in known else None
+
+    def cron_names(self, conn: psycopg.Connection | None = None) -> list[str]:
+        with self.db.connection(conn) as c:
+            return [r[0] for r in c.execute(self.q.cron.names).fetchall()]
 
     # -- audit ---------------------------------------------------------------------------------------
     def audit(self, entry: dict[str, Any], conn: psycopg.Connection | None = None) -> int:
