@@ -25,6 +25,8 @@ from ._inspect import (
     Inspector,
     NodeStatus,
     ProducerStatus,
+    Rollup,
+    RollupSeries,
     Summary,
     attempts,
 )
@@ -85,6 +87,8 @@ __all__ = [
     "QueueSetting",
     "RateLimit",
     "redact_url",
+    "Rollup",
+    "RollupSeries",
     "server_label",
     "state_list",
     "Settings",

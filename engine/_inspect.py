@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -34,6 +34,7 @@ from ._queues import (
 )
 from ._sql import Queries
 from ._states import FINAL_STATES, JobState
+from ._timings import merged, percentile
 
 EXACT_BELOW = 100_000  # rows; a state with fewer (by the planner's statistics) is counted exactly ...
 EXACT_BELOW_FINISHED = 10_000  # ... a finished state only below this too: history, not work to act on
@@ -183,34 +184,40 @@ def attempts(job: Job) -> list[Attempt]:
 
 
 @dataclass(frozen=True)
-class Attempt:
-    """One failed attempt as the engine records it in a job's ``errors``."""
+class Rollup:
+    """What the per-minute rollups hold for one slot of time (a minute or more): outcomes, and
+    how many executions ended in each execution-time bucket (``engine._timings``; empty when the
+    slot's minutes recorded no times)."""
 
-    attempt: int
-    at: datetime | None
-    error: str
-    traceback: str
+    completed: int = 0
+    failed: int = 0  # attempts that will be retried
+    discarded: int = 0
+    buckets: tuple[int, ...] = ()
+
+    @property
+    def executions(self) -> int:
+        """Executions with a recorded time."""
+        return sum(self.buckets)
+
+    def percentile(self, q: float) -> float | None:
+        """Seconds below which a share ``q`` of the slot's executions ended (None with none)."""
+        return percentile(self.buckets, q)
 
 
-def attempts(job: Job) -> list[Attempt]:
-    """A job's failed attempts, read defensively (entries written by older code may lack fields)."""
-    out = []
-    for e in job.errors:
-        if not isinstance(e, dict):
-            continue
-        try:
-            number = int(e.get("attempt") or 0)
-        except (TypeError, ValueError):
-            number = 0
-        at = e.get("at")
-        if isinstance(at, str):
-            try:
-                at = datetime.fromisoformat(at)
-            except ValueError:
-                at = None
-        out.append(Attempt(number, at if isinstance(at, datetime) else None, str(e.get("error") or ""),
-                           str(e.get("traceback") or "")))
-    return out
+@dataclass(frozen=True)
+class RollupSeries:
+    """Consecutive slots of ``step`` seconds from ``start``, for every queue, one queue or one worker."""
+
+    start: datetime
+    step: float
+    slots: tuple[Rollup, ...]
+
+    def total(self) -> Rollup:
+        """The whole series as one slot (its percentiles are those of every execution in it)."""
+        return Rollup(
+            sum(r.completed for r in self.slots), sum(r.failed for r in self.slots),
+            sum(r.discarded for r in self.slots), tuple(merged(r.buckets for r in self.slots)),
+        )
 
 
 @dataclass
@@ -285,6 +292,37 @@ class Inspector:
                     by_queue.setdefault(queue, {})[state] = int(n)
         estimated = frozenset(by_state) - set(exact)
         return Counts(by_queue, estimated=bool(estimated), estimated_states=estimated, by_state=by_state)
+
+    # -- rollups --------------------------------------------------------------------------------
+    def rollups(
+        self, start: datetime, slots: int, step: float, *, queue: str | None = None, worker: str | None = None,
+        conn: psycopg.Connection | None = None,
+    ) -> RollupSeries:
+        """The per-minute rollups from ``start`` in ``slots`` slots of ``step`` seconds (a whole
+        number of minutes): of every queue, of ``queue``, or of ``worker`` (in ``queue`` if given)."""
+        if slots < 1 or slots > 10_000:
+            raise ValueError(f"slots must be from 1 to 10000, not {slots!r}")
+        if step < 60 or step % 60:
+            raise ValueError(f"a slot is a whole number of minutes, not {step!r} seconds")
+        stop = start + timedelta(seconds=slots * step)
+        params = {"start": start, "stop": stop, "step": float(step), "queue": queue, "worker": worker}
+        statement = self.queries.stats.series_queues if worker is None else self.queries.stats.series_workers
+        found: dict[int, Rollup] = {}
+        with self._use(conn) as c:
+            for slot, completed, failed, discarded, buckets in c.execute(statement, params).fetchall():
+                if 0 <= slot < slots:
+                    found[int(slot)] = Rollup(int(completed), int(failed), int(discarded), tuple(buckets or ()))
+        return RollupSeries(start, float(step), tuple(found.get(i, Rollup()) for i in range(slots)))
+
+    def rollup_names(
+        self, since: datetime, limit: int = 500, conn: psycopg.Connection | None = None
+    ) -> tuple[list[str], list[str]]:
+        """The queues and the workers that have rollups from ``since`` on, each by name."""
+        params = {"start": since, "limit": limit}
+        with self._use(conn) as c:
+            queues = [r[0] for r in c.execute(self.queries.stats.rollup_queues, params).fetchall()]
+            workers = [r[0] for r in c.execute(self.queries.stats.rollup_workers, params).fetchall()]
+        return queues, workers
 
     @staticmethod
     def _estimate(conn: psycopg.Connection, query: bytes, params: Mapping[str, Any]) -> int:

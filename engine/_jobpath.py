@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 
 from ._events import Counters, Event, Events
@@ -19,6 +18,7 @@ from ._queues import QueueConfig
 from ._runner import Outcome
 from ._states import FINAL_STATES, JobState
 from ._store import Store
+from ._timings import Tally, bucket_of
 
 log = logging.getLogger("lysmore.engine")
 
@@ -30,28 +30,37 @@ ROLLUP_OF = {
 
 
 class Rollups:
-    """Outcomes recorded on this node and not yet added to the per-minute rollups, per queue."""
+    """Outcomes and execution times recorded on this node and not yet added to the per-minute
+    rollups, per (queue, worker): counted in memory, written about once a second."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._pending: dict[str, Counter[str]] = {}
+        self._pending: dict[tuple[str, str], Tally] = {}
 
     def add(self, outcomes: Iterable[Outcome]) -> None:
         with self._lock:
             for outcome in outcomes:
                 column = ROLLUP_OF.get(outcome.state)
                 if column is not None:
-                    self._pending.setdefault(outcome.job.queue, Counter())[column] += 1
+                    tally = self._pending.get((outcome.job.queue, outcome.job.worker))
+                    if tally is None:
+                        tally = self._pending[(outcome.job.queue, outcome.job.worker)] = Tally()
+                    tally.counts[column] += 1
+                    tally.buckets[bucket_of(outcome.duration)] += 1
 
-    def take(self) -> dict[str, dict[str, int]]:
+    def take(self) -> dict[tuple[str, str], Tally]:
         with self._lock:
             pending, self._pending = self._pending, {}
-        return {queue: dict(counts) for queue, counts in pending.items()}
+        return pending
 
-    def give_back(self, rows: dict[str, dict[str, int]]) -> None:
+    def give_back(self, rows: dict[tuple[str, str], Tally]) -> None:
         with self._lock:
-            for queue, counts in rows.items():
-                self._pending.setdefault(queue, Counter()).update(counts)
+            for key, tally in rows.items():
+                mine = self._pending.get(key)
+                if mine is None:
+                    self._pending[key] = tally
+                else:
+                    mine.merge(tally)
 
 
 class JobPath:
@@ -144,8 +153,8 @@ class JobPath:
         self.counters.add("stale_acks", len(stale))
 
     def flush_rollups(self) -> None:
-        """Add what this node recorded since the last time to the per-minute rollups (the
-        database's current minute); on failure they wait for the next time."""
+        """Add what this node recorded since the last time (outcomes and execution times) to the
+        per-minute rollups (the database's current minute); on failure they wait for the next time."""
         rows = self.rollups.take()
         if not rows:
             return

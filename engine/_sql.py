@@ -180,9 +180,13 @@ class Stats(Group):
     executing_by_node: bytes
     prune: bytes
     rollup: bytes
+    rollup_queues: bytes
+    rollup_workers: bytes
     queues_in_state: bytes
     rows_in_queue_state: bytes
     rows_in_state: bytes
+    series_queues: bytes
+    series_workers: bytes
 
 
 class Audit(Group):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -25,8 +25,11 @@ from ._pool import Database, retried_when_moved
 from ._queues import Partition, QueueConfig
 from ._sql import Queries, channel
 from ._states import JobState
+from ._timings import BUCKETS, Tally
 
 INSERT_CHUNK = 5_000
+# No tags, as COPY's text takes it: psycopg's list dumper costs more than the rest of the row.
+EMPTY_ARRAY = "{}"
 COPY_AT_LEAST = 100  # below this many plain jobs, one INSERT statement is as quick
 NO_PARTITION = Partition()
 ROLLUP_COLUMNS = ("completed", "failed", "discarded", "cancelled", "snoozed")
@@ -130,9 +133,10 @@ class Store:
         now, ids = row
         with c.cursor() as cur, cur.copy(self.q.jobs.copy) as copy:
             for job_id, s in zip(ids, specs, strict=True):
-                copy.write_row(
-                    (job_id, s.queue, s.worker, s.json_args(), s.json_meta(), s.tags, s.priority, s.max_attempts)
-                )
+                copy.write_row((
+                    job_id, s.queue, s.worker, s.json_args(), s.json_meta(), s.tags or EMPTY_ARRAY, s.priority,
+                    s.max_attempts,
+                ))
         self.notify(sorted({s.queue for s in specs}), c)
         return [s.saved(i, JobState.AVAILABLE, now, now) for i, s in zip(ids, specs, strict=True)]
 
@@ -311,12 +315,14 @@ class Store:
             row = c.execute(self.q.jobs.prune, {"max_age": max_age, "limit": limit}).fetchone()
             return int(row[0]) if row else 0
 
-    def add_rollups(self, rows: dict[str, dict[str, int]]) -> None:
-        """Add outcome counts (queue -> column -> n) to the current minute's rollups."""
-        queues = sorted(rows)
-        params: dict[str, Any] = {"queue": queues}
+    def add_rollups(self, rows: Mapping[tuple[str, str], Tally]) -> None:
+        """Add outcome counts and execution-time buckets per (queue, worker) to the current
+        minute's rollups, per worker and per queue, in one statement."""
+        keys = sorted(rows)
+        params: dict[str, Any] = {"queue": [q for q, _ in keys], "worker": [w for _, w in keys], "width": BUCKETS}
         for column in ROLLUP_COLUMNS:
-            params[column] = [rows[q].get(column, 0) for q in queues]
+            params[column] = [rows[k].counts.get(column, 0) for k in keys]
+        params["buckets"] = [n for k in keys for n in rows[k].buckets]
         with self.db.connection() as c:
             c.execute(self.q.stats.rollup, params)
 

@@ -48,27 +48,87 @@ WHERE state = 'executing' AND (%(queue)s::text IS NULL OR queue = %(queue)s::tex
 GROUP BY queue, node_id
 
 -- name: prune
--- Drop rollup minutes and cron run records past their retention.
+-- Drop rollup minutes (per queue and per worker) and cron run records past their retention.
 WITH minutes AS (
     DELETE FROM {prefix}.lysmore_stats_minutely
+    WHERE minute < now() - make_interval(secs => %(stats_retention)s)
+), worker_minutes AS (
+    DELETE FROM {prefix}.lysmore_stats_workers
     WHERE minute < now() - make_interval(secs => %(stats_retention)s)
 )
 DELETE FROM {prefix}.lysmore_cron_runs
 WHERE instant < now() - make_interval(secs => %(cron_retention)s)
 
 -- name: rollup
--- Add outcomes recorded on one node to the current minute's rollups, one row per queue. Nodes
--- add theirs about once a second, so acks never wait on one another for this row.
+-- Add outcomes and execution times recorded on one node to the current minute's rollups: one row
+-- per worker and queue, and their sums per queue. Nodes add theirs about once a second, so acks
+-- never wait on one another for these rows. The histograms arrive as one flat array, `width`
+-- buckets per (worker, queue) row in the rows' order.
+WITH v AS (
+    SELECT v.worker, v.queue, v.completed, v.failed, v.discarded, v.cancelled, v.snoozed,
+           (%(buckets)s::int[])[((v.i - 1) * %(width)s::int + 1)::int : (v.i * %(width)s::int)::int] AS exec_buckets
+    FROM unnest(%(worker)s::text[], %(queue)s::text[], %(completed)s::int[], %(failed)s::int[],
+                %(discarded)s::int[], %(cancelled)s::int[], %(snoozed)s::int[]) WITH ORDINALITY
+         AS v(worker, queue, completed, failed, discarded, cancelled, snoozed, i)
+), by_worker AS (
+    INSERT INTO {prefix}.lysmore_stats_workers AS s
+        (worker, queue, minute, completed, failed, discarded, cancelled, snoozed, exec_buckets)
+    SELECT v.worker, v.queue, date_trunc('minute', now()), v.completed, v.failed, v.discarded, v.cancelled,
+           v.snoozed, v.exec_buckets
+    FROM v
+    ORDER BY v.worker, v.queue
+    ON CONFLICT (worker, queue, minute) DO UPDATE
+    SET completed = s.completed + excluded.completed,
+        failed = s.failed + excluded.failed,
+        discarded = s.discarded + excluded.discarded,
+        cancelled = s.cancelled + excluded.cancelled,
+        snoozed = s.snoozed + excluded.snoozed,
+        exec_buckets = {prefix}.lysmore_add_buckets(s.exec_buckets, excluded.exec_buckets)
+)
 INSERT INTO {prefix}.lysmore_stats_minutely AS s
-    (queue, minute, completed, failed, discarded, cancelled, snoozed)
-SELECT v.queue, date_trunc('minute', now()), v.completed, v.failed, v.discarded, v.cancelled, v.snoozed
-FROM unnest(%(queue)s::text[], %(completed)s::int[], %(failed)s::int[], %(discarded)s::int[],
-            %(cancelled)s::int[], %(snoozed)s::int[])
-     AS v(queue, completed, failed, discarded, cancelled, snoozed)
+    (queue, minute, completed, failed, discarded, cancelled, snoozed, exec_buckets)
+SELECT v.queue, date_trunc('minute', now()), sum(v.completed), sum(v.failed), sum(v.discarded),
+       sum(v.cancelled), sum(v.snoozed), {prefix}.lysmore_sum_buckets(v.exec_buckets)
+FROM v
+GROUP BY v.queue
 ORDER BY v.queue
 ON CONFLICT (queue, minute) DO UPDATE
 SET completed = s.completed + excluded.completed,
     failed = s.failed + excluded.failed,
     discarded = s.discarded + excluded.discarded,
     cancelled = s.cancelled + excluded.cancelled,
-    snoozed = s.snoozed + excluded.snoozed
+    snoozed = s.snoozed + excluded.snoozed,
+    exec_buckets = {prefix}.lysmore_add_buckets(s.exec_buckets, excluded.exec_buckets)
+
+-- name: series_queues
+-- Outcomes and summed execution-time histograms of every queue (or one) in slots of `step`
+-- seconds from `start` (included) to `stop` (excluded); slot 0 starts at `start`.
+SELECT floor(extract(epoch FROM s.minute - %(start)s::timestamptz) / %(step)s)::int AS slot,
+       sum(s.completed)::bigint, sum(s.failed)::bigint, sum(s.discarded)::bigint,
+       {prefix}.lysmore_sum_buckets(s.exec_buckets)
+FROM {prefix}.lysmore_stats_minutely AS s
+WHERE s.minute >= %(start)s::timestamptz AND s.minute < %(stop)s::timestamptz
+  AND (%(queue)s::text IS NULL OR s.queue = %(queue)s::text)
+GROUP BY 1
+ORDER BY 1
+
+-- name: series_workers
+-- The same for one worker (in every queue, or one).
+SELECT floor(extract(epoch FROM s.minute - %(start)s::timestamptz) / %(step)s)::int AS slot,
+       sum(s.completed)::bigint, sum(s.failed)::bigint, sum(s.discarded)::bigint,
+       {prefix}.lysmore_sum_buckets(s.exec_buckets)
+FROM {prefix}.lysmore_stats_workers AS s
+WHERE s.minute >= %(start)s::timestamptz AND s.minute < %(stop)s::timestamptz
+  AND s.worker = %(worker)s::text AND (%(queue)s::text IS NULL OR s.queue = %(queue)s::text)
+GROUP BY 1
+ORDER BY 1
+
+-- name: rollup_queues
+-- The queues with rollups since `start`, by name.
+SELECT DISTINCT queue FROM {prefix}.lysmore_stats_minutely WHERE minute >= %(start)s::timestamptz
+ORDER BY queue LIMIT %(limit)s
+
+-- name: rollup_workers
+-- The workers with rollups since `start`, by name.
+SELECT DISTINCT worker FROM {prefix}.lysmore_stats_workers WHERE minute >= %(start)s::timestamptz
+ORDER BY worker LIMIT %(limit)s
