@@ -218,6 +218,12 @@ def check_tags(tags: object) -> list[str]:
     return out
 
 
+def check_worker_name(worker: object) -> str:
+    if not isinstance(worker, str) or not worker or len(worker) > 255 or _bad_text(worker):
+        raise InvalidJob(f"worker must be a non-empty name of at most 255 characters (no NUL, valid Unicode), got {worker!r}")
+    return worker
+
+
 def check_when(scheduled_at: object, schedule_in: object) -> None:
     if scheduled_at is not None and schedule_in is not None:
         raise InvalidJob("give scheduled_at or schedule_in, not both")
@@ -276,8 +282,7 @@ class JobSpec:
         unique: Any = None,
     ) -> JobSpec:
         """Validate every field and return the spec, or raise ``InvalidJob`` naming the problem."""
-        if not isinstance(worker, str) or not worker or len(worker) > 255 or _bad_text(worker):
-            raise InvalidJob(f"worker must be a non-empty name of at most 255 characters (no NUL, valid Unicode), got {worker!r}")
+        check_worker_name(worker)
         check_when(scheduled_at, schedule_in)
         queue = check_queue_name(queue)
         args, args_text = check_json("args", {} if args is None else args)
@@ -300,6 +305,19 @@ class JobSpec:
             meta_text=(id(meta), meta_text),
         )
 
+    @classmethod
+    def of_checked(
+        cls, worker: str, queue: str, args: Any, meta: Any, tags: tuple[str, ...], priority: int,
+        max_attempts: int,
+    ) -> JobSpec:
+        """A spec due now, not unique, from options already checked (a worker class's own, see
+        ``Worker.new``): only ``args`` and ``meta`` are checked here, as ``build`` checks them."""
+        args, args_text = check_json("args", {} if args is None else args)
+        meta, meta_text = check_json("meta", {} if meta is None else meta)
+        return cls(
+            worker, queue, args, meta, list(tags), priority, max_attempts, None, None, None, None, None,
+            None, (), (id(args), args_text), (id(meta), meta_text),
+        )
 
     def json_args(self) -> str:
         """``args`` as the JSON text sent to PostgreSQL."""

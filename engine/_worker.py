@@ -11,7 +11,15 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from ._errors import InvalidConfig, InvalidJob
-from ._job import Job, JobSpec, check_max_attempts, check_priority, check_queue_name, check_tags
+from ._job import (
+    Job,
+    JobSpec,
+    check_max_attempts,
+    check_priority,
+    check_queue_name,
+    check_tags,
+    check_worker_name,
+)
 
 
 class Snooze(Exception):
@@ -73,6 +81,7 @@ class Worker:
     timeout: ClassVar[float | None] = None
     unique: ClassVar[dict[str, Any] | None] = None
     name: ClassVar[str] = ""
+    _checked: ClassVar[tuple[str, str, list[str], int, int, tuple[str, ...]] | None] = None
 
     def __init_subclass__(
         cls,
@@ -123,6 +132,12 @@ class Worker:
 
         ``unique=False`` drops the class's uniqueness for this one job.
         """
+        if (
+            queue is None and tags is None and priority is None and max_attempts is None and scheduled_at is None
+            and schedule_in is None and unique is None and cls.unique is None
+        ):  # the common case: only args (and meta) to check, the class's options were checked once
+            name, queue, tags, priority, max_attempts, checked = cls._checked_options()
+            return JobSpec.of_checked(name, queue, args, meta, checked, priority, max_attempts)
         return JobSpec.build(
             worker=cls.name,
             queue=cls.queue if queue is None else queue,
@@ -135,6 +150,23 @@ class Worker:
             schedule_in=schedule_in,
             unique=cls.unique if unique is None else unique,
         )
+
+    @classmethod
+    def _checked_options(cls) -> tuple[str, str, list[str], int, int, tuple[str, ...]]:
+        """The class's name, queue, tags, priority and max_attempts, checked as ``JobSpec.build``
+        checks them, and the tags as checked; checked again whenever one of them was reassigned."""
+        kept = cls.__dict__.get("_checked")
+        if (
+            kept is not None and kept[0] is cls.name and kept[1] is cls.queue and kept[2] is cls.tags
+            and kept[3] is cls.priority and kept[4] is cls.max_attempts
+        ):
+            return kept  # type: ignore[no-any-return]
+        kept = (
+            check_worker_name(cls.name), check_queue_name(cls.queue), cls.tags, check_priority(cls.priority),
+            check_max_attempts(cls.max_attempts), tuple(check_tags(cls.tags)),
+        )
+        cls._checked = kept
+        return kept
 
     def backoff(self, job: Job) -> float:
         """Seconds before the next attempt after ``job`` failed; override for another curve."""

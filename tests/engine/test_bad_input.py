@@ -180,6 +180,34 @@ def test_bad_worker_options_are_refused_at_class_definition() -> None:
         type("BadAttempts", (Worker,), {}, max_attempts=0)
 
 
+def test_a_spec_from_the_class_options_is_the_spec_build_makes() -> None:
+    class Tagged(Worker, queue="tagged", priority=3, max_attempts=4, tags=["a", "b", "a"]):
+        def perform(self, job):  # type: ignore[no-untyped-def]
+            pass
+
+    quick = Tagged.new({"x": (1, 2)}, meta={"m": 1})  # the class's options, checked once
+    built = JobSpec.build(worker=Tagged.name, queue="tagged", args={"x": (1, 2)}, meta={"m": 1}, tags=["a", "b"],
+                          priority=3, max_attempts=4)
+    assert quick == built and quick.json_args() == built.json_args() == '{"x":[1,2]}'
+    assert quick.tags == ["a", "b"] and quick.tags is not Tagged.new({}).tags
+
+
+def test_a_class_option_changed_after_definition_is_checked_again() -> None:
+    class Later(Worker, queue="later"):
+        def perform(self, job):  # type: ignore[no-untyped-def]
+            pass
+
+    Later.new({})
+    Later.queue = "bad queue"
+    with pytest.raises(InvalidJob, match="queue name 'bad queue' is malformed"):
+        Later.new({})
+    Later.queue, Later.priority = "later", 10
+    with pytest.raises(InvalidJob, match="priority"):
+        Later.new({})
+    Later.priority = 2
+    assert Later.new({}).priority == 2
+
+
 @pytest.mark.parametrize(
     "prefix_name", ["Bad", "1abc", "", "a-b", "x" * 49, 'a"; drop schema public', "pub lic"]
 )
