@@ -124,6 +124,8 @@ class Col:
     ``drop``: the order in which columns go (lower first; None: always shown). ``shrink_to``: the
     narrowest it may be ellipsised to (None: never cut). ``shrink_early``: a preview or list, cut
     before any column goes; otherwise a name, cut only once every droppable column has gone.
+    ``width``: a column whose cells have a known widest form is that wide from the first rows on,
+    so its width does not follow the rows from one refresh to the next.
     """
 
     key: str
@@ -131,11 +133,12 @@ class Col:
     drop: int | None = None
     shrink_to: int | None = None
     shrink_early: bool = False
+    width: int | None = None  # the widest its cells get (states, times): its width whatever the rows
 
 
 def natural_widths(columns: Sequence[Col], rows: Iterable[Sequence[Any]]) -> dict[str, int]:
-    """The width every column needs to show its label and all its cells whole."""
-    widths = {c.key: Text(c.label).cell_len for c in columns}
+    """The width every column needs to show its label and all its cells whole (at least its ``width``)."""
+    widths = {c.key: max(Text(c.label).cell_len, c.width or 0) for c in columns}
     for cells in rows:
         for col, cell in zip(columns, cells, strict=False):
             widths[col.key] = max(widths[col.key], cell_width(cell))

@@ -76,6 +76,20 @@ def fmt_duration(seconds: float, precise: bool = False) -> str:
     return f"{s // 86400}d{(s % 86400) // 3600:02d}h" if precise else f"{s // 86400}d"
 
 
+def fmt_span(seconds: float) -> str:
+    """A duration in its two largest units, never rounded to one: ``13s``, ``5m 12s``, ``2h 5m``,
+    ``3d 4h`` (a zero second unit is left out: ``5m``, ``2h``)."""
+    s = int(max(0.0, seconds))
+    for size, unit, small, small_unit in ((86400, "d", 3600, "h"), (3600, "h", 60, "m"), (60, "m", 1, "s")):
+        if s >= size:
+            rest = (s % size) // small
+            return f"{s // size}{unit} {rest}{small_unit}" if rest else f"{s // size}{unit}"
+    return f"{s}s"
+
+
+SPAN_WIDTH = 7  # the widest span below 100 days: "23h 59m", "99d 23h"
+
+
 def ago(when: datetime | None, now: datetime) -> str:
     """``3h ago`` or ``in 5m`` for ``when`` relative to ``now``; ``-`` for nothing."""
     if when is None:
@@ -332,15 +346,20 @@ def queue_summary(
 
 
 # -- jobs --------------------------------------------------------------------------------------
+# Columns whose cells have a widest form are that wide from the start (states, times, counts), so
+# widths hold from one refresh to the next; at 80x24 the queue goes before a time is ever cut.
+STATE_WIDTH = 2 + max(len(s) for s in STATE_GLYPH)
+WHEN_WIDTH = len("running ") + SPAN_WIDTH
 JOB_COLUMNS: tuple[Col, ...] = (
-    Col("mark", " "),
+    Col("mark", " ", width=1),
     Col("id", "id"),
-    Col("state", "state"),
+    Col("state", "state", width=STATE_WIDTH),
     Col("worker", "worker", shrink_to=8),
-    Col("queue", "queue", shrink_to=8),
-    Col("when", "when"),
-    Col("attempt", "att", drop=2),
-    Col("priority", "pri", drop=1),
+    Col("queue", "queue", drop=5, shrink_to=8),
+    Col("when", "when", width=WHEN_WIDTH),
+    Col("took", "took", drop=0, width=SPAN_WIDTH),
+    Col("attempt", "att", drop=2, width=5),
+    Col("priority", "pri", drop=1, width=3),
     Col("args", "args", drop=3, shrink_to=8, shrink_early=True),
 )
 
@@ -350,15 +369,28 @@ def job_when(job: JobRow, now: datetime) -> str:
     state = job.state
     if state in ("scheduled", "retryable"):
         if job.scheduled_at > now:
-            return f"in {fmt_duration((job.scheduled_at - now).total_seconds())}"
-        return f"due {fmt_duration((now - job.scheduled_at).total_seconds())}"
+            return f"in {fmt_span((job.scheduled_at - now).total_seconds())}"
+        return f"due {fmt_span((now - job.scheduled_at).total_seconds())}"
     if state == "available":
-        return f"waits {fmt_duration((now - job.scheduled_at).total_seconds())}"
-    if state == "executing" and job.attempted_at is not None:
-        return f"running {fmt_duration((now - job.attempted_at).total_seconds())}"
+        return f"waits {fmt_span((now - job.scheduled_at).total_seconds())}"
+    if state == "executing":
+        took = job_took(job, now)
+        return f"running {took}" if took else "running"
     if state == "held":
-        return f"held {fmt_duration((now - job.inserted_at).total_seconds())}"
-    return ago(job.finished_at or job.attempted_at or job.inserted_at, now)
+        return f"held {fmt_span((now - job.inserted_at).total_seconds())}"
+    when = job.finished_at or job.attempted_at or job.inserted_at
+    return f"{fmt_span((now - when).total_seconds())} ago" if when <= now else f"in {fmt_span((when - now).total_seconds())}"
+
+
+def job_took(job: JobRow, now: datetime) -> str:
+    """How long the last attempt ran: so far while it executes, start to end once finished; ``""``
+    for a job that has not run (or whose end is not recorded)."""
+    if job.attempted_at is None:
+        return ""
+    end = now if job.state == "executing" else job.finished_at
+    if end is None or end < job.attempted_at:
+        return ""
+    return fmt_span((end - job.attempted_at).total_seconds())
 
 
 def job_row(job: JobRow, now: datetime, marked: bool = False) -> Row:
@@ -370,6 +402,7 @@ def job_row(job: JobRow, now: datetime, marked: bool = False) -> Row:
         short_worker(job.worker),
         job.queue,
         job_when(job, now),
+        job_took(job, now),
         f"{job.attempt}/{job.max_attempts}",
         str(job.priority),
         shorten(job.args_preview, 40),

@@ -45,15 +45,22 @@ class KeyedTable(DataTable[Any], inherit_bindings=False):
         self._all_columns = tuple(columns)
         self._widths: dict[str, int] = {c.key: 0 for c in columns}  # before the first layout: all, uncut
         self._rows: list[Row] = []
+        self._seen: dict[str, int] = {}  # the widest each column's cells have been in this list
         for col in self._all_columns:
             self.add_column(col.label, key=col.key)
 
     def _layout(self, rows: Sequence[Row]) -> dict[str, int] | None:
-        """Which columns fit now and how wide (``layout.fit_columns``); None before the first layout."""
+        """Which columns fit now and how wide (``layout.fit_columns``); None before the first layout.
+
+        A column is as wide as its cells have been since the list was shown (a refresh with
+        narrower cells does not narrow it), so widths do not jump from one refresh to the next.
+        """
+        natural = natural_widths(self._all_columns, (c for _, c in rows))
+        self._seen = {key: max(width, self._seen.get(key, 0)) for key, width in natural.items()}
         room = self.size.width - self.styles.scrollbar_size_vertical
         if room <= 0:
             return None
-        return fit_columns(self._all_columns, natural_widths(self._all_columns, (c for _, c in rows)), room)
+        return fit_columns(self._all_columns, self._seen, room)
 
     def on_resize(self, event: events.Resize) -> None:
         self.sync(self._rows)
@@ -98,6 +105,8 @@ class KeyedTable(DataTable[Any], inherit_bindings=False):
         row, or with ``top`` (the rows are another list, not a refresh of this one) put the cursor
         on the first row and scroll to it."""
         self._rows = list(rows)
+        if top:
+            self._seen = {}  # another list: its own widths
         cursor_key = self.current_key()
         cursor_index = self.cursor_row
         widths = self._layout(self._rows)

@@ -113,7 +113,7 @@ def test_every_state_has_a_glyph_and_a_word() -> None:
 def test_job_when_fits_the_state() -> None:
     assert job_when(job(state="scheduled", scheduled_at=at(300)), NOW) == "in 5m"
     assert job_when(job(state="retryable", scheduled_at=at(-5)), NOW) == "due 5s"
-    assert job_when(job(state="available", scheduled_at=at(-90)), NOW) == "waits 1m"
+    assert job_when(job(state="available", scheduled_at=at(-90)), NOW) == "waits 1m 30s"
     assert job_when(job(state="executing", attempted_at=at(-12)), NOW) == "running 12s"
     assert job_when(job(state="completed", finished_at=at(-3 * 3600)), NOW) == "3h ago"
     assert job_when(job(state="held", inserted_at=at(-240)), NOW) == "held 4m"

@@ -5,6 +5,7 @@ workflow's steps that open their jobs."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import psycopg
@@ -130,3 +131,62 @@ async def test_sort_keys_cycle_and_invert_and_page_in_that_order(make_app: AppFa
         await pilot.press("o", "o", "o", "o")  # priority, age, duration, back to id
         await settle(pilot)
         assert screen.sort == Sort("id") and table_keys(app, "jobs-table")[0] == str(expected_order(conn, seeded, Sort())[0])
+
+
+def jobs_sql(conn: psycopg.Connection, prefix: str, text: str, *params: Any) -> None:
+    conn.execute(sql.SQL(text).format(jobs=sql.Identifier(prefix, "lysmore_jobs")), params)
+
+
+def column_widths(app: Any) -> dict[str, int]:
+    table = app.screen.query_one("#jobs-table", KeyedTable)
+    return {str(key.value): col.width for key, col in table.columns.items()}
+
+
+async def test_when_is_never_cut_at_80x24(make_app: AppFactory, conn: psycopg.Connection, seeded: str) -> None:
+    long_worker = "app.workers.reporting.NightlyAnalyticsExport"
+    for job_id, state, waited, started in ((1234567, "available", 13, None), (1234568, "available", 7500, None),
+                                           (1234569, "executing", None, 312), (1234570, "executing", None, 86399)):
+        jobs_sql(conn, seeded, "INSERT INTO {jobs} (id, queue, worker, state, attempt, scheduled_at, attempted_at)"
+                 " VALUES (%s, 'analytics-nightly', %s, %s, %s, %s, %s)",
+                 job_id, long_worker, state, 1 if started else 0,
+                 NOW - timedelta(seconds=waited or 0), NOW - timedelta(seconds=started) if started else None)
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_jobs(pilot)
+        text = screen_text(app)
+        for when in ("waits 13s", "waits 2h 5m", "running 5m 12s", "running 23h 59m"):
+            assert f" {when} " in text or text.split(when)[1][:1] in ("\n", " "), when
+        assert "1234570" in text and "NightlyAnalyti…" in text  # the id whole; the worker's name is what gives
+
+
+async def test_running_jobs_show_how_long_they_have_run(make_app: AppFactory) -> None:
+    app = make_app()
+    async with app.run_test(size=(140, 30)) as pilot:
+        await open_jobs(pilot)
+        table = app.screen.query_one("#jobs-table", KeyedTable)
+        took = {k: str(table.get_cell(k, "took")) for k in table.keys()}
+        assert took["6"] == "12s" and took["17"] == "40s"  # executing: so far
+        assert took["1"] == "4s" and took["3"] == "2s"  # finished: start to end
+        assert took["13"] == "" and took["9"] == ""  # never run
+        assert "running 12s" in screen_text(app)
+
+
+async def test_column_widths_hold_across_refreshes_with_other_data(make_app: AppFactory, conn: psycopg.Connection,
+                                                                   seeded: str) -> None:
+    app = make_app()
+    async with app.run_test(size=(120, 30)) as pilot:
+        await open_jobs(pilot)
+        before = column_widths(app)
+        assert before["when"] == len("running 23h 59m") and before["state"] == len("◷ scheduled")
+        # The widest worker, queue and args go, and every time gets shorter.
+        jobs_sql(conn, seeded, "DELETE FROM {jobs} WHERE worker IN ('app.workers.Newsletter', 'app.workers.Thumbnail')"
+                 " OR queue = 'reports' OR id = 1")
+        jobs_sql(conn, seeded, "UPDATE {jobs} SET inserted_at = %s, scheduled_at = %s, attempted_at = %s,"
+                 " completed_at = NULL, cancelled_at = NULL, discarded_at = NULL", NOW, NOW, NOW)
+        await pilot.press("ctrl+r")
+        await settle(pilot)
+        assert "Newsletter" not in screen_text(app)
+        assert column_widths(app) == before
+        await pilot.press("o")  # another list: sized from its own rows
+        await settle(pilot)
+        assert column_widths(app)["worker"] < before["worker"]
