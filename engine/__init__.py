@@ -32,7 +32,7 @@ from ._inspect import (
 )
 from ._job import Job, JobSpec
 from ._queues import GlobalLimit, Partition, QueueConfig, QueueSetting, RateLimit
-from ._schema import apply_migrations
+from ._schema import apply_migrations, check_migrated, find_instances
 from ._settings import Settings, load_settings, redact_url, server_label
 from ._sql import state_list
 from ._states import (
@@ -55,6 +55,7 @@ __all__ = [
     "UNSETTLED",
     "WORKFLOW_RETRYABLE",
     "apply_migrations",
+    "check_migrated",
     "Attempt",
     "attempts",
     "Cancel",
@@ -68,6 +69,7 @@ __all__ = [
     "Discard",
     "Engine",
     "Event",
+    "find_instances",
     "GlobalLimit",
     "Inspector",
     "InvalidConfig",

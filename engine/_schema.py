@@ -85,8 +85,9 @@ def current_version(conn: psycopg.Connection, prefix: str) -> int:
     return int(row[0]) if row else 0
 
 
-def instances(conn: psycopg.Connection) -> list[str]:
-    """The schemas of this database that hold a Lysmore instance (a migrations table)."""
+def find_instances(conn: psycopg.Connection) -> list[str]:
+    """The prefixes of this database that hold a Lysmore instance (its migrations table), sorted;
+    what ``lysmore dashboard --all-prefixes`` watches and what a missing prefix's message names."""
     rows = conn.execute(
         "SELECT table_schema FROM information_schema.tables "
         "WHERE table_name = 'lysmore_migrations' ORDER BY 1"
@@ -112,9 +113,12 @@ def check_migrated(conn: psycopg.Connection, prefix: str) -> None:
         "SELECT 1 FROM pg_namespace WHERE nspname = %s", [prefix]
     ).fetchone()
     fix = f"run `lysmore migrate --prefix {prefix}` (or call Engine.migrate())"
-    if exists is None:
-        others = [name for name in instances(conn) if name != prefix]
+    if exists is None or have == 0:
+        others = [name for name in find_instances(conn) if name != prefix]
         shown = ", ".join(others[:8]) + (f" and {len(others) - 8} more" if len(others) > 8 else "")
         where = f"instances here: {shown}" if others else "no instance exists in this database yet"
-        raise NotMigrated(f"prefix {prefix!r} does not exist ({where}); to create it, {fix}")
+        if exists is None:
+            raise NotMigrated(f"prefix {prefix!r} does not exist ({where}); to create it, {fix}")
+        raise NotMigrated(f"prefix {prefix!r} is at migration 0, it holds no Lysmore tables ({where}); "
+                          f"to create them, {fix}")
     raise NotMigrated(f"prefix {prefix!r} is at migration {have}, this code needs {need}: {fix}")
