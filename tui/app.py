@@ -38,6 +38,7 @@ from .palette import DashboardCommands
 from .presenters import header_text, refresh_label
 from .screens.audit import AuditScreen
 from .screens.base import DataScreen
+from .screens.crons import CronsScreen
 from .screens.jobs import JobsScreen
 from .screens.modals import CONFIRM_ARM_SECONDS, ConfirmScreen, HelpScreen, ScaleScreen
 from .screens.nodes import NodesScreen
@@ -53,7 +54,7 @@ LOW_BANDWIDTH_MIN_RATE = 5.0
 MIN_SIZE = (60, 15)
 VIEW_MODES = {
     "view_queues": "queues", "view_jobs": "jobs", "view_nodes": "nodes",
-    "view_workflows": "workflows", "view_audit": "audit",
+    "view_workflows": "workflows", "view_audit": "audit", "view_crons": "crons",
 }
 
 
@@ -85,7 +86,7 @@ class DashboardApp(App[int]):
     TITLE = "Lysmore"
     MODES: ClassVar[dict[str, Any]] = {
         "queues": QueuesScreen, "jobs": JobsScreen, "nodes": NodesScreen,
-        "workflows": WorkflowsScreen, "audit": AuditScreen,
+        "workflows": WorkflowsScreen, "audit": AuditScreen, "crons": CronsScreen,
     }
     DEFAULT_MODE = "queues"
     COMMANDS = App.COMMANDS | {DashboardCommands}
@@ -329,6 +330,10 @@ class DashboardApp(App[int]):
     def action_view_audit(self) -> None:
         """Show Audit."""
         self._switch("view_audit")
+
+    def action_view_crons(self) -> None:
+        """Show Crons."""
+        self._switch("view_crons")
 
     def _switch(self, action_id: str) -> None:
         """Show a view, painted whole in its first frame, and start reading it at once: the read

@@ -42,7 +42,7 @@ TIMEOUT_MS = 10_000
 class Target:
     """One thing an action applies to, as the user saw it."""
 
-    kind: str  # "job", "queue", "node" or "workflow"
+    kind: str  # "job", "queue", "node", "workflow" or "cron"
     key: Any
     label: str
     state: str | None = None
@@ -52,7 +52,7 @@ class Target:
 class Request:
     """An attempted change: which action, on which targets, with which parameters."""
 
-    action: str  # registry id (pause, scale, cancel, retry, delete), cancel_workflow or retry_workflow
+    action: str  # registry id (pause, scale, cancel, retry, delete), cancel_workflow, retry_workflow or pause_cron
     permission: str
     audit_action: str  # what the audit row says: pause_queue, resume_node, retry_jobs, ...
     title: str  # the question the confirmation asks
@@ -68,6 +68,7 @@ class Request:
     bulk: bool = False
     workflow: str | None = None  # the workflow as the user knows it: its name, or the start of its id
     steps_seen: int = 0  # how many steps the user saw the action would change
+    cron: str | None = None  # a cron entry's name (its key)
 
     @property
     def target_keys(self) -> list[Any]:
@@ -174,6 +175,8 @@ class Gate:
             params["queues"] = list(request.queues)
         if request.workflow is not None:
             params["workflow"] = request.workflow
+        if request.cron is not None:
+            params["cron"] = request.cron
         if request.action in WORKFLOW_NOTHING:
             params["steps_seen"] = request.steps_seen
         return params
@@ -261,6 +264,13 @@ class Gate:
             )
             return Result(True, f"Scaled {request.queue} to {limits_text(request)} {self._where(request)}",
                           (request.queue,))
+        if action == "pause_cron":
+            assert request.cron is not None
+            pause = request.audit_action == "pause_cron"
+            toggled = (eng.pause_cron if pause else eng.resume_cron)(request.cron, conn=conn)
+            word = "Paused" if pause else "Resumed"
+            note = "" if toggled else f" (it was {'paused' if pause else 'running'} already)"
+            return Result(True, f"{word} cron {request.cron}{note}", (request.cron,), {"changed": toggled})
         raise ValueError(f"unknown action {action!r}")
 
     @staticmethod
@@ -431,4 +441,14 @@ def _workflow_request(
         title=f"{verb} workflow {label} ({plural(count, 'step')})?",
         targets=(Target("workflow", workflow_id, f"workflow {label}  {workflow_id}\n  {what}"),),
         workflow=label, steps_seen=count, bulk=count > 1,
+    )
+
+
+def cron_pause_request(name: str, expression: str, timezone: str, paused: bool) -> Request:
+    """Pause (or, when paused, resume) a cron entry on every node."""
+    verb = "resume" if paused else "pause"
+    return Request(
+        action="pause_cron", permission="pause_crons", audit_action=f"{verb}_cron",
+        title=f"{verb.capitalize()} cron {name} on every node?",
+        targets=(Target("cron", name, f"cron {name}  {expression} ({timezone})"),), cron=name,
     )

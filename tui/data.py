@@ -42,6 +42,7 @@ from .model import (
     AuditSnapshot,
     Cluster,
     Count,
+    CronsSnapshot,
     JobDetail,
     JobDetailSnapshot,
     JobRow,
@@ -801,6 +802,14 @@ class Store:
                 now=now, cluster=self._cluster(conn, now), workflow_id=workflow_id,
                 name=next((j.workflow_name for j in jobs if j.workflow_name), ""), steps=_steps(jobs),
             )
+
+    # -- crons --------------------------------------------------------------------------------
+    def crons(self) -> CronsSnapshot:
+        """Every cron entry a leader recorded, with its last and next run and its newest runs."""
+        with self.transaction() as conn:
+            now = self._now(conn)
+            return CronsSnapshot(now=now, cluster=self._cluster(conn, now),
+                                 entries=tuple(self.inspector.crons(conn, now)))
 
 
 def _steps(jobs: Sequence[Job]) -> tuple[Step, ...]:

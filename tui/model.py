@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from engine import FINAL_STATES, Attempt, GlobalLimit, JobState, RateLimit
+from engine import FINAL_STATES, Attempt, CronStatus, GlobalLimit, JobState, RateLimit
 
 # The engine's states, in the order it declares them (the order the dashboard lists them in).
 STATES: tuple[str, ...] = tuple(s.value for s in JobState)
@@ -342,3 +342,12 @@ class Selection:
 
     ids: tuple[tuple[int, str, str], ...]
     capped: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CronsSnapshot:
+    """The Crons screen: every cron entry a leader recorded, as the engine's read model has it."""
+
+    now: datetime
+    cluster: Cluster
+    entries: tuple[CronStatus, ...]

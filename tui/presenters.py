@@ -13,7 +13,7 @@ from typing import Any
 
 from rich.text import Text
 
-from engine import GlobalLimit, RateLimit
+from engine import CronStatus, GlobalLimit, RateLimit
 
 from .layout import Col, Item, fit_line
 from .model import (
@@ -759,3 +759,98 @@ def nodes_summary(registered: int, live: int, leader: str | None, pause_key: str
 def plural_nodes(n: int) -> str:
     """``1 node``, ``3 nodes``."""
     return f"{n} node" if n == 1 else f"{n} nodes"
+
+
+# -- crons -------------------------------------------------------------------------------------
+CRON_COLUMNS: tuple[Col, ...] = (
+    Col("name", "entry", shrink_to=10),
+    Col("schedule", "schedule", shrink_to=9),
+    Col("timezone", "zone", drop=2, shrink_to=8, shrink_early=True),
+    Col("last", "last run", drop=3),
+    Col("next", "next run"),
+    Col("runs", "runs"),
+    Col("worker", "worker", drop=1),
+)
+CRON_GONE = "·"  # a run whose job was pruned or deleted
+
+
+def cron_runs_text(c: CronStatus) -> Text:
+    """The newest runs' jobs as state glyphs, oldest left, newest right; ``-`` before any run."""
+    if not c.recent:
+        return Text("-", style="dim")
+    text = Text()
+    for run in reversed(c.recent):
+        if run.state is None:
+            text.append(CRON_GONE, style="dim")
+        else:
+            text.append(STATE_GLYPH.get(run.state, "?"), style=STATE_STYLE.get(run.state, ""))
+    return text
+
+
+def cron_next_text(c: CronStatus, now: datetime) -> Text:
+    """When the entry runs next: ``in 5m``, ``‖ paused``, or ``inactive`` for an entry the leader's
+    crontab no longer holds."""
+    if not c.active:
+        return Text("inactive", style="dim")
+    if c.paused:
+        return Text(f"{PAUSED} paused", style="bold #b58900")
+    return Text(ago(c.next_run, now))
+
+
+def cron_row(c: CronStatus, now: datetime) -> Row:
+    """One cron entry on the Crons screen; a paused one is marked before its name."""
+    name = Text.assemble((f"{PAUSED} " if c.paused else "  ", "bold #b58900"),
+                         (c.name, "bold" if c.active else "dim"))
+    return c.name, (
+        name,
+        c.expression,
+        c.timezone,
+        ago(c.last_run, now),
+        cron_next_text(c, now),
+        cron_runs_text(c),
+        c.worker,
+    )
+
+
+def crons_summary(entries: Sequence[CronStatus], pause_key: str) -> list[Item]:
+    """The line above the crons table: how many entries, how many paused, what the pause key does."""
+    active = [c for c in entries if c.active]
+    paused = sum(1 for c in active if c.paused)
+    gone = len(entries) - len(active)
+    counts = f"{len(active)} {'entry' if len(active) == 1 else 'entries'}, {paused} paused"
+    return [
+        Item.of(counts + (f", {gone} no longer in the crontab" if gone else ""), counts),
+        Item.of(Text(f"{pause_key} pauses or resumes one", style="dim"), Text(f"{pause_key} pauses", style="dim"), ""),
+    ]
+
+
+def cron_detail(c: CronStatus | None, now: datetime) -> list[list[Item]]:
+    """The lines under the crons table for the entry under the cursor: what it inserts, its newest
+    runs in words (newest first), and who recorded it or since when it is paused."""
+    if c is None:
+        return [[Item.of(Text("No cron entries recorded: a leader records its crontab when it takes office.",
+                              style="dim"), Text("No cron entries recorded.", style="dim"))]]
+    args = json.dumps(c.args, separators=(",", ":"), default=str)
+    lines = [[Item(name_forms(c.name), shrink=1), Item.of(f"{c.worker} → {c.queue}", shrink=2),
+              Item.of(Text(f"args {shorten(args, 60)}", style="dim"), Text(f"args {shorten(args, 20)}", style="dim"),
+                      "", shrink=3)]]
+    runs: list[Item] = [Item.of("runs")]
+    for i, run in enumerate(c.recent):
+        word = run.state or "gone"
+        style = STATE_STYLE.get(word, "dim")
+        glyph = STATE_GLYPH.get(word, CRON_GONE)
+        runs.append(Item.of(Text.assemble((f"{glyph} {word}", style), f" {ago(run.instant, now)}"),
+                            Text(glyph, style=style), drop=len(c.recent) - i))
+    if not c.recent:
+        runs.append(Item.of(Text("none yet", style="dim")))
+    lines.append(runs)
+    if c.paused:
+        since = f" since {ago(c.paused_at, now)}" if c.paused_at else ""
+        state = Text(f"{PAUSED} paused{since}: inserts nothing until resumed", style="#b58900")
+    elif not c.active:
+        state = Text("not in the leader's crontab: it runs nowhere", style="dim")
+    else:
+        state = Text(f"next {fmt_time(c.next_run)} UTC", style="dim")
+    lines.append([Item.of(state), Item.of(Text(f"recorded by {c.recorded_by or '?'} {ago(c.recorded_at, now)}",
+                                                style="dim"), "", drop=1)])
+    return lines

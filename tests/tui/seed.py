@@ -185,6 +185,42 @@ def seed(conn: psycopg.Connection, prefix: str) -> None:
         )
 
 
+# Cron entries: (name, expression, zone, worker, queue, args, active, paused minutes ago or None,
+# runs as (instant, job id) newest first; a job id missing from JOBS is a pruned job).
+CRONS: list[tuple[Any, ...]] = [
+    ("charge-retries", "@hourly", "UTC", "app.workers.Charge", "default", {"account_id": 7}, True, None,
+     [(ago(hours=1), 4), (ago(hours=2), 3), (ago(hours=3), 901)]),
+    ("nightly-report", "0 3 * * *", "Europe/Oslo", "app.workers.Report", "reports", {"report": "daily"}, True,
+     None, [(NOW.replace(hour=2), 1), (NOW.replace(hour=2) - timedelta(days=1), 902)]),
+    ("old-newsletter", "0 9 * * 1", "UTC", "app.workers.Newsletter", "mailers", {"issue": 12}, False, None,
+     [(NOW.replace(hour=9) - timedelta(days=1), 5)]),
+    ("sync-accounts", "*/15 * * * *", "UTC", "app.workers.Sync", "default", {}, True, None,
+     [(ago(minutes=15), 13), (ago(minutes=30), 14), (ago(minutes=45), 903), (ago(minutes=60), 904),
+      (ago(minutes=75), 905), (ago(minutes=90), 906)]),
+    ("weekly-cleanup", "30 2 * * 0", "America/New_York", "app.workers.Cleanup", "default", {}, True, 120,
+     [(datetime(2030, 1, 13, 7, 30, tzinfo=UTC), 9)]),
+]
+
+
+def seed_crons(conn: psycopg.Connection, prefix: str) -> None:
+    """Add the cron entries and their runs to a seeded schema (kept apart from ``seed``: no other
+    screen reads them)."""
+    s = sql.Identifier(prefix)
+    with conn.transaction():
+        for name, expression, zone, worker, queue, args, active, paused, runs in CRONS:
+            conn.execute(
+                sql.SQL("INSERT INTO {}.lysmore_cron_entries (name, expression, timezone, worker, queue, args,"
+                        " active, paused, paused_at, recorded_at, recorded_by)"
+                        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 'node-a')").format(s),
+                (name, expression, zone, worker, queue, Jsonb(args), active, paused is not None,
+                 ago(minutes=paused) if paused is not None else None, ago(hours=2)),
+            )
+            for instant, job_id in runs:
+                conn.execute(
+                    sql.SQL("INSERT INTO {}.lysmore_cron_runs (name, instant, job_id, inserted_at)"
+                            " VALUES (%s, %s, %s, %s)").format(s),
+                    (name, instant, job_id, instant),
+                )
 LONG_NODE = "ingest-worker-eu-west-1a-7f3c9"  # 30 characters, instead of node-a (the leader)
 LONG_QUEUE = "analytics-export-nightly"  # 24 characters, instead of mailers
 LONG_WORKFLOW = "nightly-analytics-export-pipeline"  # instead of ingest
@@ -235,4 +271,4 @@ def seed_large(conn: psycopg.Connection, prefix: str) -> None:
                      " WHERE oid = %s::regclass", (ESTIMATED_ROWS * rows // total, side.as_string(conn)))
 
 
-__all__ = ["JOBS", "LONG_ACTOR", "LONG_NODE", "LONG_QUEUE", "LONG_WORKFLOW", "NOW", "clock", "seed", "seed_large"]
+__all__ = ["CRONS", "JOBS", "LONG_ACTOR", "LONG_NODE", "LONG_QUEUE", "LONG_WORKFLOW", "NOW", "clock", "seed", "seed_crons", "seed_large"]

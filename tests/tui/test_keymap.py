@@ -34,7 +34,7 @@ def test_a_keymap_moves_an_action_everywhere_it_appears() -> None:
     assert keymap.key_for("quit") == "ctrl+q" and keymap.key_for("faster") == "equals_sign"
     bindings = keymap.binding_keymap()
     assert bindings["app.quit"] == "ctrl+q" and bindings["jobs.filter"] == "f"
-    assert {k for k, v in bindings.items() if v == "U"} == {"queues.pause", "queue.pause", "nodes.pause"}
+    assert {k for k, v in bindings.items() if v == "U"} == {"queues.pause", "queue.pause", "nodes.pause", "crons.pause"}
     assert {k for k, v in bindings.items() if v == "X"} == {"jobs.cancel", "job.cancel", "workflows.cancel",
                                                               "workflow.cancel"}
     assert gated_for_key("jobs", "X", keymap) is not None and gated_for_key("jobs", "C", keymap) is None

@@ -5,13 +5,14 @@ Update with ``pytest tests/tui --snapshot-update`` after checking the report.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pytest
 
+from tests.tui.conftest import _fixed_schema
 from tests.tui.helpers import settle
-from tests.tui.seed import clock
+from tests.tui.seed import clock, seed, seed_crons
 from tui.app import DashboardApp
 from tui.screenshots import type_text
 
@@ -166,3 +167,18 @@ def test_large_audit(large: Callable[..., bool]) -> None:
 
 def test_large_help(large: Callable[..., bool]) -> None:
     assert large(["3", "question_mark"])
+
+
+@pytest.fixture
+def crons_prefix(database_url: str) -> Iterator[str]:
+    """The data set with cron entries and their runs (``seed_crons``), under the fixed schema name."""
+
+    def fill(conn: Any, prefix: str) -> None:
+        seed(conn, prefix)
+        seed_crons(conn, prefix)
+
+    yield from _fixed_schema(database_url, fill)
+
+
+def test_crons(snap_compare: Compare, database_url: str, crons_prefix: str) -> None:
+    assert _shooter(snap_compare, database_url, crons_prefix)(["6"])
