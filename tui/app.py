@@ -278,8 +278,17 @@ class DashboardApp(App[int]):
             return None
         return now - (self._last_ok or self._started)
 
+    def shown_stale_for(self, screen: DataScreen) -> float | None:
+        """How old the data ``screen`` shows is, when it is not fresh: the refresh's own staleness, or
+        for a screen shown again with the snapshot it had, that snapshot's age until the new one comes."""
+        stale = self.stale_for()
+        if stale is None and not screen.fresh and screen.shown_at is not None:
+            return time.monotonic() - screen.shown_at
+        return stale
+
     def _tick_header(self) -> None:
-        if self.stale_for() is not None:
+        screen = self.data_screen()
+        if self.stale_for() is not None or (screen is not None and not screen.fresh):
             self.update_header()
 
     def update_header(self) -> None:
@@ -294,7 +303,9 @@ class DashboardApp(App[int]):
             badges.append("FROZEN")
         if self.low_bandwidth:
             badges.append("LOW-BW")
-        right = refresh_label(self.rate, self.stale_for(), self.frozen)
+        # A dialog holds refreshes on purpose: that is no sign of a slow database (a failed one still is).
+        paused = not isinstance(self.screen, DataScreen) and self._error is None
+        right = refresh_label(self.rate, None if paused else self.shown_stale_for(screen), self.frozen, paused)
         cluster = self.cluster
         text = header_text(
             screen.title_text(), self.database_name, self.engine.prefix,

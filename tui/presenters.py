@@ -714,10 +714,13 @@ def workflow_tree(steps: Sequence[Step]) -> list[Text]:
 
 
 # -- frame -------------------------------------------------------------------------------------
-def refresh_label(rate: float | None, stale_for: float | None, frozen: bool) -> Text:
-    """The right end of the header: ``⟳ 2s``, ``off``, ``frozen`` or ``stale 14s``."""
+def refresh_label(rate: float | None, stale_for: float | None, frozen: bool, paused: bool = False) -> Text:
+    """The right end of the header: ``⟳ 2s``, ``off``, ``frozen``, ``paused`` (a dialog holds refreshes
+    on purpose) or ``stale 14s``."""
     if stale_for is not None:
         return Text(f"stale {int(stale_for)}s", style="bold #dc322f")
+    if paused:
+        return Text("paused", style="bold #b58900")
     if frozen:
         return Text("frozen", style="bold #b58900")
     if rate is None:

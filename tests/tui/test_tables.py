@@ -4,6 +4,7 @@ workflow's steps that open their jobs."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -190,3 +191,49 @@ async def test_column_widths_hold_across_refreshes_with_other_data(make_app: App
         await pilot.press("o")  # another list: sized from its own rows
         await settle(pilot)
         assert column_widths(app)["worker"] < before["worker"]
+
+
+def header(app: Any) -> str:
+    return screen_text(app).splitlines()[0]
+
+
+async def test_a_screen_shown_again_says_its_data_is_old_until_the_new_read_arrives(
+        make_app: AppFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = make_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await open_jobs(pilot)
+        assert "stale" not in header(app)
+        await pilot.press("1")
+        await settle(pilot)
+        held = threading.Event()
+        read = app.store.jobs
+
+        def held_read(*args: Any, **kwargs: Any) -> Any:
+            held.wait(timeout=30)
+            return read(*args, **kwargs)
+
+        monkeypatch.setattr(app.store, "jobs", held_read)
+        await pilot.press("2")  # the old rows are on screen while the new read waits
+        for _ in range(5):
+            await pilot.pause()
+        assert "stale 0s" in header(app) and "Publish" in screen_text(app)
+        held.set()
+        await settle(pilot)
+        assert "stale" not in header(app) and "⟳ 60s" in header(app)
+
+
+async def test_a_dialog_that_holds_refreshes_says_paused_not_stale(make_app: AppFactory) -> None:
+    app = make_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        app._slow = True  # as after a slow read: the header counts how old the data is
+        app.update_header()
+        assert "stale" in header(app)
+        await pilot.press("P")  # a confirmation: no refresh while it is open, on purpose
+        await settle(pilot)
+        app._tick_header()  # the header's clock, once a second
+        await pilot.pause()
+        assert "paused" in header(app) and "stale" not in header(app)
+        await pilot.press("n")
+        await settle(pilot)
+        assert "paused" not in header(app)

@@ -6,6 +6,7 @@ store) and later receives the frozen snapshot it returned in ``show``.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
@@ -42,6 +43,8 @@ class DataScreen(Screen[None]):
     scope: ClassVar[str] = ""
     view_title: ClassVar[str] = ""
     snapshot: Any = None
+    shown_at: float | None = None  # when the snapshot on screen arrived (monotonic)
+    fresh: bool = True  # False while a screen shown again still shows the snapshot it had
 
     @property
     def dash(self) -> DashboardApp:
@@ -81,6 +84,10 @@ class DataScreen(Screen[None]):
     def apply(self, snapshot: Any) -> None:
         """Keep and show a fresh snapshot; clear any error line."""
         self.snapshot = snapshot
+        self.shown_at = time.monotonic()
+        if not self.fresh:
+            self.fresh = True
+            self.dash.update_header()
         line = self.query_one("#error-line", Static)
         if line.has_class("-show"):
             line.update("")
@@ -97,6 +104,8 @@ class DataScreen(Screen[None]):
         line.add_class("-show")
 
     def on_screen_resume(self) -> None:
+        if self.snapshot is not None:
+            self.fresh = False  # the header says how old it is until the read under way delivers
         self.dash.screen_resumed(self)
 
     # -- actions ------------------------------------------------------------------------------
