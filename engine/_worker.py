@@ -160,7 +160,7 @@ class Worker:
             kept is not None and kept[0] is cls.name and kept[1] is cls.queue and kept[2] is cls.tags
             and kept[3] is cls.priority and kept[4] is cls.max_attempts
         ):
-            return kept  # type: ignore[no-any-return]
+            return kept
         kept = (
             check_worker_name(cls.name), check_queue_name(cls.queue), cls.tags, check_priority(cls.priority),
             check_max_attempts(cls.max_attempts), tuple(check_tags(cls.tags)),

@@ -41,6 +41,7 @@ class Terminal:
                                      start_new_session=True, close_fds=True)
         os.close(slave)
         self.fd = master
+        self.raw = bytearray()  # every byte the process wrote
 
     def text(self) -> str:
         return "\n".join(self.screen.display)
@@ -54,9 +55,11 @@ class Terminal:
                 raise AssertionError(f"{what}: not seen (exit {self.proc.poll()}); screen:\n{self.text()}")
             if select.select([self.fd], [], [], left)[0]:
                 try:
-                    self.stream.feed(os.read(self.fd, 65536))
+                    data = os.read(self.fd, 65536)
                 except OSError:  # the process closed the terminal
-                    pass
+                    continue
+                self.raw += data
+                self.stream.feed(data)
         return self.text()
 
     def close(self) -> None:
@@ -98,6 +101,26 @@ def test_dashboard_refreshes_on_its_own(make_engine, dashboard: Terminal) -> Non
     assert "off" not in screen.splitlines()[0]  # the header's refresh state: live, not off
     eng.insert_all([Noop.new({"n": n}) for n in range(4)])
     dashboard.wait_for(lambda s: _available(s) == "7", 15, "a refresh with no key pressed")
+
+
+@pytest.mark.parametrize("term", ["vt100", "linux"])
+def test_a_plain_terminal_gets_ascii_and_no_mouse(make_engine, database_url: str, prefix: str, term: str,  # type: ignore[no-untyped-def]
+                                                  tmp_path: Path) -> None:
+    make_engine().insert_all([Noop.new({"n": n}) for n in range(2)])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LYSMORE_")}
+    env.update(TERM=term, HOME=str(tmp_path), LYSMORE_DATA_DIR=str(tmp_path / "pg"))
+    shell = Terminal([str(Path(sys.executable).with_name("lysmore")), "dashboard", "--database-url", database_url,
+                      "--prefix", prefix], env)
+    try:
+        shell.wait_for(lambda s: QUEUE in s and _available(s) == "2", 30, "the first read")
+        os.write(shell.fd, b"2")  # the jobs screen too: its table, scrollbar and state tabs
+        shell.wait_for(lambda s: "Jobs" in s.splitlines()[0], 15, "the jobs screen")
+    finally:
+        shell.close()
+    written = bytes(shell.raw).decode(errors="replace")
+    assert written.isascii(), f"non-ASCII written: {sorted({c for c in written if not c.isascii()})}"
+    for mode in (b"\x1b[?1000h", b"\x1b[?1003h", b"\x1b[?1006h"):  # mouse reporting, never asked for
+        assert mode not in shell.raw
 
 
 @pytest.mark.parametrize("form", ["url", "query", "keywords"])

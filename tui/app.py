@@ -15,12 +15,14 @@ import signal
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import psycopg
+from textual import constants as textual_constants
 from textual import events, work
 from textual.app import App
 from textual.binding import Binding, BindingType
+from textual.driver import Driver
 from textual.timer import Timer
 from textual.worker import get_current_worker
 
@@ -44,6 +46,7 @@ from .screens.modals import CONFIRM_ARM_SECONDS, ConfirmScreen, HelpScreen, Scal
 from .screens.nodes import NodesScreen
 from .screens.queues import QueuesScreen
 from .screens.workflows import WorkflowsScreen
+from .terminal import plain_driver, plain_terminal
 from .widgets import StatusBar
 
 log = logging.getLogger("lysmore.tui")
@@ -90,6 +93,13 @@ class DashboardApp(App[int]):
     }
     DEFAULT_MODE = "queues"
     COMMANDS = App.COMMANDS | {DashboardCommands}
+
+    def get_driver_class(self) -> type[Driver]:
+        """Textual's driver, or on a plain terminal (``tui.terminal``) one writing ASCII without the mouse."""
+        driver = super().get_driver_class()
+        if textual_constants.DRIVER is None and plain_terminal():  # not when textual-serve or a test chose
+            return cast("type[Driver]", plain_driver(driver))
+        return driver
     BINDINGS: ClassVar[list[BindingType]] = _app_bindings()
 
     def __init__(
