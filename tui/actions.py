@@ -29,6 +29,7 @@ SCREEN_TITLES: dict[str, str] = {
     "workflow": "Workflow",
     "audit": "Audit",
     "crons": "Crons",
+    "charts": "Charts",
 }
 SCREENS: tuple[str, ...] = tuple(SCREEN_TITLES)
 
@@ -72,6 +73,8 @@ ACTIONS: tuple[Action, ...] = (
            palette="view: workflows"),
     Action("view_audit", "5", "Audit", "show the Audit screen", ("app",), footer=False, palette="view: audit"),
     Action("view_crons", "6", "Crons", "show the Crons screen", ("app",), footer=False, palette="view: crons"),
+    Action("view_charts", "7", "Charts", "show the Charts screen (of the queue whose detail is open)", ("app",),
+           footer=False, palette="view: charts"),
     Action("refresh_now", "ctrl+r", "Refresh", "refresh now", ("app",), footer=False, key_display="^r",
            palette="refresh: now"),
     Action("freeze", "z", "Freeze", "freeze or unfreeze live updates", ("app",), footer=False,
@@ -101,6 +104,12 @@ ACTIONS: tuple[Action, ...] = (
            footer=False, key_display="]"),
     Action("prev_page", "left_square_bracket", "Prev page", "previous page (newer jobs)", ("jobs",),
            footer=False, key_display="["),
+    Action("chart_prev", "left_square_bracket", "Prev", "chart the previous subject", ("charts",),
+           key_display="["),
+    Action("chart_next", "right_square_bracket", "Next", "chart the next subject: all queues, each queue, each worker",
+           ("charts",), key_display="]"),
+    Action("chart_span", "t", "Hour/day", "show the last hour (by the minute) or the last day (by 20 minutes)",
+           ("charts",)),
     Action("toggle_sidebar", "s", "States", "move between the state list and the jobs table", ("jobs",),
            footer=False),
     Action("sort_next", "o", "Sort", "sort by the next key: id, attempt, priority, age, duration", ("jobs",),
@@ -158,7 +167,7 @@ def gated_for_key(scope: str, key: str, keymap: Keymap | None = None) -> Action 
 
 
 HelpEntry = tuple[str, str, str | None, str]  # (key as shown, what it does, permission, action id)
-VIEW_IDS = ("view_queues", "view_jobs", "view_nodes", "view_workflows", "view_audit", "view_crons")
+VIEW_IDS = ("view_queues", "view_jobs", "view_nodes", "view_workflows", "view_audit", "view_crons", "view_charts")
 
 
 def help_sections(scope: str, keymap: Keymap | None = None) -> list[tuple[str, list[HelpEntry]]]:

@@ -34,6 +34,7 @@ from engine import (
     state_list,
 )
 
+from .charts import SPANS, ChartsSnapshot, Subject
 from .filters import Filter, Term
 from .model import (
     STATES,
@@ -720,6 +721,22 @@ class Store:
             ahead=ahead,
             ahead_higher_priority=higher,
         )
+
+    # -- charts -------------------------------------------------------------------------------
+    def charts(self, subject: Subject, span: str) -> ChartsSnapshot:
+        """The rollups of ``subject`` over the last hour or day of complete minutes, and the queues
+        and workers that have rollups in the last day."""
+        if span not in SPANS:
+            raise ValueError(f"a chart spans {' or '.join(SPANS)}, not {span!r}")
+        slots, step = SPANS[span]
+        with self.transaction() as conn:
+            now = self._now(conn)
+            end = now.replace(second=0, microsecond=0)
+            start = end - timedelta(seconds=slots * step)
+            series = self.inspector.rollups(start, slots, step, queue=subject.queue, worker=subject.worker, conn=conn)
+            queues, workers = self.inspector.rollup_names(end - timedelta(days=1), conn=conn)
+            return ChartsSnapshot(now=now, subject=subject, span=span, series=series, queues=tuple(queues),
+                                  workers=tuple(workers), cluster=self._cluster(conn, now))
 
     # -- nodes, audit, workflows -------------------------------------------------------------
     def nodes(self) -> NodesSnapshot:
