@@ -31,6 +31,7 @@ from engine import Engine
 from .access import Access, application_name, resolve_access
 from .actions import PERMISSIONS, actions_for, gated_for_key
 from .actions import action as find_action
+from .charts import Subject
 from .control import Gate, Request, ScaleChange, Verdict, plural, scale_request
 from .data import Store
 from .filters import Filter
@@ -40,6 +41,7 @@ from .palette import DashboardCommands
 from .presenters import header_text, refresh_label
 from .screens.audit import AuditScreen
 from .screens.base import DataScreen
+from .screens.charts import ChartsScreen
 from .screens.crons import CronsScreen
 from .screens.jobs import JobsScreen
 from .screens.modals import CONFIRM_ARM_SECONDS, ConfirmScreen, HelpScreen, ScaleScreen
@@ -58,6 +60,7 @@ MIN_SIZE = (60, 15)
 VIEW_MODES = {
     "view_queues": "queues", "view_jobs": "jobs", "view_nodes": "nodes",
     "view_workflows": "workflows", "view_audit": "audit", "view_crons": "crons",
+    "view_charts": "charts",
 }
 
 
@@ -90,6 +93,7 @@ class DashboardApp(App[int]):
     MODES: ClassVar[dict[str, Any]] = {
         "queues": QueuesScreen, "jobs": JobsScreen, "nodes": NodesScreen,
         "workflows": WorkflowsScreen, "audit": AuditScreen, "crons": CronsScreen,
+        "charts": ChartsScreen,
     }
     DEFAULT_MODE = "queues"
     COMMANDS = App.COMMANDS | {DashboardCommands}
@@ -355,6 +359,14 @@ class DashboardApp(App[int]):
     def action_view_crons(self) -> None:
         """Show Crons."""
         self._switch("view_crons")
+
+    def action_view_charts(self) -> None:
+        """Show Charts: of the queue whose detail is open, if one is."""
+        queue = getattr(self.screen, "queue", None) if getattr(self.screen, "scope", "") == "queue" else None
+        self._switch("view_charts")
+        screen = self.screen
+        if isinstance(queue, str) and isinstance(screen, ChartsScreen):
+            screen.choose(Subject("queue", queue))
 
     def _switch(self, action_id: str) -> None:
         """Show a view, painted whole in its first frame, and start reading it at once: the read
