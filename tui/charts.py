@@ -2,15 +2,15 @@
 
 Charts are drawn here with block characters (``▁``..``█``, eight heights a cell), not with a
 charting package: a column per slot fits the hour (60 minutes) and the day (72 slots of 20
-minutes) at 80 columns with a y-axis beside it, a terminal without those glyphs (``TERM=vt100``,
-``linux``) gets ``#`` and ``:`` instead, and the dashboard takes on no dependency for it. Pure
+minutes) at 80 columns with a y-axis beside it, a plain terminal (``tui.terminal``: ``TERM=vt100``,
+``linux``, ``LYSMORE_ASCII=1``) gets ``#`` and ``:`` drawn for it rather than blocks its driver
+would have to replace, and the dashboard takes on no dependency for it. Pure
 functions of a snapshot, so they are tested without Textual.
 """
 
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,18 +26,11 @@ SPANS: dict[str, tuple[int, float]] = {"hour": (60, 60.0), "day": (72, 1200.0)}
 SPAN_NAMES: tuple[str, ...] = tuple(SPANS)
 AXIS = 7  # columns of the y-axis labels and their rule
 EIGHTHS = " ▁▂▃▄▅▆▇█"
-ASCII_TERMS = ("vt100", "vt102", "vt220", "linux", "dumb")
 STYLE_DONE = "#2aa198"  # completed: cyan, as the state palette
 STYLE_FAILED = "#dc322f"  # failed: red, as discarded
 STYLE_P50 = "#859900"
 STYLE_P95 = "#b58900"
 STYLE_DIM = "dim"
-
-
-def plain_terminal(term: str | None = None) -> bool:
-    """Whether the terminal (``TERM``) should get ASCII charts instead of block characters."""
-    name = (os.environ.get("TERM", "") if term is None else term).lower()
-    return name.startswith(ASCII_TERMS)
 
 
 @dataclass(frozen=True, slots=True)

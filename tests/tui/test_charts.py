@@ -24,7 +24,6 @@ from tui.charts import (
     bars,
     chart_lines,
     duration_text,
-    plain_terminal,
     step_subject,
     subjects,
 )
@@ -69,7 +68,6 @@ def test_a_terminal_without_block_characters_gets_ascii() -> None:
     text = "\n".join(line.plain for line in lines)
     assert text.isascii()
     assert "#" in text and "|" in text and "-24h" in text and "(average of 20 min)" in text
-    assert plain_terminal("vt100") and plain_terminal("linux") and not plain_terminal("xterm-256color")
 
 
 def test_the_width_keeps_the_newest_slots() -> None:

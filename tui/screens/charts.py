@@ -17,9 +17,9 @@ from ..charts import (
     ChartsSnapshot,
     Subject,
     chart_lines,
-    plain_terminal,
     step_subject,
 )
+from ..terminal import plain_terminal
 from .base import Command, DataScreen, Loader, bindings_for
 
 
