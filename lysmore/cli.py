@@ -374,6 +374,8 @@ def _serve_dashboard(args: argparse.Namespace, address: tuple[str, int], eng: An
         command.append("--low-bandwidth")
     if args.keymap:
         command += ["--keymap", os.path.abspath(args.keymap)]
+    if getattr(args, "log_file", None):  # each child writes its log lines there too
+        command += ["--log-file", os.path.abspath(args.log_file)]
     try:
         return serve(command, access=access, host=address[0], port=address[1],
                      environ={"LYSMORE_DATABASE_URL": url}, announce=lambda line: print(line, flush=True),

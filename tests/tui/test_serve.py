@@ -164,6 +164,14 @@ def test_host_and_port_go_with_serve(tmp_path: Path) -> None:
     assert (run.returncode, run.stderr) == (2, "lysmore dashboard: --host and --port go with --serve\n")
 
 
+def test_served_is_refused_without_a_server_behind_it(tmp_path: Path) -> None:
+    """A dashboard started by hand with --served does not become someone: it needs its server's access."""
+    run = subprocess.run([LYSMORE, "dashboard", "--served"], env=_env(tmp_path), capture_output=True, text=True,
+                         timeout=60)
+    assert (run.returncode, run.stderr) == (
+        2, f"lysmore dashboard: --served is for the children of --serve, which set {ACCESS_ENV}\n")
+
+
 # -- the browser -----------------------------------------------------------------------------------
 
 
