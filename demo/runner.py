@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from engine import Engine, JobState, redact_url
+from engine import Engine, JobState, logging_to, redact_url
 
 from .chaos import Miscreant, configured_limit, reset_queues
 from .load import LoadGenerator, LoadMix
@@ -365,28 +365,6 @@ def default_log_file(prefix: str) -> Path:
     return Path(tempfile.gettempdir()) / f"lysmore-demo-{user}-{prefix}.log"
 
 
-@contextmanager
-def logging_to(path: Path) -> Iterator[None]:
-    """Send the root logger's output to ``path`` instead of the terminal, for the dashboard's sake."""
-    root = logging.getLogger()
-    streams = [h for h in root.handlers if isinstance(h, logging.StreamHandler)
-               and not isinstance(h, logging.FileHandler)]
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    for h in streams:
-        root.removeHandler(h)
-    root.addHandler(handler)
-    logging.captureWarnings(True)  # a library's warning printed on stderr would tear the screen too
-    try:
-        yield
-    finally:
-        logging.captureWarnings(False)
-        root.removeHandler(handler)
-        handler.close()
-        for h in streams:
-            root.addHandler(h)
-
-
 def run_interactive(options: DemoOptions, out: TextIO | None = None,
                     app_factory: Callable[..., Any] | None = None) -> int:
     """Nodes and load in background threads, the dashboard in the foreground; quitting stops all."""
@@ -401,7 +379,7 @@ def run_interactive(options: DemoOptions, out: TextIO | None = None,
          + (", chaos" if options.chaos else "") + f"); logs go to {path}", out)
     stop = threading.Event()
     code = 0
-    with logging_to(path):
+    with logging_to(path, urls=(options.database_url, _env_url())):
         demo = Demo(options)
         with _stop_signals(stop):
             try:

@@ -31,6 +31,7 @@ from ._inspect import (
     attempts,
 )
 from ._job import Job, JobSpec
+from ._logs import RedactingFormatter, logging_to, state_log_file
 from ._queues import GlobalLimit, Partition, QueueConfig, QueueSetting, RateLimit
 from ._schema import apply_migrations, check_migrated, find_instances
 from ._settings import Settings, load_settings, redact_url, server_label
@@ -80,6 +81,7 @@ __all__ = [
     "JobSpec",
     "JobState",
     "load_settings",
+    "logging_to",
     "LysmoreError",
     "NodeStatus",
     "NotMigrated",
@@ -89,10 +91,12 @@ __all__ = [
     "QueueSetting",
     "RateLimit",
     "redact_url",
+    "RedactingFormatter",
     "Rollup",
     "RollupSeries",
     "server_label",
     "state_list",
+    "state_log_file",
     "Settings",
     "Snooze",
     "Summary",

@@ -75,6 +75,8 @@ class Engine:
     """One instance (a schema ``prefix``) of the job engine, as seen from one node.
 
     With ``queues`` it runs them after ``start()``; without, it only inserts and controls.
+    ``pool_timeout``: seconds a caller waits for a pooled connection (default: the pool's 30); when
+    set, a caller while PostgreSQL is unreachable is refused at once with the cause (a dashboard).
     """
 
     def __init__(
@@ -103,6 +105,7 @@ class Engine:
         listen_url: str | None = None,
         pooler: bool | None = None,
         application_name: str | None = None,
+        pool_timeout: float | None = None,
     ) -> None:
         settings = load_settings(
             prefix=prefix, node=node, poll_interval=poll_interval, stage_interval=stage_interval,
@@ -127,6 +130,9 @@ class Engine:
             raise InvalidConfig(f"prune_max_age must be positive seconds or None (keep history), got {prune_max_age!r}")
         if not isinstance(connect_timeout, (int, float)) or connect_timeout <= 0:
             raise InvalidConfig(f"connect_timeout must be a positive number of seconds, got {connect_timeout!r}")
+        if pool_timeout is not None and (isinstance(pool_timeout, bool) or not isinstance(pool_timeout, (int, float))
+                                         or pool_timeout <= 0):
+            raise InvalidConfig(f"pool_timeout must be a positive number of seconds or None, got {pool_timeout!r}")
         self.connect_timeout = float(connect_timeout)
         if isinstance(max_json_bytes, bool) or not isinstance(max_json_bytes, int) or max_json_bytes < 1024:
             raise InvalidConfig(f"max_json_bytes must be an integer of at least 1024, got {max_json_bytes!r}")
@@ -161,6 +167,7 @@ class Engine:
             lambda: self.database_url, size=pool_size or len(self.queues) + 4,
             connect_timeout=self.connect_timeout, application_name=self.application_name,
             pooler=settings.pooler if pooler is None else bool(pooler), name=f"lysmore-{self.prefix}",
+            wait=pool_timeout, fail_fast=pool_timeout is not None,
         )
         self.node_id = uuid.uuid4()
         self.store = Store(self.db, self.prefix, NodeId(self.node_id, self.node_name))

@@ -9,11 +9,11 @@ import re
 import select
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any, TypeVar, cast
 
 import psycopg
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ._errors import DatabaseUnavailable
 from ._settings import redact_url, server_label
@@ -87,6 +87,8 @@ def connect_problem(exc: BaseException) -> str:
     text = re.sub(r"^connection failed:\s*", "", text)
     text = re.sub(r'connection to server (at "[^"]*"(?: \([^)]*\))?, port \d+|on socket "[^"]*") failed:\s*', "", text)
     text = re.sub(r"\b(FATAL|ERROR):\s+", "", text)
+    # libpq quotes the word it choked on in a bad keyword string: a password's second word, maybe.
+    text = re.sub(r'missing "=" after "[^"]*"', 'missing "=" after a word', text)
     return text.strip() or type(exc).__name__
 
 
@@ -127,11 +129,15 @@ class Database:
     detected), then a pool whose dead connections are caught before a statement is sent.
 
     ``url`` is asked for only then, so an embedded server starts only when a connection is wanted.
+    A caller that waited ``wait`` seconds (None: the pool's 30) for a pooled connection gets
+    ``DatabaseUnavailable`` with the cause a direct connection attempt reports. With ``fail_fast``,
+    while that cause lasts every later caller is refused after one direct attempt, without waiting
+    on the pool again: what a dashboard wants, so an action is refused at once, never queued.
     """
 
     def __init__(
         self, url: Callable[[], str], *, size: int, connect_timeout: float, application_name: str,
-        pooler: bool | None, name: str,
+        pooler: bool | None, name: str, wait: float | None = None, fail_fast: bool = False,
     ) -> None:
         self._url = url
         self.size = size
@@ -139,8 +145,11 @@ class Database:
         self.application_name = application_name
         self.pooler = pooler  # None: detect at the first connection
         self.name = name
+        self.wait = wait
+        self.fail_fast = fail_fast
         self._pool: ConnectionPool | None = None
         self._lock = threading.Lock()
+        self._down: DatabaseUnavailable | None = None  # the outage last seen (fail_fast only)
 
     @property
     def pool(self) -> ConnectionPool:
@@ -170,8 +179,50 @@ class Database:
             pool.open(wait=True, timeout=self.connect_timeout)
         except Exception as exc:
             pool.close()
-            raise unavailable(url, exc) from exc
+            raise self._cause(url, exc) from exc
         return pool
+
+    def _cause(self, url: str, exc: BaseException) -> DatabaseUnavailable:
+        """The one-line error for ``exc`` from the pool: a pool only says it timed out
+        (``pool initialization incomplete``, ``couldn't get a connection``), so a direct
+        connection attempt names the cause (no such database or role, refused, timed out)."""
+        if not isinstance(exc, PoolTimeout):
+            return unavailable(url, exc)
+        return self._probe(url) or self._busy(url)
+
+    def _busy(self, url: str) -> DatabaseUnavailable:
+        return DatabaseUnavailable(f"no free connection to PostgreSQL at {server_label(url)} within "
+                                   f"{self.wait if self.wait is not None else 30:g}s (the server answers; "
+                                   f"all {self.size} of the pool's connections are busy)")
+
+    def _probe(self, url: str) -> DatabaseUnavailable | None:
+        """Why a direct connection to ``url`` fails now, or None when it goes through."""
+        try:
+            probe(url, self.connect_timeout)
+        except DatabaseUnavailable as down:
+            return down
+        return None
+
+    @contextmanager
+    def _pooled(self) -> Iterator[psycopg.Connection]:
+        """A connection from the pool, or ``DatabaseUnavailable`` naming why there is none."""
+        pool = self.pool
+        if self.fail_fast and self._down is not None:
+            self._down = self._probe(self._url())  # down still: refused now, not after a wait
+            if self._down is not None:
+                raise self._down
+        with ExitStack() as stack:
+            try:
+                pooled = stack.enter_context(pool.connection(timeout=self.wait))
+            except PoolTimeout as exc:
+                url = self._url()
+                down = self._probe(url)
+                if down is None:
+                    raise self._busy(url) from exc
+                if self.fail_fast:
+                    self._down = down
+                raise down from exc
+            yield pooled
 
     @contextmanager
     def connection(self, conn: psycopg.Connection | None = None) -> Iterator[psycopg.Connection]:
@@ -179,7 +230,7 @@ class Database:
         if conn is not None:
             yield conn
         else:
-            with self.pool.connection() as pooled:
+            with self._pooled() as pooled:
                 yield pooled
 
     @contextmanager
@@ -190,7 +241,7 @@ class Database:
         is committed or rolled back by the caller, never here.
         """
         if conn is None:
-            with self.pool.connection() as pooled, pooled.transaction():
+            with self._pooled() as pooled, pooled.transaction():
                 yield pooled
             return
         if not conn.autocommit and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:

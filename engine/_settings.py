@@ -106,20 +106,23 @@ def load_settings(**overrides: Any) -> Settings:
         raise InvalidConfig(f"invalid settings: {problems}") from None
 
 
-_URL_PASSWORD = re.compile(r"(://[^:/@?#]*:)[^@/?#]*@")
-_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
-_KEYWORD_PASSWORD = re.compile(r"(\bpassword\s*=\s*)(?:'(?:[^'\\]|\\.)*'|[^\s]*)", re.IGNORECASE)
+_URL_PASSWORD = re.compile(r"(://[^:/@?#\s]*:)[^@/?#\s]*@")
+_QUERY_PASSWORD = re.compile(r"([?&](?:ssl)?password=)[^&#\s]*", re.IGNORECASE)
+# A keyword/value pair anywhere in a text (not a URL's query, masked above): password, sslpassword,
+# PGPASSWORD, quoted ('p w', with \' inside) or not.
+_KEYWORD_PASSWORD = re.compile(r"(?<![?&\w])((?:pg|ssl)?password\s*=\s*)(?:'(?:[^'\\]|\\.)*'?|[^\s]*)",
+                               re.IGNORECASE)
 
 
 def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***``, for logs and errors.
+    """``url`` (or any text holding one) with every password replaced by ``***``, for logs, errors
+    and the screen.
 
-    Covers every form libpq takes: ``user:pw@`` and ``?password=`` in a URL, and
-    ``password=...`` (quoted or not) in a keyword/value string.
+    Covers every form libpq takes, wherever it stands in the text: ``user:pw@`` and
+    ``?password=`` in a URL, and ``password=...`` (quoted or not) in a keyword/value string.
     """
-    if "://" in url:
-        return _QUERY_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1***@", url))
-    return _KEYWORD_PASSWORD.sub(r"\1***", url)
+    text = _QUERY_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1***@", url))
+    return _KEYWORD_PASSWORD.sub(r"\1***", text)
 
 
 def server_label(url: str) -> str:
@@ -128,8 +131,8 @@ def server_label(url: str) -> str:
 
     try:
         parts = conninfo_to_dict(url)
-    except Exception:
-        return redact_url(url)
+    except Exception:  # unparsable: a fragment of it could be a password with a space in it
+        return "an unparsable connection string"
     host = str(parts.get("host") or parts.get("hostaddr") or "localhost")
     port = parts.get("port")
     dbname = parts.get("dbname") or parts.get("user") or ""

@@ -7,6 +7,8 @@ import Textual.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -24,6 +26,8 @@ def __getattr__(name: str) -> Any:
 
 
 DEFAULT_REFRESH = 2.0
+LOG_FILE_ENV = "LYSMORE_LOG_FILE"
+POOL_TIMEOUT = 2.0  # seconds a read or change waits for a connection before the database is taken for down
 
 
 def run_dashboard(
@@ -37,20 +41,21 @@ def run_dashboard(
     keymap: Any = None,
     engine: Any = None,
     database_name: str | None = None,
+    log_file: str | os.PathLike[str] | None = None,
 ) -> int:
     """Run the dashboard in this terminal until the user quits; returns a process exit code.
 
     ``refresh``: seconds between refreshes, 0 for off, None for the resolver's rate or else
     ``DEFAULT_REFRESH``. ``keymap``: a ``tui.keymap.Keymap``, or the path of a keymap file (None:
     the user's own). ``engine``: an Engine to read through (the caller stops it), instead of one
-    made from ``database_url`` and ``prefix``.
+    made from ``database_url`` and ``prefix``. While the screen is up every log line goes to
+    ``log_file`` (default ``log_file_path()``), never to the terminal.
     """
     import logging
-    import os
 
     if low_bandwidth:
         os.environ.setdefault("TEXTUAL_FPS", "10")
-    from engine import LysmoreError
+    from engine import LysmoreError, logging_to
 
     from .app import DashboardApp
 
@@ -59,10 +64,22 @@ def run_dashboard(
             database_url=database_url, prefix=prefix, read_only=read_only,
             refresh=DEFAULT_REFRESH if refresh is None else refresh, resolver=resolver,
             low_bandwidth=low_bandwidth, mouse=mouse, handle_hangup=True, keymap=keymap, engine=engine,
-            database_name=database_name,
+            database_name=database_name, log_file=str(log_file_path(log_file)),
         )
     except (LysmoreError, ValueError) as exc:
         logging.getLogger("lysmore.tui").error("cannot start the dashboard: %s", exc)
         return 2
-    app.run(mouse=mouse)
+    known = engine is not None and not engine.uses_embedded  # its URL is set: reading it starts nothing
+    urls = (database_url, os.environ.get("LYSMORE_DATABASE_URL"), engine.database_url if known else None)
+    with logging_to(log_file_path(log_file), urls=urls):
+        app.run(mouse=mouse)
     return int(app.return_code or 0)
+
+
+def log_file_path(log_file: str | os.PathLike[str] | None = None) -> Path:
+    """Where the dashboard logs: ``log_file``, else ``$LYSMORE_LOG_FILE``, else
+    ``$XDG_STATE_HOME/lysmore/dashboard.log`` (``~/.local/state/lysmore/dashboard.log``)."""
+    from engine import state_log_file
+
+    named = log_file or os.environ.get(LOG_FILE_ENV)
+    return Path(named).expanduser() if named else state_log_file("dashboard")

@@ -26,8 +26,9 @@ from textual.driver import Driver
 from textual.timer import Timer
 from textual.worker import get_current_worker
 
-from engine import Engine
+from engine import DatabaseUnavailable, Engine, redact_url
 
+from . import POOL_TIMEOUT
 from .access import Access, application_name, resolve_access
 from .actions import PERMISSIONS, actions_for, gated_for_key
 from .actions import action as find_action
@@ -55,6 +56,7 @@ log = logging.getLogger("lysmore.tui")
 
 RATES: tuple[float, ...] = (1.0, 2.0, 5.0, 15.0, 30.0, 60.0)
 MAX_BACKOFF = 60.0
+OUTAGE_RETRY = 1.0  # seconds between reads while PostgreSQL is unreachable: fresh soon after it returns
 LOW_BANDWIDTH_MIN_RATE = 5.0
 MIN_SIZE = (60, 15)
 VIEW_MODES = {
@@ -124,6 +126,7 @@ class DashboardApp(App[int]):
         badges: tuple[str, ...] = (),
         keymap: Keymap | str | os.PathLike[str] | None = None,
         confirm_delay: float = CONFIRM_ARM_SECONDS,
+        log_file: str | None = None,
     ) -> None:
         # The keymap first: a bad one stops the start with its message before anything connects.
         self.keymap = keymap if isinstance(keymap, Keymap) else load_keymap(keymap)
@@ -131,6 +134,7 @@ class DashboardApp(App[int]):
         self._own_engine = engine is None
         self.engine = engine if engine is not None else Engine(
             database_url=database_url, prefix=prefix, application_name=application_name(self.access.user),
+            pool_timeout=POOL_TIMEOUT,
         )
         super().__init__()
         self._remapped = self.keymap.binding_keymap()
@@ -163,6 +167,8 @@ class DashboardApp(App[int]):
         self.cursor_blink = cursor_blink
         self.badges = tuple(badges)
         self.refreshes = 0
+        self.log_file = log_file  # where logs go while the app runs (run_dashboard's), named in help
+        self._outage: str | None = None  # why PostgreSQL is unreachable, as the last read found
         if low_bandwidth:
             self.animation_level = "none"
 
@@ -243,16 +249,22 @@ class DashboardApp(App[int]):
         if error is None:
             self._last_ok = time.monotonic()
             self._error = None
+            self._outage = None
+            if self.gate.unaudited:
+                self._write_unaudited()
             self.cluster = getattr(snapshot, "cluster", self.cluster)
             if screen.is_attached:
                 screen.deliver(snapshot)
         else:
             self._error = _short_error(error)
+            self._outage = self._error if is_outage(error) else None
             log.info("dashboard refresh failed: %s", error)
             if screen.is_attached and screen.is_mounted:
                 screen.show_error(f"refresh failed: {self._error}")
         self._slow = self.rate is not None and elapsed > max(0.5, self.rate / 2)
-        if error is not None or self._slow:
+        if self._outage is not None:
+            self._backoff = OUTAGE_RETRY  # a failed try costs one connection attempt, not a query
+        elif error is not None or self._slow:
             base = self.rate or RATES[1]
             self._backoff = min(MAX_BACKOFF, max(base, (self._backoff or base) * 2))
         else:
@@ -260,6 +272,11 @@ class DashboardApp(App[int]):
         if self.rate is not None:
             self._schedule(self._backoff or self.rate)
         self.update_header()
+
+    @property
+    def outage(self) -> str | None:
+        """Why PostgreSQL is unreachable when the last read failed for that reason, else None."""
+        return self._outage
 
     def _schedule(self, delay: float) -> None:
         self._cancel_timer()
@@ -437,7 +454,7 @@ class DashboardApp(App[int]):
             return
         screen = self.data_screen()
         may = {p: self.access.may(p) for p in PERMISSIONS}
-        self.push_screen(HelpScreen(screen.scope if screen else "queues", may, self.keymap))
+        self.push_screen(HelpScreen(screen.scope if screen else "queues", may, self.keymap, log_file=self.log_file))
 
     def action_palette(self) -> None:
         """Open the command palette."""
@@ -477,6 +494,8 @@ class DashboardApp(App[int]):
     # -- the change gate (UI side) ------------------------------------------------------------
     def attempt(self, request: Request, on_done: Callable[[], None] | None = None) -> None:
         """Run ``request`` through the gate: refuse (audited), or confirm, then perform (audited)."""
+        if self._refused_in_outage(request):
+            return
         verdict = self.gate.check(request)
         if not verdict.allowed:
             self._refuse(request, verdict)
@@ -498,6 +517,25 @@ class DashboardApp(App[int]):
                 self.notify("Nothing changed.")
 
         self.push_screen(ConfirmScreen(title, lines, note, danger=danger), answered)
+
+    def _refused_in_outage(self, request: Request) -> bool:
+        """While PostgreSQL is unreachable a change is refused at once, never left waiting for a
+        connection to run later; the refusal is audited if the database takes the row."""
+        if self._outage is None:
+            return False
+        what = request.title.rstrip("?") or request.audit_action.replace("_", " ").capitalize()
+        self.notify(f"{what}: refused, nothing changed. {self._outage}", title="Database unreachable",
+                    severity="error")
+        self._audit_outage(request, self._outage)
+        return True
+
+    @work(thread=True, group="actions", exit_on_error=False)
+    def _audit_outage(self, request: Request, cause: str) -> None:
+        self.gate.fail(request, cause)  # kept and written later when the database cannot take it now
+
+    @work(thread=True, exclusive=True, group="late-audit", exit_on_error=False)
+    def _write_unaudited(self) -> None:
+        self.gate.write_unaudited()
 
     def _refuse(self, request: Request, verdict: Verdict) -> None:
         what = request.title.rstrip("?")
@@ -536,6 +574,8 @@ class DashboardApp(App[int]):
     def ask_scale(self, queue: str, node: str | None, current: int | None, nodes: int) -> None:
         """Check the user may scale, ask for the limit, then confirm like any change."""
         probe = scale_request(queue, None, node, nodes)
+        if self._refused_in_outage(probe):
+            return
         verdict = self.gate.check(probe)
         if not verdict.allowed:
             self._refuse(probe, verdict)
@@ -564,5 +604,21 @@ class DashboardApp(App[int]):
 
 
 def _short_error(exc: BaseException) -> str:
+    """The first line of ``exc``, passwords masked, for the error line and toasts."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text[:200]
+    return redact_url(text)[:200]
+
+
+# SQLSTATE classes and codes of a lost or refused connection (a statement timeout, 57014, is not one).
+_OUTAGE_STATES = ("08", "57P01", "57P02", "57P03", "53300")
+
+
+def is_outage(exc: BaseException) -> bool:
+    """True when ``exc`` says PostgreSQL cannot be reached (or dropped the connection), not that a
+    statement failed."""
+    if isinstance(exc, DatabaseUnavailable):
+        return True
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    state = exc.sqlstate
+    return state is None or state.startswith(_OUTAGE_STATES)

@@ -9,11 +9,20 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine import DELETABLE, RETRYABLE_BY_HAND, TRANSITIONS, WORKFLOW_RETRYABLE, Engine, JobState
+from engine import (
+    DELETABLE,
+    RETRYABLE_BY_HAND,
+    TRANSITIONS,
+    WORKFLOW_RETRYABLE,
+    Engine,
+    JobState,
+    redact_url,
+)
 
 from .access import Access
 
@@ -118,6 +127,8 @@ class Gate:
         self.engine = engine
         self.access = access
         self._on_audit = on_audit
+        self._lock = threading.Lock()
+        self._unaudited: list[tuple[Request, dict[str, Any]]] = []
 
     # -- checking -----------------------------------------------------------------------------
     def check(self, request: Request) -> Verdict:
@@ -148,6 +159,41 @@ class Gate:
     def refuse(self, request: Request, verdict: Verdict) -> None:
         """Audit a denied or rejected attempt (nothing else changes)."""
         self._audit(request, verdict.outcome, {"reason": verdict.reason})
+
+    def fail(self, request: Request, cause: str) -> None:
+        """Audit an attempt that failed (nothing changed); when the database cannot take the row
+        now, keep it for ``write_unaudited`` once it can."""
+        detail = {"error": redact_url(cause)[:500]}
+        try:
+            self._audit(request, "failed", detail)
+        except Exception as exc:
+            log.warning("could not audit the failed action %s now (%s); kept for when the database is back",
+                        request.audit_action, redact_url(str(exc)))
+            with self._lock:
+                self._unaudited.append((request, {**detail, "audited_late": True}))
+
+    @property
+    def unaudited(self) -> int:
+        """Failed attempts whose audit row waits for the database."""
+        with self._lock:
+            return len(self._unaudited)
+
+    def write_unaudited(self) -> int:
+        """Write the audit rows kept while the database was unreachable; returns how many (a row
+        that fails again stays kept). Only the audit row is late: the change itself never runs."""
+        with self._lock:
+            kept, self._unaudited = self._unaudited, []
+        written = 0
+        for i, (request, detail) in enumerate(kept):
+            try:
+                self._audit(request, "failed", detail)
+            except Exception as exc:
+                log.warning("could not write a kept audit row yet: %s", redact_url(str(exc)))
+                with self._lock:
+                    self._unaudited[:0] = kept[i:]
+                break
+            written += 1
+        return written
 
     def decline(self, request: Request) -> None:
         """Audit an attempt the user backed out of at the confirmation."""
@@ -198,12 +244,11 @@ class Gate:
                     filter=request.filter, detail=detail, conn=conn,
                 )
         except Exception as exc:
-            log.warning("dashboard action %s failed: %s", request.audit_action, exc)
-            try:
-                self._audit(request, "failed", {"error": str(exc)[:500]})
-            except Exception:
-                log.warning("could not audit the failed action %s", request.audit_action)
-            return Result(False, f"{request.title} failed: {exc}")
+            error = redact_url(" ".join(str(exc).split()) or type(exc).__name__)
+            log.warning("dashboard action %s failed: %s", request.audit_action, error)
+            self.fail(request, error)
+            what = request.title.rstrip("?") or request.audit_action.replace("_", " ")
+            return Result(False, f"{what}: failed, nothing changed. {error[:200]}")
         if self._on_audit:
             self._on_audit()
         return result

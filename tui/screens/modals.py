@@ -167,9 +167,11 @@ def hanging(text: Text, what: str, indent: int, width: int | None, style: str = 
     text.append(("\n" + " " * indent).join(lines) + "\n", style=style)
 
 
-def help_text(scope: str, may: dict[str, bool], keymap: Keymap | None = None, width: int | None = None) -> Text:
+def help_text(scope: str, may: dict[str, bool], keymap: Keymap | None = None, width: int | None = None,
+              log_file: str | None = None) -> Text:
     """The help page for ``scope``: its keys (with the action ids a keymap uses), the global keys,
-    the filter syntax, the state legend and how to remap keys; descriptions wrap within ``width``."""
+    the filter syntax, the state legend, how to remap keys and where the logs go; descriptions wrap
+    within ``width``."""
     text = Text()
     for title, entries in help_sections(scope, keymap):
         text.append(f"{title}\n", style="bold underline")
@@ -202,6 +204,12 @@ def help_text(scope: str, may: dict[str, bool], keymap: Keymap | None = None, wi
                 f"($XDG_CONFIG_HOME honoured), or the file named by ${KEYMAP_ENV} or --keymap:\n")
     text.append('  [keys]\n  quit = "ctrl+q"\n  filter = "f"\n', style="bold")
     text.append("Changing actions keep uppercase letters; a key does one thing per screen.", style="italic")
+    if log_file:
+        text.append("\n\nLogs\n", style="bold underline")
+        text.append("Written to ", style="italic")
+        text.append(log_file, style="bold")
+        text.append(" while the dashboard runs, never to the screen\n(--log-file or $LYSMORE_LOG_FILE).",
+                    style="italic")
     return text
 
 
@@ -214,12 +222,13 @@ class HelpPage(Widget):
     }
     """
 
-    def __init__(self, scope: str, may: dict[str, bool], keymap: Keymap | None = None) -> None:
+    def __init__(self, scope: str, may: dict[str, bool], keymap: Keymap | None = None,
+                 log_file: str | None = None) -> None:
         super().__init__()
-        self.scope, self.may, self.keymap = scope, may, keymap
+        self.scope, self.may, self.keymap, self.log_file = scope, may, keymap, log_file
 
     def _text(self, width: int) -> Text:
-        return help_text(self.scope, self.may, self.keymap, width)
+        return help_text(self.scope, self.may, self.keymap, width, self.log_file)
 
     def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
         return len(self._text(width).wrap(self.app.console, width))
@@ -241,15 +250,17 @@ class HelpScreen(ModalScreen[None]):
         Binding("g,home", "scroll_home", "Top", show=False),
     ]
 
-    def __init__(self, scope: str, may: dict[str, bool], keymap: Keymap | None = None) -> None:
+    def __init__(self, scope: str, may: dict[str, bool], keymap: Keymap | None = None,
+                 log_file: str | None = None) -> None:
         super().__init__()
         self.scope = scope
         self.may = may
         self.keymap = keymap
+        self.log_file = log_file
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help", classes="dialog"):
-            yield HelpPage(self.scope, self.may, self.keymap)
+            yield HelpPage(self.scope, self.may, self.keymap, self.log_file)
 
     def action_close(self) -> None:
         """Back to the screen."""
