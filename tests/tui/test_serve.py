@@ -361,8 +361,12 @@ async def _serve_and_look(url: str, prefix: str, tmp_path: Path) -> dict[str, An
                 screen = await asyncio.wait_for(page.evaluate(TEXT_WHEN_SEEN % json.dumps(QUEUES)),
                                                 BROWSER_TIMEOUT)
             except TimeoutError:
-                raise AssertionError(f"the queues are not in the page; it shows:\n"
-                                     f"{await page.evaluate(TERMINAL_TEXT)}\nthe server said:\n{output.text}") from None
+                try:
+                    shown = await asyncio.wait_for(page.evaluate(TERMINAL_TEXT), 5)
+                except TimeoutError:
+                    shown = "(no xterm Terminal was seen: does textual-serve's page still keep it as .terminal?)"
+                raise AssertionError(f"the queues are not in the page; it shows:\n{shown}\n"
+                                     f"the server said:\n{output.text}") from None
             shot = base64.b64decode((await page.call("Page.captureScreenshot", format="png"))["data"])
             html = await page.evaluate("document.documentElement.outerHTML")
             children = _children(server.pid)
