@@ -75,13 +75,14 @@ def _existing_database(args: argparse.Namespace) -> tuple[str | None, str | None
     return url, prefix, True
 
 
-def _engine(args: argparse.Namespace, application_name: str | None = None) -> tuple[Any, bool]:
+def _engine(args: argparse.Namespace, application_name: str | None = None,
+            pool_timeout: float | None = None) -> tuple[Any, bool]:
     """An Engine (running no queues) on the database and prefix this command was pointed at, and
     whether that is a running demo's embedded server."""
     from engine import Engine
 
     url, prefix, attached = _existing_database(args)
-    return Engine(url, prefix=prefix, application_name=application_name), attached  # its connect timeout: LYSMORE_CONNECT_TIMEOUT, set by main
+    return Engine(url, prefix=prefix, application_name=application_name, pool_timeout=pool_timeout), attached  # its connect timeout: LYSMORE_CONNECT_TIMEOUT, set by main
 
 
 def _cmd_migrate(args: argparse.Namespace) -> int:
@@ -310,7 +311,9 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
     address = _serve_address(args)  # before connecting: a port in use is one line at once
     # once: the user names the connections too; a served child takes the user its server resolved
     access = resolve_access(_served_access() if args.served else args.resolver, args.read_only)
-    eng, attached = _engine(args, application_name(access.user))
+    from tui import POOL_TIMEOUT
+
+    eng, attached = _engine(args, application_name(access.user), pool_timeout=POOL_TIMEOUT)
     try:
         eng.check_schema()  # one line before the screen switches
         if args.serve:
@@ -318,7 +321,7 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
         return run_dashboard(
             engine=eng, database_name="embedded" if attached else server_label(eng.database_url),
             read_only=args.read_only, refresh=args.refresh, mouse=not args.no_mouse,
-            low_bandwidth=args.low_bandwidth, resolver=access, keymap=keymap,
+            low_bandwidth=args.low_bandwidth, resolver=access, keymap=keymap, log_file=args.log_file,
         )
     finally:
         eng.stop()
@@ -466,6 +469,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keymap", metavar="PATH",
                    help="TOML file of key remaps, [keys] action = \"key\" (default: $LYSMORE_KEYMAP, "
                         "else ~/.config/lysmore/keys.toml)")
+    p.add_argument("--log-file", metavar="PATH",
+                   help="where logs go while the screen is up (default: $LYSMORE_LOG_FILE, else "
+                        "$XDG_STATE_HOME/lysmore/dashboard.log, ~/.local/state/lysmore/dashboard.log)")
     p.add_argument("--serve", action="store_true",
                    help="serve the dashboard to browsers (textual-serve) instead of this terminal")
     p.add_argument("--host", help="--serve: address to listen on (default 127.0.0.1; 0.0.0.0 for every one)")
