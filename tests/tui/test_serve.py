@@ -164,6 +164,14 @@ def test_host_and_port_go_with_serve(tmp_path: Path) -> None:
     assert (run.returncode, run.stderr) == (2, "lysmore dashboard: --host and --port go with --serve\n")
 
 
+def test_without_textual_serve_the_extra_is_named(tmp_path: Path) -> None:
+    hide = "import sys; sys.modules['textual_serve'] = None; from lysmore.cli import main; sys.exit(main())"
+    run = subprocess.run([sys.executable, "-c", hide, "dashboard", "--serve"], env=_env(tmp_path),
+                         capture_output=True, text=True, timeout=60)
+    assert (run.returncode, run.stderr) == (2, "lysmore dashboard: needs the serve extra (textual_serve is not "
+                                               "installed): pip install 'lysmore[serve]'\n")
+
+
 def test_served_is_refused_without_a_server_behind_it(tmp_path: Path) -> None:
     """A dashboard started by hand with --served does not become someone: it needs its server's access."""
     run = subprocess.run([LYSMORE, "dashboard", "--served"], env=_env(tmp_path), capture_output=True, text=True,
