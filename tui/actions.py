@@ -89,6 +89,8 @@ ACTIONS: tuple[Action, ...] = (
     # lists
     Action("open", "enter", "Open", "open the row under the cursor", ("queues", "jobs", "workflows"),
            key_display="enter"),
+    Action("open", "enter", "Open job", "open the job of the row under the cursor (a step, a job of the queue)",
+           ("workflow", "queue"), key_display="enter"),
     Action("back", "escape", "Back", "go back (a modal closes first)", ("queue", "job", "workflow"),
            key_display="esc"),
     Action("back", "escape", "Clear", "clear the marks, then the filter, then the state", ("jobs",),

@@ -70,6 +70,7 @@ STATS_MINUTES = 30
 PAGE_SIZE = 100
 SELECT_CAP = 10_000
 AUDIT_ROWS = 200
+QUEUE_JOBS = 50  # the newest jobs the queue detail lists (the Jobs view, filtered, pages on)
 WORKFLOW_ROWS = 100
 QUEUE_STATES = ("available", "scheduled", "retryable", "executing")
 Clock = Callable[[], datetime]
@@ -162,8 +163,10 @@ class Store:
             # One round trip (a read waits for the GIL after each one while the screen is drawn).
             # Plans depend on the values (a rare worker or a common one): never a generic plan,
             # even for statements psycopg has prepared.
+            # One snapshot for every statement of a read (repeatable read), so counts read one after
+            # the other agree: an executing count and the limits beside it are of the same moment.
             conn.execute(sql.SQL(
-                "SET TRANSACTION READ ONLY; SET LOCAL statement_timeout = {};"
+                "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET LOCAL statement_timeout = {};"
                 " SET LOCAL plan_cache_mode = force_custom_plan"
             ).format(sql.Literal(int(self.timeout_ms))))
             yield conn
@@ -262,9 +265,13 @@ class Store:
                 n = counts.get(queue, state)
                 return Count(n, counts.exact(state) or not n)
 
+            # Jobs still marked executing by a node whose lease lapsed (until the lifeline rescues them)
+            # are not within any live node's limit: counted apart, so exec/limit never reads 61/60.
+            live = {str(p.node_id) for p in mine}
             rows.append(QueueRow(
                 name=name,
-                executing=sum(n for (q, _), n in executing.items() if q == name),
+                executing=sum(n for (q, node), n in executing.items() if q == name and node in live),
+                orphaned=sum(n for (q, node), n in executing.items() if q == name and node not in live),
                 local_limit=sum(p.local_limit for p in mine),
                 nodes=len(mine),
                 nodes_paused=sum(1 for p in mine if p.paused),
@@ -305,9 +312,13 @@ class Store:
                 for p in producers
             )
             every = settings.get((queue, "*"))
+            flt = Filter(f"queue:{queue}", (Term("queue", (queue,)),))
+            where = self._job_where(conn, None, flt, now, None)
+            jobs = _job_rows(self._page(conn, where, True, None, QUEUE_JOBS))
             return QueueDetailSnapshot(
                 now=now, cluster=self._cluster(conn, now), queue=rows[0] if rows else None, nodes=nodes,
                 setting_paused=every.paused if every else None, setting_limit=every.local_limit if every else None,
+                jobs=jobs,
             )
 
     # -- jobs ---------------------------------------------------------------------------------
@@ -554,14 +565,7 @@ class Store:
                 where = self._job_where(conn, state, flt, now, None)
                 window = self._sort_window(conn, sort, state, states, where)
                 rows = self._sorted_page(conn, where, sort, now, after, limit + 1)
-            jobs = tuple(
-                JobRow(
-                    id=r[0], state=r[1], queue=r[2], worker=r[3], attempt=r[4], max_attempts=r[5], priority=r[6],
-                    args_preview=r[7] or "", tags=tuple(r[8] or ()), inserted_at=r[9], scheduled_at=r[10],
-                    attempted_at=r[11], finished_at=r[12], node=r[13], last_error=r[14],
-                )
-                for r in rows[:limit]
-            )
+            jobs = _job_rows(rows[:limit])
             total = states[state] if state else Count(
                 sum(c.value for c in states.values()), all(c.exact for c in states.values())
             )
@@ -827,6 +831,18 @@ class Store:
             now = self._now(conn)
             return CronsSnapshot(now=now, cluster=self._cluster(conn, now),
                                  entries=tuple(self.inspector.crons(conn, now)))
+
+
+def _job_rows(rows: Sequence[tuple[Any, ...]]) -> tuple[JobRow, ...]:
+    """Rows of ``_JOB_COLUMNS`` (and anything after them) as the jobs tables show them."""
+    return tuple(
+        JobRow(
+            id=r[0], state=r[1], queue=r[2], worker=r[3], attempt=r[4], max_attempts=r[5], priority=r[6],
+            args_preview=r[7] or "", tags=tuple(r[8] or ()), inserted_at=r[9], scheduled_at=r[10],
+            attempted_at=r[11], finished_at=r[12], node=r[13], last_error=r[14],
+        )
+        for r in rows
+    )
 
 
 def _steps(jobs: Sequence[Job]) -> tuple[Step, ...]:

@@ -50,6 +50,7 @@ class QueueRow:
     failed_per_minute: tuple[int, ...]
     global_limit: GlobalLimit | None = None
     rate_limit: RateLimit | None = None
+    orphaned: int = 0  # executing on nodes whose lease lapsed, until the lifeline rescues them
 
     @property
     def paused(self) -> bool:
@@ -93,6 +94,7 @@ class QueueDetailSnapshot:
     nodes: tuple[QueueNode, ...]
     setting_paused: bool | None = None
     setting_limit: int | None = None
+    jobs: tuple[JobRow, ...] = ()  # the queue's newest jobs
 
 
 @dataclass(frozen=True, slots=True)

@@ -271,6 +271,8 @@ def queue_row(q: QueueRow, now: datetime, sparklines: bool = True) -> Row:
     if q.paused:
         name = Text.assemble((f"{PAUSED} ", "#b58900"), (q.name, "bold"))
     exec_text = Text.assemble(bar(q.executing, q.local_limit), f" {q.executing}/{q.local_limit}")
+    if q.orphaned:  # held by nodes whose lease lapsed: outside every live limit, awaiting rescue
+        exec_text.append(f" +{q.orphaned}✗", style="bold #dc322f")
     done_now = q.completed_per_minute[-1] if q.completed_per_minute else 0
     failed_now = q.failed_per_minute[-1] if q.failed_per_minute else 0
     done = f"{sparkline(q.completed_per_minute[-10:])} {done_now}" if sparklines else str(done_now)
@@ -327,6 +329,8 @@ def queue_summary(
         return [[Item.of(Text("This queue has no jobs, producers or settings any more.", style="dim"))]]
     counts = [
         Item.of(f"executing {q.executing}/{q.local_limit}", f"exec {q.executing}/{q.local_limit}"),
+        *([Item.of(Text(f"+{q.orphaned} on lost nodes (rescued soon)", style="bold #dc322f"),
+                   Text(f"+{q.orphaned} lost", style="bold #dc322f"))] if q.orphaned else []),
         Item.of(f"available {fmt_count(q.available)}", f"avail {fmt_count(q.available)}"),
         Item.of(f"scheduled {fmt_count(q.scheduled)}", f"sched {fmt_count(q.scheduled)}", ""),
         Item.of(f"retryable {fmt_count(q.retryable)}", f"retry {fmt_count(q.retryable)}", ""),
@@ -683,6 +687,36 @@ def workflow_row(w: WorkflowRow, now: datetime) -> Row:
 
 def workflow_tree(steps: Sequence[Step]) -> list[Text]:
     """Steps as an indented dependency tree: roots first, each dependent under its dependency."""
+    return [
+        Text.assemble("  " * depth + ("└ " if depth else ""), state_text(s.state, short=True), " ", (s.step, "bold"),
+                      f"  {s.state}  job {s.job_id}" + (f"  (also after {', '.join(extra)})" if extra else ""))
+        for s, depth, extra in tree_order(steps)
+    ]
+
+
+WORKFLOW_STEP_COLUMNS: tuple[Col, ...] = (
+    Col("step", "step", shrink_to=12),
+    Col("state", "state", width=STATE_WIDTH),
+    Col("job", "job"),
+    Col("after", "also after", drop=1, shrink_to=10, shrink_early=True),
+)
+
+
+def workflow_step_rows(steps: Sequence[Step]) -> list[Row]:
+    """The dependency tree as table rows keyed by job id, so a step can be selected and opened."""
+    return [
+        (str(s.job_id), (
+            Text.assemble("  " * depth + ("└ " if depth else ""), state_text(s.state, short=True), " ", (s.step, "bold")),
+            state_text(s.state),
+            str(s.job_id),
+            ", ".join(extra),
+        ))
+        for s, depth, extra in tree_order(steps)
+    ]
+
+
+def tree_order(steps: Sequence[Step]) -> list[tuple[Step, int, list[str]]]:
+    """Each step once, in tree order, with its depth and its dependencies beyond the one it hangs under."""
     by_step = {s.step: s for s in steps}
     children: dict[str, list[Step]] = {}
     roots: list[Step] = []
@@ -692,17 +726,14 @@ def workflow_tree(steps: Sequence[Step]) -> list[Text]:
             roots.append(s)
         else:
             children.setdefault(known[0], []).append(s)
-    lines: list[Text] = []
+    order: list[tuple[Step, int, list[str]]] = []
     seen: set[str] = set()
 
     def walk(s: Step, depth: int) -> None:
         if s.step in seen:
             return
         seen.add(s.step)
-        extra = [d for d in s.deps if d in by_step][1:]
-        also = f"  (also after {', '.join(extra)})" if extra else ""
-        lines.append(Text.assemble("  " * depth + ("└ " if depth else ""), state_text(s.state, short=True), " ",
-                                   (s.step, "bold"), f"  {s.state}  job {s.job_id}{also}"))
+        order.append((s, depth, [d for d in s.deps if d in by_step][1:]))
         for child in children.get(s.step, []):
             walk(child, depth + 1)
 
@@ -710,7 +741,7 @@ def workflow_tree(steps: Sequence[Step]) -> list[Text]:
         walk(root, 0)
     for s in steps:
         walk(s, 0)
-    return lines
+    return order
 
 
 # -- frame -------------------------------------------------------------------------------------

@@ -237,3 +237,57 @@ async def test_a_dialog_that_holds_refreshes_says_paused_not_stale(make_app: App
         await pilot.press("n")
         await settle(pilot)
         assert "paused" not in header(app)
+
+
+async def test_queue_detail_lists_the_queues_jobs_and_enter_opens_one(make_app: AppFactory) -> None:
+    from tui.screens.job import JobScreen
+    from tui.screens.queues import QueueScreen
+
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("enter")  # the queue under the cursor: default
+        await settle(pilot)
+        assert isinstance(app.screen, QueueScreen) and app.screen.queue == "default"
+        assert table_keys(app, "queue-jobs") == ["18", "17", "14", "13", "9", "6", "4", "3", "1"]  # newest first
+        assert table_keys(app, "queue-nodes") and "waits 20s" in screen_text(app)
+        await pilot.press("enter")  # from the nodes table: to the jobs
+        assert app.screen.query_one("#queue-jobs", KeyedTable).has_focus
+        await pilot.press("j", "enter")
+        await settle(pilot)
+        assert isinstance(app.screen, JobScreen) and app.screen.job_id == 17
+        assert "job 17" in screen_text(app)
+        await pilot.press("escape")
+        await settle(pilot)
+        assert isinstance(app.screen, QueueScreen)
+
+
+async def test_enter_on_a_workflow_step_opens_its_job(make_app: AppFactory) -> None:
+    from tests.tui.seed import WORKFLOW
+    from tui.screens.job import JobScreen
+    from tui.screens.workflow import WorkflowScreen
+
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("4")
+        await settle(pilot)
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, WorkflowScreen) and app.screen.workflow_id == WORKFLOW
+        assert table_keys(app, "workflow-steps") == ["15", "16", "18", "17"]  # tree order: publish under resize
+        await pilot.press("j", "j", "enter")
+        await settle(pilot)
+        assert isinstance(app.screen, JobScreen) and app.screen.job_id == 18
+        assert "workflow dependency still pending" in screen_text(app)
+
+
+def test_jobs_of_a_lost_node_are_not_counted_against_live_limits(store: Store, conn: psycopg.Connection,
+                                                                 seeded: str) -> None:
+    from tests.tui.seed import NODE_OLD
+
+    jobs_sql(conn, seeded, "INSERT INTO {jobs} (queue, worker, state, attempt, attempted_at, node_id)"
+             " SELECT 'default', 'Lost', 'executing', 1, %s, %s FROM generate_series(1, 19)", NOW, NODE_OLD)
+    default = next(q for q in store.queues().queues if q.name == "default")
+    assert (default.executing, default.local_limit, default.orphaned) == (2, 20, 19)  # not 21/20
+    from tui.presenters import queue_row
+    assert queue_row(default, NOW)[1][1].plain.endswith("2/20 +19✗")

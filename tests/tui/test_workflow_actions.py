@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import psycopg
@@ -95,7 +96,8 @@ async def test_cancel_from_the_tree_and_back_out_first(make_app: AppFactory, con
         await settle(pilot)
         assert isinstance(app.screen, WorkflowScreen)
         text = screen_text(app)
-        assert "resize  cancelled" in text and "publish  cancelled" in text and "fetch  completed" in text
+        assert all(re.search(rf"{step}\s+{state}", text) for step, state in (
+            ("resize", "⊘ cancelled"), ("publish", "⊘ cancelled"), ("fetch", "✓ completed")))
     assert step_states(conn, seeded) == {15: "completed", 16: "cancelled", 17: "cancelled", 18: "cancelled"}
     assert [(r[1], r[3]) for r in audit_rows(conn, seeded)] == [
         ("cancel_workflow", "declined"), ("cancel_workflow", "allowed"),
@@ -242,7 +244,7 @@ async def test_retry_from_the_tree_acts_on_the_workflow_as_seen(make_app: AppFac
         await pilot.press("y")
         await settle(pilot)
         assert "Retried workflow ingest (1 step; 1 no longer failed)" in toasts(app)
-        assert "publish  held" in screen_text(app)
+        assert re.search(r"publish\s+‖ held", screen_text(app))
     assert step_states(conn, seeded) == {15: "completed", 16: "available", 17: "completed", 18: "held"}
     assert [(r[1], r[3]) for r in audit_rows(conn, seeded)] == [("retry_workflow", "allowed")]
 

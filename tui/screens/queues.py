@@ -14,8 +14,10 @@ from ..control import queue_node_pause_request, queue_pause_request
 from ..layout import Item
 from ..model import QueueDetailSnapshot, QueueRow, QueuesSnapshot
 from ..presenters import (
+    JOB_COLUMNS,
     QUEUE_COLUMNS,
     QUEUE_NODE_COLUMNS,
+    job_row,
     queue_node_row,
     queue_row,
     queue_summary,
@@ -103,9 +105,17 @@ class QueuesScreen(DataScreen):
         return commands
 
 
-class QueueScreen(DataScreen):
-    """One queue: a row per node with its limit, executing jobs, pause state and heartbeat."""
+NODE_ROWS = 6  # node rows the queue detail shows before its node table scrolls
 
+
+class QueueScreen(DataScreen):
+    """One queue: a row per node with its limit, executing jobs, pause state and heartbeat, and the
+    queue's newest jobs in the Jobs screen's table (tab moves between the two; Enter opens a job)."""
+
+    DEFAULT_CSS = """
+    QueueScreen #queue-nodes { height: 2; }
+    QueueScreen #queue-jobs { height: 1fr; }
+    """
     scope = "queue"
     view_title = "Queue"
     BINDINGS: ClassVar[list[BindingType]] = bindings_for("queue")
@@ -121,6 +131,8 @@ class QueueScreen(DataScreen):
     def compose_body(self) -> ComposeResult:
         yield FitLines(loading=True, id="queue-summary", classes="summary")
         yield KeyedTable(QUEUE_NODE_COLUMNS, id="queue-nodes")
+        yield FitLines(id="queue-jobs-title", classes="summary")
+        yield KeyedTable(JOB_COLUMNS, id="queue-jobs")
 
     def loader(self) -> Loader:
         queue = self.queue
@@ -132,7 +144,31 @@ class QueueScreen(DataScreen):
             keys = f"{self.dash.key_of('pause', self.scope)} and {self.dash.key_of('scale', self.scope)}"
             summary.append([Item.of(Text(f"No live node runs this queue; {keys} apply to every node.", style="dim"))])
         self.query_one("#queue-summary", FitLines).set_lines(*summary)
-        self.query_one("#queue-nodes", KeyedTable).sync([queue_node_row(n, snapshot.now) for n in snapshot.nodes])
+        nodes = self.query_one("#queue-nodes", KeyedTable)
+        nodes.sync([queue_node_row(n, snapshot.now) for n in snapshot.nodes])
+        nodes.styles.height = 1 + min(NODE_ROWS, max(1, len(snapshot.nodes)))  # the jobs get the rest
+        title = "newest jobs" if snapshot.jobs else "no jobs in this queue"
+        keys = f"tab: nodes / jobs, {self.dash.key_of('open', self.scope)} opens a job"
+        self.query_one("#queue-jobs-title", FitLines).set_lines(
+            [Item.of(Text(title, style="bold")), Item.of(Text(keys, style="dim"), "")])
+        self.query_one("#queue-jobs", KeyedTable).sync([job_row(job, snapshot.now) for job in snapshot.jobs])
+
+    def action_open(self) -> None:
+        """Open the job under the jobs table's cursor (from the nodes table, go to the jobs first)."""
+        from .job import JobScreen
+
+        jobs = self.query_one("#queue-jobs", KeyedTable)
+        if not jobs.has_focus:
+            jobs.focus()
+            return
+        key = jobs.current_key()
+        if key is not None:
+            self.app.push_screen(JobScreen(int(key)))
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        if event.data_table.id == "queue-jobs":
+            self.action_open()
 
     def _node(self) -> tuple[str | None, bool, int | None]:
         """(node name or None for every node, paused, current limit) for the row under the cursor."""

@@ -7,13 +7,13 @@ from typing import TYPE_CHECKING, ClassVar
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import BindingType
-from textual.containers import VerticalScroll
+from textual.widgets import DataTable
 
 from ..control import workflow_cancel_request, workflow_label, workflow_retry_request
 from ..layout import Item
 from ..model import WorkflowSnapshot
-from ..presenters import name_forms, workflow_tree
-from ..widgets import FitLines
+from ..presenters import WORKFLOW_STEP_COLUMNS, name_forms, workflow_step_rows
+from ..widgets import FitLines, KeyedTable
 from .base import Command, DataScreen, Loader, bindings_for
 
 if TYPE_CHECKING:
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 
 class WorkflowScreen(DataScreen):
-    """One workflow's steps as a dependency tree with their states."""
+    """One workflow's steps as a dependency tree with their states; Enter opens a step's job."""
 
     scope = "workflow"
     view_title = "Workflow"
@@ -36,19 +36,35 @@ class WorkflowScreen(DataScreen):
         return f"Workflow {self.workflow_id[:8]}"
 
     def compose_body(self) -> ComposeResult:
-        with VerticalScroll(id="workflow-body"):
-            yield FitLines(loading=True, id="workflow-tree")
+        yield FitLines(loading=True, id="workflow-summary", classes="summary")
+        yield KeyedTable(WORKFLOW_STEP_COLUMNS, id="workflow-steps")
+
+    def on_mount(self) -> None:
+        self.query_one("#workflow-steps", KeyedTable).focus()
 
     def loader(self) -> Loader:
         workflow_id = self.workflow_id
         return lambda store: store.workflow(workflow_id)
 
     def show(self, snapshot: WorkflowSnapshot) -> None:
-        steps = workflow_tree(snapshot.steps) or [Text("No steps (pruned or deleted).", style="dim")]
-        self.query_one("#workflow-tree", FitLines).set_lines(  # a long step name is ellipsised, never wrapped
+        empty = [] if snapshot.steps else [[Item.of(Text("No steps (pruned or deleted).", style="dim"))]]
+        self.query_one("#workflow-summary", FitLines).set_lines(  # a long name is ellipsised, never wrapped
             [Item(name_forms(snapshot.name or "workflow"), shrink=1), Item.of(Text(snapshot.workflow_id, style="dim"))],
-            [], *[[Item.of(line)] for line in steps],
+            *empty,
         )
+        self.query_one("#workflow-steps", KeyedTable).sync(workflow_step_rows(snapshot.steps))
+
+    def action_open(self) -> None:
+        """Open the job of the step under the cursor."""
+        from .job import JobScreen
+
+        key = self.query_one("#workflow-steps", KeyedTable).current_key()
+        if key is not None:
+            self.app.push_screen(JobScreen(int(key)))
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self.action_open()
 
     def _as_seen(self) -> tuple[WorkflowSnapshot, list[tuple[str, int]]] | None:
         """This workflow as last shown, with its steps counted by state (None before it has loaded)."""
