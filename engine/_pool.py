@@ -104,7 +104,18 @@ def probe(url: str, timeout: float) -> bool:
                              prepare_threshold=None) as conn:
             return behind_pooler(conn)
     except psycopg.Error as exc:
+        if not parses(url):  # libpq's own message quotes a piece of it, maybe of a password
+            raise unavailable(url, exc) from None
         raise unavailable(url, exc) from exc
+
+
+def parses(url: str) -> bool:
+    """Whether libpq can read ``url`` (a URL or a keyword/value string)."""
+    try:
+        psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.Error:
+        return False
+    return True
 
 
 def unavailable(url: str, exc: BaseException) -> DatabaseUnavailable:

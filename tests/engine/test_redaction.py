@@ -58,6 +58,7 @@ def test_an_unparsable_connection_string_is_never_echoed() -> None:
     with pytest.raises(DatabaseUnavailable) as caught:
         eng.check_schema()
     assert PW not in str(caught.value) and "two" not in str(caught.value)
+    assert caught.value.__cause__ is None  # a traceback (lysmore -v) shows libpq's quote of it nowhere
 
 
 @pytest.mark.parametrize("form", ["url", "query", "keyword quoted"])
