@@ -127,7 +127,7 @@ class KeyedTable(DataTable[Any], inherit_bindings=False):
                 old = self.get_row(key)
                 for column, before, after in zip(column_keys, old, cells, strict=False):
                     if before != after:
-                        self.update_cell(key, column, after)
+                        self._put_cell(key, column, after)
             else:
                 self.add_row(*cells, key=key)
         if self.keys() != wanted:
@@ -139,6 +139,17 @@ class KeyedTable(DataTable[Any], inherit_bindings=False):
             self.move_cursor(row=wanted.index(cursor_key), scroll=False)
         elif wanted:
             self.move_cursor(row=min(cursor_index, len(wanted) - 1), scroll=False)
+
+    def _put_cell(self, key: str, column: str, value: Any) -> None:
+        """``update_cell`` repainting only the cell's row: DataTable's repaints the whole table, so a
+        refresh that changed one number sent every row down the wire again. Columns have the widths
+        the layout chose, so a new value never changes them."""
+        row_key = RowKey(key)
+        self._data[row_key][ColumnKey(column)] = value
+        self._update_count += 1  # the rendered lines cached before this are stale
+        index = self._row_locations.get(row_key)
+        if index is not None:
+            self.refresh_row(index)
 
     async def _on_idle(self, event: events.Idle) -> None:
         """After cells changed width, drop the renders cached at the old widths (textual 8.2 keeps them)."""
