@@ -24,7 +24,7 @@ from engine import Engine, InvalidConfig
 
 from .data import Store
 from .filters import parse_filter
-from .model import STATES
+from .model import SORT_KEYS, STATES, Sort
 
 Progress = Callable[[str], None]
 
@@ -339,6 +339,10 @@ def measure(store: Store, repeat: int = DEFAULT_REPEAT, progress: Progress | Non
         flt = parse_filter(text)
         return lambda: len(store.jobs(state, flt, before, page=2 if before else 1).rows)
 
+    def sorted_jobs(state: str | None, sort: Sort, page_two: bool = False) -> Callable[[], int]:
+        after = store.jobs(state, sort=sort).next_cursor if page_two else None
+        return lambda: len(store.jobs(state, sort=sort, after=after, page=2 if after else 1).rows)
+
     def queue_detail(queue: str) -> Callable[[], int]:
         return lambda: len(store.queue_detail(queue).nodes)
 
@@ -358,6 +362,11 @@ def measure(store: Store, repeat: int = DEFAULT_REPEAT, progress: Progress | Non
         page = store.jobs(state).rows
         if len(page) > 1:
             add(f"{label} page 2", "screen", jobs(state, before=page[-1].id))
+    for sort in (Sort("id", descending=False), *(Sort(key) for key in SORT_KEYS if key != "id")):
+        order = f"{sort.key} {'desc' if sort.descending else 'asc'}"
+        for state in (None, "completed", "available"):
+            add(f"jobs {state or 'all'} by {order}", "sort", sorted_jobs(state, sort))
+        add(f"jobs all by {order} page 2", "sort", sorted_jobs(None, sort, page_two=True))
     for state in ("discarded", "available", "completed"):
         rows = store.jobs(state, None, limit=1).rows
         if rows:

@@ -23,6 +23,7 @@ def test_dashboard_bench_seeds_times_every_read_and_drops_the_schema(
     assert kinds.count("filter") == len(FILTER_CASES)
     names = {t["name"] for t in result["timings"]}
     assert {"queues", "jobs all", "jobs completed page 2", "nodes", "audit", "workflows"} <= names
+    assert {"jobs all by id asc", "jobs completed by duration desc", "jobs all by priority desc page 2"} <= names
     assert result["slowest"]["median_ms"] == max(t["median_ms"] for t in result["timings"])
     gone = conn.execute("SELECT to_regnamespace(%s)", (result["prefix"],)).fetchone()
     assert gone == (None,)
