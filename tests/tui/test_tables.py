@@ -291,3 +291,14 @@ def test_jobs_of_a_lost_node_are_not_counted_against_live_limits(store: Store, c
     assert (default.executing, default.local_limit, default.orphaned) == (2, 20, 19)  # not 21/20
     from tui.presenters import queue_row
     assert queue_row(default, NOW)[1][1].plain.endswith("2/20 +19✗")
+
+
+async def test_the_palette_sorts_the_jobs(make_app: AppFactory) -> None:
+    app = make_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await open_jobs(pilot)
+        names = [name for name, _, _ in screen.palette_commands()]
+        assert {"jobs: sort by duration", "jobs: invert the sort"} <= set(names)
+        dict((n, run) for n, _, run in screen.palette_commands())["jobs: sort by priority"]()
+        await settle(pilot)
+        assert screen.sort == Sort("priority") and "sort priority ↓" in screen_text(app)

@@ -15,7 +15,7 @@ from textual.widgets.option_list import Option
 
 from ..control import jobs_request, plural
 from ..filters import Filter, FilterError, parse_filter
-from ..model import STATES, Count, JobRow, JobsSnapshot, Selection, Sort
+from ..model import SORT_KEYS, STATES, Count, JobRow, JobsSnapshot, Selection, Sort
 from ..presenters import JOB_COLUMNS, fmt_int, job_row, page_status, state_option
 from ..widgets import FitLines, KeyedTable
 from .base import Command, DataScreen, Loader, bindings_for
@@ -335,4 +335,8 @@ class JobsScreen(DataScreen):
         ]
         for state in SIDEBAR:
             commands.append((f"jobs: show {state or 'all'}", "filter by state", partial(self.set_state, state)))
+        for sort_key in SORT_KEYS:
+            commands.append((f"jobs: sort by {sort_key}", f"largest first ({key('sort_next')} cycles the keys)",
+                             partial(self.set_sort, Sort(sort_key))))
+        commands.append(("jobs: invert the sort", f"the other way ({key('sort_flip')})", self.action_sort_flip))
         return commands
