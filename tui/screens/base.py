@@ -104,7 +104,7 @@ class DataScreen(Screen[None]):
         line.add_class("-show")
 
     def on_screen_resume(self) -> None:
-        if self.snapshot is not None:
+        if self.snapshot is not None and self.loader() is not None:
             self.fresh = False  # the header says how old it is until the read under way delivers
         self.dash.screen_resumed(self)
 
