@@ -256,7 +256,7 @@ class DashboardApp(App[int]):
             if screen.is_attached:
                 screen.deliver(snapshot)
         else:
-            self._error = _short_error(error)
+            self._error = _short_error(error, self.engine.prefix)
             self._outage = self._error if is_outage(error) else None
             log.info("dashboard refresh failed: %s", error)
             if screen.is_attached and screen.is_mounted:
@@ -603,10 +603,16 @@ class DashboardApp(App[int]):
         self.call_from_thread(screen.selection_ready, selection)
 
 
-def _short_error(exc: BaseException) -> str:
-    """The first line of ``exc``, passwords masked, for the error line and toasts."""
+def _short_error(exc: BaseException, prefix: str | None = None) -> str:
+    """The first line of ``exc``, passwords masked, for the error line and toasts; a read that
+    finds no table of the instance ``prefix`` says so."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if prefix is not None and isinstance(exc, _SCHEMA_GONE):
+        text = f"prefix {prefix} has no Lysmore tables in this database ({text}): was its schema dropped?"
     return redact_url(text)[:200]
+
+
+_SCHEMA_GONE = (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName, psycopg.errors.UndefinedFunction)
 
 
 # SQLSTATE classes and codes of a lost or refused connection (a statement timeout, 57014, is not one).

@@ -221,3 +221,19 @@ def audit(outage: Outage, prefix: str) -> list[tuple[str, str, dict[str, Any]]]:
         return [(r[0], r[1], r[2]) for r in conn.execute(
             sql.SQL("SELECT action, outcome, detail FROM {}.lysmore_audit ORDER BY id")
             .format(sql.Identifier(prefix)))]
+
+
+async def test_a_dropped_schema_is_named_as_the_cause(outage: Outage, instance: Engine) -> None:
+    app = make_app(outage, instance.prefix)
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        until = watch_reads(app)
+        await settle(pilot)
+        with psycopg.connect(outage.url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(instance.prefix)))
+        await pilot.press("ctrl+r")
+        await until(lambda e: e is not None)
+        await settle(pilot)
+        assert app.last_error is not None and "\n" not in app.last_error
+        assert app.last_error.startswith(f"prefix {instance.prefix} has no Lysmore tables in this database")
+        assert "does not exist" in app.last_error
+        assert app.outage is None  # the server answers: not an outage, changes still go to the gate
