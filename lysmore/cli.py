@@ -313,18 +313,57 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
     access = resolve_access(_served_access() if args.served else args.resolver, args.read_only)
     from tui import POOL_TIMEOUT
 
+    listed = _listed_prefixes(args)  # --prefix a,b: the engine takes the first
     eng, attached = _engine(args, application_name(access.user), pool_timeout=POOL_TIMEOUT)
     try:
-        eng.check_schema()  # one line before the screen switches
+        prefixes = _watched_prefixes(eng, listed, args.all_prefixes)  # one line before the screen switches
+        if eng.prefix not in prefixes:  # --all-prefixes, and the default prefix holds no instance
+            eng.stop()
+            args.prefix = prefixes[0]
+            eng, attached = _engine(args, application_name(access.user), pool_timeout=POOL_TIMEOUT)
         if args.serve:
-            return _serve_dashboard(args, address, eng, access)
+            return _serve_dashboard(args, address, eng, access, prefixes)
         return run_dashboard(
             engine=eng, database_name="embedded" if attached else server_label(eng.database_url),
             read_only=args.read_only, refresh=args.refresh, mouse=not args.no_mouse,
             low_bandwidth=args.low_bandwidth, resolver=access, keymap=keymap, log_file=args.log_file,
+            prefixes=prefixes,
         )
     finally:
         eng.stop()
+
+
+def _listed_prefixes(args: argparse.Namespace) -> list[str]:
+    """The instances ``--prefix a,b`` names, each checked, in order; ``args.prefix`` becomes the first."""
+    from engine._settings import check_prefix
+
+    if args.prefix is None or "," not in args.prefix:
+        return [] if args.prefix is None else [check_prefix(args.prefix)]
+    names = [name.strip() for name in args.prefix.split(",")]
+    if "" in names:
+        raise CommandError(f"--prefix {args.prefix!r} has an empty name: list schemas as a,b")
+    listed = list(dict.fromkeys(check_prefix(name) for name in names))
+    args.prefix = listed[0]
+    return listed
+
+
+def _watched_prefixes(eng: Any, listed: list[str], every: bool) -> list[str]:
+    """The instances the dashboard watches, each checked to hold this code's tables: those listed
+    (else the engine's), plus with ``every`` all that this database holds, starting at the engine's."""
+    from engine import check_migrated, find_instances
+
+    with eng.connection() as conn:
+        wanted = listed or [eng.prefix]
+        if every:
+            found = find_instances(conn)
+            if not found:
+                raise CommandError("--all-prefixes: this database holds no Lysmore instance; "
+                                   "create one with `lysmore migrate --prefix NAME`")
+            start = [p for p in wanted if p in found or listed]
+            wanted = list(dict.fromkeys([*start, *found]))
+        for prefix in wanted:
+            check_migrated(conn, prefix)
+    return wanted
 
 
 def _served_access() -> Any:
@@ -358,7 +397,8 @@ def _serve_address(args: argparse.Namespace) -> tuple[str, int]:
     return host, port
 
 
-def _serve_dashboard(args: argparse.Namespace, address: tuple[str, int], eng: Any, access: Any) -> int:
+def _serve_dashboard(args: argparse.Namespace, address: tuple[str, int], eng: Any, access: Any,
+                     prefixes: Sequence[str] = ()) -> int:
     """Serve this dashboard to browsers: each connection runs it again as ``--served``, with the
     database URL in its environment (never on its command line) and the access resolved here."""
     from engine import server_label
@@ -366,7 +406,7 @@ def _serve_dashboard(args: argparse.Namespace, address: tuple[str, int], eng: An
 
     url, prefix = eng.database_url, eng.prefix
     eng.stop()  # the children connect on their own; the server holds no connection
-    command = [sys.executable, "-m", "lysmore", "dashboard", "--served", "--prefix", prefix]
+    command = [sys.executable, "-m", "lysmore", "dashboard", "--served", "--prefix", ",".join(prefixes or [prefix])]
     if args.read_only:
         command.append("--read-only")
     if args.refresh is not None:
@@ -477,6 +517,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", help="--serve: address to listen on (default 127.0.0.1; 0.0.0.0 for every one)")
     p.add_argument("--port", type=int, help="--serve: port to listen on (default 8000)")
     p.add_argument("--served", action="store_true", help=argparse.SUPPRESS)  # a --serve server's child
+    p.add_argument("--all-prefixes", action="store_true",
+                   help="watch every instance this database holds (switch with w or the palette); "
+                        "--prefix a,b watches those")
     p.set_defaults(fn=_cmd_dashboard)
 
     p = sub.add_parser("status", help="nodes, leader and queues of an instance")

@@ -8,6 +8,7 @@ import Textual.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,13 +43,15 @@ def run_dashboard(
     engine: Any = None,
     database_name: str | None = None,
     log_file: str | os.PathLike[str] | None = None,
+    prefixes: Sequence[str] = (),
 ) -> int:
     """Run the dashboard in this terminal until the user quits; returns a process exit code.
 
     ``refresh``: seconds between refreshes, 0 for off, None for the resolver's rate or else
     ``DEFAULT_REFRESH``. ``keymap``: a ``tui.keymap.Keymap``, or the path of a keymap file (None:
     the user's own). ``engine``: an Engine to read through (the caller stops it), instead of one
-    made from ``database_url`` and ``prefix``. While the screen is up every log line goes to
+    made from ``database_url`` and ``prefix``. ``prefixes``: every instance the run watches (the
+    engine's first unless listed), switched between with a key and the palette. While the screen is up every log line goes to
     ``log_file`` (default ``log_file_path()``), never to the terminal.
     """
     import logging
@@ -64,7 +67,7 @@ def run_dashboard(
             database_url=database_url, prefix=prefix, read_only=read_only,
             refresh=DEFAULT_REFRESH if refresh is None else refresh, resolver=resolver,
             low_bandwidth=low_bandwidth, mouse=mouse, handle_hangup=True, keymap=keymap, engine=engine,
-            database_name=database_name, log_file=str(log_file_path(log_file)),
+            database_name=database_name, log_file=str(log_file_path(log_file)), prefixes=prefixes,
         )
     except (LysmoreError, ValueError) as exc:
         logging.getLogger("lysmore.tui").error("cannot start the dashboard: %s", exc)

@@ -86,6 +86,8 @@ ACTIONS: tuple[Action, ...] = (
     Action("palette", "colon", "Palette", "open the command palette (also ctrl+p)", ("app",), footer=False,
            key_display=":"),
     Action("quit", "q", "Quit", "quit the dashboard", ("app",), footer=False),
+    Action("next_instance", "w", "Instance", "show the next instance (prefix) in every view, when the run "
+           "watches several; the palette lists each", ("app",), footer=False),
     # lists
     Action("open", "enter", "Open", "open the row under the cursor", ("queues", "jobs", "workflows"),
            key_display="enter"),

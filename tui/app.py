@@ -13,7 +13,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, ClassVar, cast
 
@@ -58,6 +58,7 @@ RATES: tuple[float, ...] = (1.0, 2.0, 5.0, 15.0, 30.0, 60.0)
 MAX_BACKOFF = 60.0
 OUTAGE_RETRY = 1.0  # seconds between reads while PostgreSQL is unreachable: fresh soon after it returns
 LOW_BANDWIDTH_MIN_RATE = 5.0
+INSTANCE_POOL = 3  # connections of each instance the run switches to: a read, a change, a count
 MIN_SIZE = (60, 15)
 VIEW_MODES = {
     "view_queues": "queues", "view_jobs": "jobs", "view_nodes": "nodes",
@@ -127,6 +128,7 @@ class DashboardApp(App[int]):
         keymap: Keymap | str | os.PathLike[str] | None = None,
         confirm_delay: float = CONFIRM_ARM_SECONDS,
         log_file: str | None = None,
+        prefixes: Sequence[str] = (),
     ) -> None:
         # The keymap first: a bad one stops the start with its message before anything connects.
         self.keymap = keymap if isinstance(keymap, Keymap) else load_keymap(keymap)
@@ -142,6 +144,13 @@ class DashboardApp(App[int]):
             self.set_keymap(self._remapped)
         self.store = Store(self.engine, clock=clock)
         self.gate = Gate(self.engine, self.access)
+        # The instances (prefixes) this run watches, in order; each gets its engine, store and gate
+        # when first shown (the first is the engine above), so an instance never shown holds no connection.
+        self.prefixes: tuple[str, ...] = tuple(dict.fromkeys(
+            prefixes if self.engine.prefix in prefixes else (self.engine.prefix, *prefixes)))
+        self._instances: dict[str, tuple[Engine, Store, Gate]] = {self.engine.prefix: (self.engine, self.store, self.gate)}
+        self._given_engine = engine  # the caller's: it stops it
+        self._clock = clock
         self.low_bandwidth = low_bandwidth
         self.confirm_delay = confirm_delay  # a confirmation's y works this long after it is drawn (ConfirmScreen)
         self.mouse = mouse
@@ -183,12 +192,13 @@ class DashboardApp(App[int]):
 
     def on_unmount(self) -> None:
         self._cancel_timer()
-        if not self._own_engine:
-            return
-        try:
-            self.engine.stop()  # closes the pool: the dashboard leaves no connection behind
-        except Exception as exc:
-            log.warning("closing the dashboard's connections: %s", exc)
+        for eng, _, _ in self._instances.values():
+            if eng is self._given_engine:
+                continue
+            try:
+                eng.stop()  # closes the pool: the dashboard leaves no connection behind
+            except Exception as exc:
+                log.warning("closing the dashboard's connections: %s", exc)
 
     def on_resize(self, event: events.Resize) -> None:
         small = event.size.width < MIN_SIZE[0] or event.size.height < MIN_SIZE[1]
@@ -341,7 +351,7 @@ class DashboardApp(App[int]):
         text = header_text(
             screen.title_text(), self.database_name, self.engine.prefix,
             cluster.nodes if cluster else None, cluster.leader if cluster else None,
-            badges, right, max(20, self.size.width),
+            badges, right, max(20, self.size.width), several=len(self.prefixes) > 1,
         )
         try:
             screen.query_one("#status", StatusBar).show_status(text)
@@ -460,6 +470,61 @@ class DashboardApp(App[int]):
         """Open the command palette."""
         self.action_command_palette()
 
+    # -- instances (prefixes) -----------------------------------------------------------------
+    def action_next_instance(self) -> None:
+        """Show the next instance (prefix) of this run."""
+        if len(self.prefixes) < 2:
+            self.notify(f"This run watches one instance ({self.engine.prefix}): start it with "
+                        "--prefix a,b or --all-prefixes to watch several", severity="warning")
+            return
+        at = self.prefixes.index(self.engine.prefix)
+        self.switch_instance(self.prefixes[(at + 1) % len(self.prefixes)])
+
+    def switch_instance(self, prefix: str) -> None:
+        """Show ``prefix`` in every view: its engine, store and gate, on fresh screens, so no mark,
+        filter or drilled-in screen of the other instance is left for a change to act on."""
+        if prefix == self.engine.prefix or prefix not in self.prefixes:
+            return
+        if not isinstance(self.screen, DataScreen):
+            self.notify("Close the dialog first, then switch the instance.", severity="warning")
+            return
+        try:
+            self.engine, self.store, self.gate = self._instance(prefix)
+        except Exception as exc:
+            self.notify(f"Cannot show the instance {prefix}: {_short_error(exc)}", severity="error")
+            return
+        self.cluster = None
+        self._error = self._outage = None
+        self._slow = False
+        self._backoff = None
+        self._fresh_screens()
+        self.notify(f"Showing the instance {prefix}")
+        self.request_refresh()
+
+    def _instance(self, prefix: str) -> tuple[Engine, Store, Gate]:
+        """The engine, store and gate of ``prefix``, made on first use: a small pool on the same
+        database, under the same connection name."""
+        found = self._instances.get(prefix)
+        if found is None:
+            eng = Engine(database_url=self.engine.database_url, prefix=prefix, pool_size=INSTANCE_POOL,
+                         application_name=self.engine.application_name, pool_timeout=POOL_TIMEOUT,
+                         connect_timeout=self.engine.connect_timeout)
+            found = self._instances[prefix] = (eng, Store(eng, clock=self._clock), Gate(eng, self.access))
+        return found
+
+    def _fresh_screens(self) -> None:
+        """Every view on a new screen: the others are replaced, then the one shown (by way of another)."""
+        shown = self.current_mode
+        for mode, screen in self.MODES.items():
+            if mode != shown:
+                self.remove_mode(mode)
+                self.add_mode(mode, screen)
+        self.switch_mode(next(mode for mode in self.MODES if mode != shown))
+        self.remove_mode(shown)
+        self.add_mode(shown, self.MODES[shown])
+        self.switch_mode(shown)
+        self.paint_whole()
+
     async def on_event(self, event: events.Event) -> None:
         """Once quitting, keys do nothing: in a burst the keys after `q` would open screens as
         the app closes (Textual's command palette then fails looking for its list, exit 1)."""
@@ -509,9 +574,13 @@ class DashboardApp(App[int]):
             title = f"{request.action.capitalize()} {plural(len(verdict.eligible), 'job')}?"
         danger = request.action in ("cancel", "delete", "cancel_workflow") or request.bulk
 
+        gate = self.gate  # the instance shown now, whatever happens before the answer
+        if len(self.prefixes) > 1:  # several instances: the question names the one it changes
+            title = f"On {gate.engine.prefix}: {title}"
+
         def answered(ok: bool | None) -> None:
             if ok:
-                self._perform(request, on_done)
+                self._perform(request, on_done, gate)
             else:
                 self._decline(request)
                 self.notify("Nothing changed.")
@@ -558,10 +627,12 @@ class DashboardApp(App[int]):
             log.warning("could not audit a declined action: %s", exc)
 
     @work(thread=True, group="actions", exit_on_error=False)
-    def _perform(self, request: Request, on_done: Callable[[], None] | None) -> None:
-        result = self.gate.perform(request)
+    def _perform(self, request: Request, on_done: Callable[[], None] | None, gate: Gate | None = None) -> None:
+        gate = gate or self.gate
+        result = gate.perform(request)
+        message = f"{gate.engine.prefix}: {result.message}" if len(self.prefixes) > 1 else result.message
         try:
-            self.call_from_thread(self._performed, result.ok, result.message, on_done)
+            self.call_from_thread(self._performed, result.ok, message, on_done)
         except RuntimeError:
             pass
 

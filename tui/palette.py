@@ -33,6 +33,11 @@ class DashboardCommands(Provider):
         for rate in RATE_COMMANDS:
             label = "off" if rate is None else f"{rate:g}s"
             commands.append((f"refresh: {label}", "set the refresh rate", partial(app.set_rate, rate)))
+        if len(app.prefixes) > 1:
+            for prefix in app.prefixes:
+                here = " (shown now)" if prefix == app.engine.prefix else ""
+                commands.append((f"instance: {prefix}", f"show the instance {prefix} in every view{here}",
+                                 partial(app.switch_instance, prefix)))
         commands.append(("help: keys and filter syntax", "the generated help", app.action_help))
         return commands
 

@@ -761,16 +761,20 @@ def refresh_label(rate: float | None, stale_for: float | None, frozen: bool, pau
 
 def header_text(
     view: str, database: str, prefix: str, nodes: int | None, leader: str | None,
-    badges: Sequence[str], right: Text, width: int,
+    badges: Sequence[str], right: Text, width: int, *, several: bool = False,
 ) -> Text:
     """One header line: the refresh state always on the right, badges always shown; the leader's
-    name, the database and the view's name are shortened, then the leader and the database go."""
+    name, the database and the view's name are shortened, then the leader and the database go.
+    With ``several`` instances in the run the prefix is an item of its own that never goes."""
+    where = database if several else f"{database} · {prefix}"
     items = [
         Item.of(Text(" Lysmore ", style="bold reverse")),
         Item(tuple(Text(f" {form.plain} ", style="bold") for form in name_forms(view, widths=(20, 12))), shrink=1),
-        Item(tuple(Text(f"│ {form.plain} ") for form in name_forms(f"{database} · {prefix}", "", (24, 12))),
-             drop=2, shrink=2),
+        Item(tuple(Text(f"│ {form.plain} ") for form in name_forms(where, "", (24, 12))), drop=2, shrink=2),
     ]
+    if several:
+        items.append(Item(tuple(Text.assemble("│ ", (form.plain, "bold underline"), " ")
+                                for form in name_forms(prefix, widths=(24, 12))), shrink=2))
     if nodes is not None:
         count = f"│ {plural_nodes(nodes)} "
         names = name_forms(leader, "", (24, 16, 12)) if leader else ()
