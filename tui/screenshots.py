@@ -46,6 +46,8 @@ SHOTS: tuple[Shot, ...] = (
     Shot("nodes", ("escape", "3")),
     Shot("workflows", ("4",)),
     Shot("audit", ("5",)),
+    Shot("crons", ("6",)),
+    Shot("charts", ("7",)),
     Shot("help", ("1", "question_mark")),
     Shot("palette", ("escape", "ctrl+p"), "queue"),
 )

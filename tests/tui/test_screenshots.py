@@ -27,7 +27,7 @@ def test_screenshots_of_every_screen(database_url: str, seeded: str, tmp_path: P
 def test_screenshots_fail_when_a_screen_cannot_load(database_url: str, tmp_path: Path) -> None:
     app = DashboardApp(database_url=database_url, prefix="no_such_schema", cursor_blink=False)
     problems = asyncio.run(take(app, tmp_path, (80, 24), SHOTS[:2]))
-    assert problems and problems[0].startswith("queues: relation")
+    assert problems and problems[0].startswith("queues: prefix no_such_schema has no Lysmore tables")
 
 
 def test_run_dashboard_refuses_a_bad_prefix(database_url: str) -> None:
