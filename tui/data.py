@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -94,7 +95,8 @@ WORKER_NAMES_MAX = 1_000  # distinct workers a worker pattern is resolved agains
 # A sort no index returns in order (all but id) reads at most the newest this many ids of a big table.
 SORT_WINDOW = 100_000
 # Sort keys as SQL: a job's duration is how long its last attempt ran (so far, while it executes);
-# a job never attempted has none and sorts as -1. Age sorts by insert time, the other way round.
+# a job never attempted has none and sorts last either way (-1 longest first, infinity shortest
+# first). Age sorts by insert time, the other way round.
 _SORT_KEYS: dict[str, sql.Composable] = {
     "id": sql.SQL("id"),
     "attempt": sql.SQL("attempt"),
@@ -102,7 +104,7 @@ _SORT_KEYS: dict[str, sql.Composable] = {
     "age": sql.SQL("inserted_at"),
     "duration": sql.SQL(
         "coalesce(extract(epoch FROM coalesce(CASE WHEN state = 'executing' THEN %(sort_now)s::timestamptz END,"
-        " completed_at, cancelled_at, discarded_at) - attempted_at)::float8, -1)"
+        " completed_at, cancelled_at, discarded_at) - attempted_at)::float8, %(sort_missing)s::float8)"
     ),
 }
 Cursor = tuple[Any, int]
@@ -598,7 +600,8 @@ class Store:
         id); each row ends with its sort value, the next page's cursor."""
         key = _SORT_KEYS[sort.key]
         ascending = sort.ascending_sql
-        params: dict[str, Any] = {**where.params, "limit": limit, "sort_now": now}
+        params: dict[str, Any] = {**where.params, "limit": limit, "sort_now": now,
+                                  "sort_missing": math.inf if ascending else -1.0}
         conds = [where.clause()]
         if after is not None:
             params["after_key"], params["after_id"] = after

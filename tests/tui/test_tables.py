@@ -4,6 +4,7 @@ workflow's steps that open their jobs."""
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
@@ -44,7 +45,8 @@ def expected_order(conn: psycopg.Connection, prefix: str, sort: Sort, state: str
         job_id, st, attempt, priority, inserted, attempted, finished = r
         if sort.key == "duration":
             end = NOW if st == "executing" else finished
-            value: Any = (end - attempted).total_seconds() if end and attempted else -1.0
+            missing = math.inf if sort.ascending_sql else -1.0  # never ran: last, either way
+            value: Any = (end - attempted).total_seconds() if end and attempted else missing
         else:
             value = {"id": job_id, "attempt": attempt, "priority": priority, "age": inserted}[sort.key]
         return value, job_id
