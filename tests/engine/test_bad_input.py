@@ -192,6 +192,13 @@ def test_a_spec_from_the_class_options_is_the_spec_build_makes() -> None:
     assert quick.tags == ["a", "b"] and quick.tags is not Tagged.new({}).tags
 
 
+def test_text_that_only_looks_like_an_escaped_nul_is_stored() -> None:
+    spec = JobSpec.build(worker="w", queue="q", args={"path": "C:\\u0000", "nul": "\\\\u0000"})
+    assert spec.args == {"path": "C:\\u0000", "nul": "\\\\u0000"}
+    with pytest.raises(InvalidJob, match="NUL"):
+        JobSpec.build(worker="w", queue="q", args={"path": "C:\\\x00"})
+
+
 def test_a_class_option_changed_after_definition_is_checked_again() -> None:
     class Later(Worker, queue="later"):
         def perform(self, job):  # type: ignore[no-untyped-def]
