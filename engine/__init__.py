@@ -27,12 +27,23 @@ from ._inspect import (
     ProducerStatus,
     Rollup,
     RollupSeries,
+    SentNotification,
     Summary,
     attempts,
 )
 from ._job import Job, JobSpec
 from ._logs import RedactingFormatter, logging_to, state_log_file
 from ._queues import GlobalLimit, Partition, QueueConfig, QueueSetting, RateLimit
+from ._reporter import (
+    Channel,
+    LogChannel,
+    Notice,
+    Notification,
+    Reporter,
+    SentryChannel,
+    SmtpChannel,
+    WebhookChannel,
+)
 from ._schema import apply_migrations, check_migrated, find_instances
 from ._settings import Settings, load_settings, redact_url, server_label
 from ._sql import state_list
@@ -60,6 +71,7 @@ __all__ = [
     "Attempt",
     "attempts",
     "Cancel",
+    "Channel",
     "ControlResult",
     "Counts",
     "CronEntry",
@@ -82,8 +94,11 @@ __all__ = [
     "JobState",
     "load_settings",
     "logging_to",
+    "LogChannel",
     "LysmoreError",
     "NodeStatus",
+    "Notice",
+    "Notification",
     "NotMigrated",
     "Partition",
     "ProducerStatus",
@@ -92,14 +107,19 @@ __all__ = [
     "RateLimit",
     "redact_url",
     "RedactingFormatter",
+    "Reporter",
     "Rollup",
     "RollupSeries",
+    "SentNotification",
+    "SentryChannel",
     "server_label",
     "state_list",
     "state_log_file",
     "Settings",
+    "SmtpChannel",
     "Snooze",
     "Summary",
+    "WebhookChannel",
     "Worker",
     "Workflow",
 ]

@@ -40,6 +40,7 @@ from ._queues import (
     parse_queues,
     parse_rate_limit,
 )
+from ._reporter import Channel, Reporter
 from ._runner import MAX_JSON_BYTES, ThreadPool
 from ._schema import check_migrated, migrate
 from ._settings import check_prefix, load_settings
@@ -77,6 +78,8 @@ class Engine:
     With ``queues`` it runs them after ``start()``; without, it only inserts and controls.
     ``pool_timeout``: seconds a caller waits for a pooled connection (default: the pool's 30); when
     set, a caller while PostgreSQL is unreachable is refused at once with the cause (a dashboard).
+    ``reporter``: a ``Reporter`` (or its channels, with its defaults) that notifies someone of job
+    failures, discards, stale acks and lost nodes while this node runs.
     """
 
     def __init__(
@@ -106,6 +109,7 @@ class Engine:
         pooler: bool | None = None,
         application_name: str | None = None,
         pool_timeout: float | None = None,
+        reporter: Reporter | Sequence[Channel] | None = None,
     ) -> None:
         settings = load_settings(
             prefix=prefix, node=node, poll_interval=poll_interval, stage_interval=stage_interval,
@@ -148,6 +152,9 @@ class Engine:
         self.stats_retention = float(stats_retention)
         self.cron_retention = float(cron_retention)
         self.crontab = parse_crontab(crontab)
+        if reporter is not None and not isinstance(reporter, Reporter):
+            reporter = Reporter(reporter)
+        self.reporter: Reporter | None = reporter
         if database_url is not None:
             self._url: str | None = database_url
         elif settings.database_url is not None:
@@ -190,7 +197,8 @@ class Engine:
         self._rounds: dict[str, Callable[[], Any]] = {  # one round of each periodic part
             "stager": store.stage,
             "rollups": self._path.flush_rollups,
-            "lifeline": lambda: lifeline(store, leading, count, node_ttl=self.node_ttl, orphan_after=self.orphan_after),
+            "lifeline": lambda: lifeline(store, leading, count, node_ttl=self.node_ttl, orphan_after=self.orphan_after,
+                                         lost=self.reporter.nodes_lost if self.reporter else None),
             "pruner": lambda: prune(store, leading, count, max_age=self.prune_max_age),
             "tidy": lambda: tidy_live(store, leading, count),
             "stats": lambda: expire_stats(
@@ -513,6 +521,10 @@ class Engine:
             registered = time.monotonic()
             self._register(c)
         self._lease_until = registered + 0.8 * self.node_ttl
+        if self.reporter is not None:
+            self.reporter.attach(self.prefix, self.node_name, self.store.record_notification)
+            self.reporter.start()
+            self.events.subscribe(self.reporter.on_event, ("failure", "discard", "stale_ack"))
         self._acker.start()
         self._producers = {name: Producer(self._runtime, cfg) for name, cfg in self.queues.items()}
         for producer in self._producers.values():
@@ -582,6 +594,8 @@ class Engine:
         self._leader.resign()
         if self._notifier:
             self._notifier.stop()
+        if self.reporter is not None:
+            self.reporter.stop(timeout=5.0)
         try:
             self.store.delete_node()
         except Exception as exc:

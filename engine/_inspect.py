@@ -220,6 +220,28 @@ class RollupSeries:
         )
 
 
+@dataclass(frozen=True)
+class SentNotification:
+    """One notification of the error reporter as a channel handled it (``lysmore_notifications``)."""
+
+    id: int
+    at: datetime
+    group_key: str
+    kind: str
+    worker: str
+    queue: str
+    error_type: str
+    message: str
+    node: str
+    job_id: int | None
+    channel: str
+    status: str  # sent, failed or rate_limited
+    count: int
+    first_seen: datetime
+    last_seen: datetime
+    error: str | None
+
+
 @dataclass
 class Inspector:
     """Read-only answers about one instance, built from plain parts (not the Engine).
@@ -458,6 +480,12 @@ class Inspector:
             next_run=next_instant(r["expression"], r["timezone"], now) if r["active"] and not r["paused"] else None,
             recent=tuple(recent.get(r["name"], ())),
         ) for r in rows]
+
+    def notifications(self, limit: int = 50, conn: psycopg.Connection | None = None) -> list[SentNotification]:
+        """The error reporter's newest notifications (of every node), newest first."""
+        with self._use(conn) as c, c.cursor(row_factory=dict_row) as cur:
+            rows = cur.execute(self.queries.notifications.recent, {"limit": limit}).fetchall()
+        return [SentNotification(**r) for r in rows]
 
     @staticmethod
     def _db_now(c: psycopg.Connection) -> datetime:

@@ -21,13 +21,27 @@ TIDY_AT_LEAST = 1_000  # dead or changed rows before the live side is vacuumed o
 
 Leading = Callable[[], bool]
 Count = Callable[[str, int], None]
+Lost = Callable[[list[tuple[str | None, int, int]]], None]
 
 
-def lifeline(store: Store, leading: Leading, count: Count, *, node_ttl: float, orphan_after: float) -> int:
-    """Rescue jobs of dead nodes (and orphans), then forget nodes dead for long; leader only."""
+def lifeline(
+    store: Store, leading: Leading, count: Count, *, node_ttl: float, orphan_after: float,
+    lost: Lost | None = None,
+) -> int:
+    """Rescue jobs of dead nodes (and orphans), then forget nodes dead for long; leader only.
+    ``lost`` hears, per lost node (None: orphans), how many jobs were made available and discarded."""
     if not leading():
         return 0
-    rescued = store.rescue(node_ttl, orphan_after, RESCUE_BATCH)
+    rows = store.rescue(node_ttl, orphan_after, RESCUE_BATCH)
+    rescued = len(rows)
+    if rows and lost is not None:
+        tally: dict[str | None, list[int]] = {}
+        for _, state, node in rows:
+            tally.setdefault(node, [0, 0])[0 if state == "available" else 1] += 1
+        try:
+            lost([(node, n[0], n[1]) for node, n in tally.items()])
+        except Exception:
+            log.exception("reporting lost nodes failed")
     reaped = store.reap_nodes(max(node_ttl * 6, 60.0))
     if rescued:
         log.warning("lifeline rescued %d jobs from lost nodes", rescued, extra={"rescued": rescued})

@@ -194,6 +194,12 @@ class Audit(Group):
     insert: bytes
 
 
+class Notifications(Group):
+    file = "notifications.sql"
+    insert: bytes
+    recent: bytes
+
+
 class Queries:
     """Every statement of one prefix, by group: ``q.jobs.fetch``, ``q.nodes.heartbeat``, ..."""
 
@@ -206,6 +212,7 @@ class Queries:
         self.cron = Cron(prefix)
         self.stats = Stats(prefix)
         self.audit = Audit(prefix)
+        self.notifications = Notifications(prefix)
 
     def compose(self, filename: str) -> sql.Composed:
         """The whole of ``sql/filename`` (a migration) with ``{prefix}`` bound to this schema."""

@@ -302,11 +302,12 @@ class Store:
             c.execute(self.q.jobs.stage_queue_now, {"queue": queue})
 
     @retried_when_moved
-    def rescue(self, node_ttl: float, orphan_after: float, limit: int) -> int:
-        """Give the jobs of dead nodes (and orphans) back; how many."""
+    def rescue(self, node_ttl: float, orphan_after: float, limit: int) -> list[tuple[int, str, str | None]]:
+        """Give the jobs of dead nodes (and orphans) back: (id, new state, the lost node's name,
+        None for an orphan) of each."""
         with self.db.connection() as c:
             params = {"node_ttl": node_ttl, "orphan_after": orphan_after, "limit": limit, "channel": self.channel}
-            return len(c.execute(self.q.jobs.rescue, params).fetchall())
+            return [(int(r[0]), str(r[1]), r[2]) for r in c.execute(self.q.jobs.rescue, params).fetchall()]
 
     @retried_when_moved
     def prune(self, max_age: float, limit: int) -> int:
@@ -336,6 +337,11 @@ class Store:
         """VACUUM (with ANALYZE) the live side, or only ANALYZE it."""
         with self.db.connection() as c:
             c.execute(self.q.jobs.vacuum_live if vacuum else self.q.jobs.analyze_live, prepare=False)
+
+    def record_notification(self, row: dict[str, Any]) -> None:
+        """One notification as a channel of the error reporter handled it."""
+        with self.db.connection() as c:
+            c.execute(self.q.notifications.insert, row)
 
     def prune_stats(self, stats_retention: float, cron_retention: float) -> None:
         with self.db.connection() as c:

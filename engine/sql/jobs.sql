@@ -354,13 +354,13 @@ rescued AS (
                           ELSE 'rescued: no live node or producer ran this job' END))
     FROM lost
     WHERE j.id = lost.id
-    RETURNING j.id, j.queue, j.state
+    RETURNING j.id, j.queue, j.state, CASE WHEN lost.expired THEN lost.node_name END AS node_name
 ),
 notified AS (
     SELECT count(pg_notify(%(channel)s, json_build_object('kind', 'insert', 'queue', q.queue)::text)) AS n
     FROM (SELECT DISTINCT queue FROM rescued WHERE state = 'available') AS q
 )
-SELECT rescued.id, rescued.state::text FROM rescued, notified
+SELECT rescued.id, rescued.state::text, rescued.node_name FROM rescued, notified
 
 -- name: reserve_ids
 -- Reserve ids for a COPY of new jobs, and read the transaction's clock for their timestamps.

@@ -48,13 +48,17 @@ WHERE state = 'executing' AND (%(queue)s::text IS NULL OR queue = %(queue)s::tex
 GROUP BY queue, node_id
 
 -- name: prune
--- Drop rollup minutes (per queue and per worker) and cron run records past their retention.
+-- Drop rollup minutes (per queue and per worker), notifications and cron run records past their
+-- retention.
 WITH minutes AS (
     DELETE FROM {prefix}.lysmore_stats_minutely
     WHERE minute < now() - make_interval(secs => %(stats_retention)s)
 ), worker_minutes AS (
     DELETE FROM {prefix}.lysmore_stats_workers
     WHERE minute < now() - make_interval(secs => %(stats_retention)s)
+), notifications AS (
+    DELETE FROM {prefix}.lysmore_notifications
+    WHERE at < now() - make_interval(secs => %(stats_retention)s)
 )
 DELETE FROM {prefix}.lysmore_cron_runs
 WHERE instant < now() - make_interval(secs => %(cron_retention)s)
