@@ -15,6 +15,10 @@ class CardProfile:
     country: str = "US"
     decline_on_attach: bool = False
     decline_on_charge: bool = False
+    #: ``"always"``: every charge needs 3-D Secure; ``"once"``: only until it was authenticated once.
+    authentication: str = "none"
+    #: Every successful charge on it is disputed right away (``charge.dispute.created``).
+    disputes: bool = False
 
 
 VISA = CardProfile("visa", "4242")
@@ -23,6 +27,10 @@ MASTERCARD = CardProfile("mastercard", "4444")
 AMEX = CardProfile("amex", "8431")
 DECLINED = CardProfile("visa", "0002", decline_on_attach=True, decline_on_charge=True)
 CHARGE_FAILS = CardProfile("visa", "0341", decline_on_charge=True)
+AUTH_ALWAYS = CardProfile("visa", "3184", authentication="always")
+AUTH_ONCE = CardProfile("visa", "3155", authentication="once")
+THREE_D_SECURE_2 = CardProfile("visa", "3220", authentication="always")
+DISPUTED = CardProfile("visa", "0259", disputes=True)
 
 #: Magic payment method ids, usable wherever Stripe accepts them in test mode.
 MAGIC_PAYMENT_METHODS: dict[str, CardProfile] = {
@@ -33,6 +41,10 @@ MAGIC_PAYMENT_METHODS: dict[str, CardProfile] = {
     "pm_card_chargeDeclined": DECLINED,
     "pm_card_visa_chargeDeclined": DECLINED,
     "pm_card_chargeCustomerFail": CHARGE_FAILS,
+    "pm_card_authenticationRequired": AUTH_ALWAYS,
+    "pm_card_authenticationRequiredOnSetup": AUTH_ONCE,
+    "pm_card_threeDSecure2Required": THREE_D_SECURE_2,
+    "pm_card_createDispute": DISPUTED,
 }
 
 #: Test tokens for ``card[token]``.
@@ -44,6 +56,8 @@ TOKENS: dict[str, CardProfile] = {
     "tok_chargeDeclined": DECLINED,
     "tok_visa_chargeDeclined": DECLINED,
     "tok_chargeCustomerFail": CHARGE_FAILS,
+    "tok_threeDSecure2Required": THREE_D_SECURE_2,
+    "tok_createDispute": DISPUTED,
 }
 
 #: Test card numbers for ``card[number]``.
@@ -55,4 +69,8 @@ NUMBERS: dict[str, CardProfile] = {
     "378282246310005": CardProfile("amex", "0005"),
     "4000000000000002": DECLINED,
     "4000000000000341": CHARGE_FAILS,
+    "4000002760003184": AUTH_ALWAYS,
+    "4000002500003155": AUTH_ONCE,
+    "4000000000003220": THREE_D_SECURE_2,
+    "4000000000000259": DISPUTED,
 }

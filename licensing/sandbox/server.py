@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import html
 import json
 import logging
 import socket
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -165,6 +166,7 @@ class StripeSandbox:
         sock.bind((self.host, self._requested_port))
         self._sock = sock
         self._port = sock.getsockname()[1]
+        self.store.base_url = self.url
         config = uvicorn.Config(
             self.app,
             http=_TransportExposingH11,
@@ -271,6 +273,24 @@ class StripeSandbox:
         """Stop delivering to an endpoint; ``False`` if it did not exist."""
         return self.store.webhook_endpoints.remove(endpoint_id)
 
+    def hold_webhooks(self) -> None:
+        """Keep events back from now on until :meth:`release_webhooks` (to deliver them out of order or twice)."""
+        self.webhooks.hold()
+
+    def release_webhooks(self, *, order: str = "fifo", duplicate: bool = False, seed: int | None = None) -> int:
+        """Deliver the held events in ``order`` (``fifo``, ``reverse``, ``shuffle``), each twice if ``duplicate``."""
+        return self.webhooks.release(order=order, duplicate=duplicate, seed=seed)
+
+    # ------------------------------------------------------------------ test helpers (the customer's and bank's side)
+
+    def authenticate_payment(self, payment_intent_id: str, *, succeed: bool = True) -> dict[str, Any]:
+        """Finish (or fail) a payment intent's 3-D Secure step, as the customer would on its redirect page."""
+        return self.store.billing.authenticate(payment_intent_id, succeed=succeed)
+
+    def open_dispute(self, charge_id: str, *, reason: str = "fraudulent") -> dict[str, Any]:
+        """Open a dispute on a charge, as the card holder's bank would (``charge.dispute.created``)."""
+        return self.store.billing.open_dispute(charge_id, reason=reason)
+
     def wait_for_webhooks(self, timeout: float = 10.0) -> bool:
         """Block until every queued webhook delivery (retries included) has finished."""
         return self.webhooks.wait_idle(timeout)
@@ -357,6 +377,25 @@ class StripeSandbox:
             ("/v1/subscriptions/{id}", "GET", s.subscriptions.retrieve_subscription),
             ("/v1/subscriptions/{id}", "POST", s.subscriptions.update_subscription),
             ("/v1/subscriptions/{id}", "DELETE", s.subscriptions.cancel_subscription),
+            ("/v1/invoices", "GET", s.billing.list_invoices),
+            ("/v1/invoices/{id}", "GET", s.billing.retrieve_invoice),
+            ("/v1/invoices/{id}/pay", "POST", s.billing.pay_invoice),
+            ("/v1/payment_intents", "GET", s.billing.list_payment_intents),
+            ("/v1/payment_intents/{id}", "GET", s.billing.retrieve_payment_intent),
+            ("/v1/payment_intents/{id}/confirm", "POST", s.billing.confirm_payment_intent),
+            ("/v1/charges", "GET", s.billing.list_charges),
+            ("/v1/charges/{id}", "GET", s.billing.retrieve_charge),
+            ("/v1/disputes", "GET", s.billing.list_disputes),
+            ("/v1/disputes/{id}", "GET", s.billing.retrieve_dispute),
+            ("/v1/disputes/{id}/close", "POST", s.billing.close_dispute),
+            ("/v1/refunds", "POST", s.refunds.create_refund),
+            ("/v1/refunds", "GET", s.refunds.list_refunds),
+            ("/v1/refunds/{id}", "GET", s.refunds.retrieve_refund),
+            ("/v1/test_helpers/test_clocks", "POST", s.test_clocks.create_test_clock),
+            ("/v1/test_helpers/test_clocks", "GET", s.test_clocks.list_test_clocks),
+            ("/v1/test_helpers/test_clocks/{id}", "GET", s.test_clocks.retrieve_test_clock),
+            ("/v1/test_helpers/test_clocks/{id}", "DELETE", s.test_clocks.delete_test_clock),
+            ("/v1/test_helpers/test_clocks/{id}/advance", "POST", s.test_clocks.advance_test_clock),
             ("/v1/events", "GET", s.event_log.list_events),
             ("/v1/events/{id}", "GET", s.event_log.retrieve_event),
             ("/v1/webhook_endpoints", "POST", s.webhook_endpoints.create_webhook_endpoint),
@@ -371,6 +410,11 @@ class StripeSandbox:
             Route("/_sandbox/faults", self._control_faults, methods=["GET", "POST", "DELETE"]),
             Route("/_sandbox/requests", self._control_requests, methods=["GET", "DELETE"]),
             Route("/_sandbox/reset", self._control_reset, methods=["POST"]),
+            Route("/_sandbox/hosted/invoices/{id}", self._page_invoice, methods=["GET"]),
+            Route("/_sandbox/3ds/{id}", self._page_3ds, methods=["GET", "POST"]),
+            Route("/_sandbox/charges/{id}/dispute", self._control_dispute, methods=["POST"]),
+            Route("/_sandbox/webhooks/hold", self._control_hold, methods=["POST"]),
+            Route("/_sandbox/webhooks/release", self._control_release, methods=["POST"]),
             Route("/{rest:path}", self._endpoint(None), methods=_ALL_METHODS),
         ]
         return Starlette(routes=routes)
@@ -592,3 +636,66 @@ class StripeSandbox:
     async def _control_reset(self, request: Request) -> Response:
         self.reset()
         return self._json({"ok": True})
+
+    async def _control_hold(self, request: Request) -> Response:
+        self.hold_webhooks()
+        return self._json({"holding": True})
+
+    async def _control_release(self, request: Request) -> Response:
+        try:
+            spec = json.loads(await request.body() or b"{}")
+            if not isinstance(spec, dict) or set(spec) - {"order", "duplicate", "seed"}:
+                raise ValueError('expected {"order": "fifo|reverse|shuffle", "duplicate": bool, "seed": int}')
+            count = self.release_webhooks(
+                order=str(spec.get("order", "fifo")), duplicate=bool(spec.get("duplicate", False)), seed=spec.get("seed")
+            )
+        except ValueError as exc:
+            return self._json({"error": {"type": "invalid_request_error", "message": str(exc)}}, 400)
+        return self._json({"released": count})
+
+    async def _control_dispute(self, request: Request) -> Response:
+        try:
+            spec = json.loads(await request.body() or b"{}")
+            reason = str(spec.get("reason", "fraudulent")) if isinstance(spec, dict) else "fraudulent"
+            return self._json(self.open_dispute(request.path_params["id"], reason=reason))
+        except StripeApiError as exc:
+            return self._json(exc.body(), exc.status)
+        except ValueError as exc:
+            return self._json({"error": {"type": "invalid_request_error", "message": str(exc)}}, 400)
+
+    async def _page_invoice(self, request: Request) -> Response:
+        invoice = self.store.get("invoice", request.path_params["id"])
+        if invoice is None:
+            return HTMLResponse("<h1>No such invoice</h1>", status_code=404)
+        pi = self.store.get("payment_intent", invoice["payment_intent"] or "")
+        action = ""
+        if pi is not None and pi["status"] == "requires_action":
+            action = f'<p><a href="/_sandbox/3ds/{html.escape(pi["id"])}">Confirm this payment (3-D Secure)</a></p>'
+        body = (
+            f"<h1>Invoice {html.escape(str(invoice['number']))}</h1>"
+            f"<p>Amount due: {invoice['amount_due'] / 100:.2f} {html.escape(invoice['currency'].upper())}</p>"
+            f"<p>Status: <strong>{html.escape(invoice['status'])}</strong></p>{action}"
+        )
+        return HTMLResponse(f"<!doctype html><title>Invoice</title>{body}")
+
+    async def _page_3ds(self, request: Request) -> Response:
+        pi_id = request.path_params["id"]
+        if request.method == "POST":
+            form = parse_form((await request.body()).decode("utf-8"))
+            try:
+                pi = self.authenticate_payment(pi_id, succeed=form.get("outcome", "complete") != "fail")
+            except StripeApiError as exc:
+                return HTMLResponse(f"<h1>{html.escape(exc.message)}</h1>", status_code=exc.status)
+            return HTMLResponse(f"<!doctype html><h1>Payment {html.escape(pi['status'])}</h1>")
+        found = self.store.get("payment_intent", pi_id)
+        if found is None:
+            return HTMLResponse("<h1>No such payment</h1>", status_code=404)
+        pi = found
+        forms = "".join(
+            f'<form method="post"><input type="hidden" name="outcome" value="{v}"><button>{label}</button></form>'
+            for v, label in (("complete", "Complete authentication"), ("fail", "Fail authentication"))
+        )
+        return HTMLResponse(
+            f"<!doctype html><title>3-D Secure</title><h1>Authenticate {pi['amount'] / 100:.2f} "
+            f"{html.escape(pi['currency'].upper())}</h1><p>Status: {html.escape(pi['status'])}</p>{forms}"
+        )

@@ -7,6 +7,7 @@ import hmac
 import itertools
 import json
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -23,6 +24,8 @@ log = logging.getLogger(__name__)
 #: Pauses before the 2nd, 3rd, ... delivery attempt of one event to one endpoint.
 DEFAULT_RETRY_DELAYS: tuple[float, ...] = (0.05, 0.25, 1.0, 2.0)
 USER_AGENT = "Stripe/1.0 (+https://stripe.com/docs/webhooks)"
+#: How :meth:`WebhookDispatcher.release` may order the deliveries it held.
+RELEASE_ORDERS = ("fifo", "reverse", "shuffle")
 
 
 def sign_payload(payload: str, secret: str, timestamp: int | None = None) -> str:
@@ -82,6 +85,8 @@ class WebhookDispatcher:
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._attempts: list[DeliveryAttempt] = []
+        self._holding = False
+        self._held: list[_Delivery] = []
 
     @property
     def attempts(self) -> list[DeliveryAttempt]:
@@ -112,11 +117,48 @@ class WebhookDispatcher:
             thread.join(timeout)
 
     def clear(self) -> None:
-        """Forget queued deliveries and the attempt history."""
+        """Forget queued and held deliveries and the attempt history, and stop holding."""
         with self._cond:
             self._queue.clear()
             self._attempts.clear()
+            self._held.clear()
+            self._holding = False
             self._cond.notify_all()
+
+    def hold(self) -> None:
+        """Keep new events back (undelivered) until :meth:`release`; Stripe promises neither order nor once."""
+        with self._cond:
+            self._holding = True
+
+    @property
+    def held(self) -> int:
+        """How many deliveries are being held back."""
+        with self._cond:
+            return len(self._held)
+
+    def release(self, *, order: str = "fifo", duplicate: bool = False, seed: int | None = None) -> int:
+        """Deliver what was held, in ``order`` (``fifo``, ``reverse``, ``shuffle``), each twice if ``duplicate``; stop holding.
+
+        Returns how many deliveries were queued. Duplicates are the same event (same id), signed afresh.
+        """
+        if order not in RELEASE_ORDERS:
+            raise ValueError(f"unknown release order {order!r}; expected one of {RELEASE_ORDERS}")
+        with self._cond:
+            held, self._held, self._holding = self._held, [], False
+            if duplicate:
+                held = [each for d in held for each in (d, _Delivery(d.due, 0, d.event_id, d.event_type, d.payload, d.target))]
+            if order == "reverse":
+                held.reverse()
+            elif order == "shuffle":
+                random.Random(seed).shuffle(held)
+            now = time.monotonic()
+            for delivery in held:
+                delivery.due = now
+                delivery.seq = next(self._seq)
+                heapq.heappush(self._queue, delivery)
+            self._cond.notify_all()
+            log.info("sandbox webhooks: released %d held deliveries (%s%s)", len(held), order, ", duplicated" if duplicate else "")
+            return len(held)
 
     def enqueue(self, event: dict[str, Any], targets: list[WebhookTarget]) -> None:
         """Queue ``event`` for delivery to each target (the store's event listener)."""
@@ -126,10 +168,11 @@ class WebhookDispatcher:
         now = time.monotonic()
         with self._cond:
             for target in targets:
-                heapq.heappush(
-                    self._queue,
-                    _Delivery(now, next(self._seq), event["id"], event["type"], payload, target),
-                )
+                delivery = _Delivery(now, next(self._seq), event["id"], event["type"], payload, target)
+                if self._holding:
+                    self._held.append(delivery)
+                else:
+                    heapq.heappush(self._queue, delivery)
             self._cond.notify_all()
 
     def wait_idle(self, timeout: float = 10.0) -> bool:

@@ -59,16 +59,22 @@ def test_subscription_flow_delivers_every_event_in_order(
     )
     client.v1.subscriptions.update(sub.id, params={"metadata": {"seats": "10"}})
     client.v1.subscriptions.cancel(sub.id)
-    assert receiver.wait_for(5)
+    assert receiver.wait_for(11)
     types = [stripe.Webhook.construct_event(r.body, r.signature, SECRET).type for r in receiver.received]
     assert types == [
         "customer.created",
         "payment_method.attached",
         "customer.subscription.created",
+        "invoice.created",
+        "invoice.finalized",
+        "charge.succeeded",
+        "payment_intent.succeeded",
+        "invoice.paid",
+        "invoice.payment_succeeded",
         "customer.subscription.updated",
         "customer.subscription.deleted",
     ]
-    updated = json.loads(receiver.received[3].body)
+    updated = json.loads(receiver.received[9].body)
     assert updated["data"]["previous_attributes"] == {"metadata": {"seats": None}}
 
 

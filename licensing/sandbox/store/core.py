@@ -17,7 +17,21 @@ from ..params import Params, as_int, as_list, as_str, check_known, opt_str
 Obj = dict[str, Any]
 
 #: Every kind of object the sandbox keeps (also the order ``expand`` looks them up in).
-KINDS = ("customer", "payment_method", "product", "price", "subscription", "event", "webhook_endpoint")
+KINDS = (
+    "customer",
+    "payment_method",
+    "product",
+    "price",
+    "subscription",
+    "invoice",
+    "payment_intent",
+    "charge",
+    "refund",
+    "dispute",
+    "test_clock",
+    "event",
+    "webhook_endpoint",
+)
 
 #: The cursor parameters every list endpoint accepts.
 PAGING = ("limit", "starting_after", "ending_before")
@@ -74,7 +88,16 @@ class Core:
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
+        #: Where the sandbox serves its pages (hosted invoices, 3-D Secure), set once it listens.
+        self.base_url = "http://127.0.0.1"
         self.reset()
+
+    def time_for(self, customer_id: str | None) -> int:
+        """Now for ``customer_id``: its test clock's frozen time, or the wall clock."""
+        customer = self.tables["customer"].get(customer_id or "")
+        clock_id = customer.get("test_clock") if customer is not None else None
+        clock = self.tables["test_clock"].get(clock_id or "")
+        return int(clock["frozen_time"]) if clock is not None else now()
 
     def reset(self) -> None:
         """Forget every object (and every deleted object's stub)."""

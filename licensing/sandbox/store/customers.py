@@ -54,7 +54,9 @@ class Customers:
     def create_customer(self, params: Params, ctx: RequestContext) -> Obj:
         """POST /v1/customers."""
         with self._core.lock:
-            check_known(params, (*_FIELDS, "payment_method"))
+            check_known(params, (*_FIELDS, "payment_method", "test_clock"))
+            clock_id = opt_str(params, "test_clock")
+            clock = self._core.get("test_clock", clock_id, label="test_clock", param="test_clock") if clock_id else None
             pm_param = opt_str(params, "payment_method")
             pending = self._payment_methods.prepare_attach(pm_param, param="payment_method") if pm_param else None
             settings = {"custom_fields": None, "default_payment_method": None, "footer": None, "rendering_options": None}
@@ -69,7 +71,7 @@ class Customers:
                     "object": "customer",
                     "address": address,
                     "balance": 0,
-                    "created": now(),
+                    "created": int(clock["frozen_time"]) if clock is not None else now(),
                     "currency": None,
                     "default_source": None,
                     "delinquent": False,
@@ -86,7 +88,7 @@ class Customers:
                     "preferred_locales": [],
                     "shipping": None,
                     "tax_exempt": "none",
-                    "test_clock": None,
+                    "test_clock": clock_id,
                 },
             )
             self._events.emit("customer.created", customer, ctx)

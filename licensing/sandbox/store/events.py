@@ -40,8 +40,13 @@ class EventLog:
         obj: Obj,
         ctx: RequestContext | None,
         previous: Mapping[str, Any] | None = None,
+        *,
+        created: int | None = None,
     ) -> Obj:
-        """Record an event of ``type_`` about ``obj`` (as it is now) and hand it to the listeners."""
+        """Record an event of ``type_`` about ``obj`` (as it is now) and hand it to the listeners.
+
+        ``created`` defaults to the time of the object's customer (its test clock's, if any).
+        """
         ctx = ctx or RequestContext()
         targets = self._endpoints.targets_for(type_)
         data: Obj = {"object": copy.deepcopy(obj)}
@@ -53,7 +58,7 @@ class EventLog:
                 "id": new_id("evt"),
                 "object": "event",
                 "api_version": ctx.api_version or DEFAULT_API_VERSION,
-                "created": now(),
+                "created": created if created is not None else self._created_for(obj),
                 "data": data,
                 "livemode": False,
                 "pending_webhooks": len(targets),
@@ -70,11 +75,17 @@ class EventLog:
                 log.exception("sandbox event listener failed for %s", event["id"])
         return event
 
-    def emit_changes(self, type_: str, obj: Obj, before: Obj, ctx: RequestContext | None) -> None:
+    def _created_for(self, obj: Obj) -> int:
+        owner = obj.get("customer") if obj.get("object") != "customer" else obj.get("id")
+        return self._core.time_for(owner) if isinstance(owner, str) else now()
+
+    def emit_changes(
+        self, type_: str, obj: Obj, before: Obj, ctx: RequestContext | None, *, created: int | None = None
+    ) -> None:
         """Record an ``*.updated`` event with ``previous_attributes``, unless nothing changed since ``before``."""
         previous = diff_previous(before, obj)
         if previous:
-            self.emit(type_, obj, ctx, previous)
+            self.emit(type_, obj, ctx, previous, created=created)
 
     def delivered(self, event_id: str) -> None:
         """Count one successful delivery of ``event_id`` off its ``pending_webhooks``."""

@@ -7,7 +7,7 @@ import copy
 import datetime as dt
 from typing import Any
 
-from ..errors import card_error, invalid_request, resource_missing, unknown_parameter
+from ..errors import invalid_request, resource_missing, unknown_parameter
 from ..params import (
     Params,
     as_bool,
@@ -20,10 +20,11 @@ from ..params import (
     opt_str,
     require,
 )
+from .billing import Billing
 from .catalog import Catalog
-from .core import PAGING, Core, Obj, RequestContext, matching, new_id, now
+from .core import PAGING, Core, Obj, RequestContext, matching, new_id
 from .events import EventLog
-from .payment_methods import PaymentMethods, profile_of
+from .payment_methods import PaymentMethods
 
 #: Subscription statuses that ``GET /v1/subscriptions`` hides unless asked for.
 ENDED_STATUSES = ("canceled", "incomplete_expired")
@@ -105,6 +106,13 @@ def _item_spec(raw: Any, index: int) -> dict[str, Any]:
     return spec
 
 
+def _sync_period(sub: Obj) -> None:
+    """Mirror the first item's period on the subscription (where API versions before 2025-03-31 kept it)."""
+    item = sub["items"]["data"][0]
+    sub["current_period_start"] = item["current_period_start"]
+    sub["current_period_end"] = item["current_period_end"]
+
+
 def _cancellation_details(current: Obj, raw: Any) -> Obj:
     """``current`` with the ``cancellation_details[comment|feedback]`` a request sent applied."""
     merged = dict(current)
@@ -119,7 +127,7 @@ def _new_item(sub_id: str, price: Obj, quantity: int, metadata: dict[str, str], 
     return {
         "id": new_id("si", 14),
         "object": "subscription_item",
-        "created": now(),
+        "created": start,
         "current_period_end": end,
         "current_period_start": start,
         "discounts": [],
@@ -134,11 +142,14 @@ def _new_item(sub_id: str, price: Obj, quantity: int, metadata: dict[str, str], 
 class Subscriptions:
     """Subscriptions of customers to prices, and what charging their payment method makes of them."""
 
-    def __init__(self, core: Core, events: EventLog, catalog: Catalog, payment_methods: PaymentMethods) -> None:
+    def __init__(
+        self, core: Core, events: EventLog, catalog: Catalog, payment_methods: PaymentMethods, billing: Billing
+    ) -> None:
         self._core = core
         self._events = events
         self._catalog = catalog
         self._payment_methods = payment_methods
+        self._billing = billing
 
     def _item_terms(self, spec: dict[str, Any], index: int, *, refuse_negative: bool) -> tuple[Obj, int, dict[str, str]]:
         """The price, quantity and metadata of a new item from ``items[index]``."""
@@ -148,37 +159,58 @@ class Subscriptions:
             raise invalid_request("Invalid quantity.", param=f"items[{index}][quantity]")
         return price, quantity, merge_metadata({}, spec.get("metadata", {}))
 
-    @staticmethod
-    def _charge_outcome(pm: Obj | None, behavior: str, trialing: bool) -> str:
-        """The status a (re)billed subscription gets, or a card error when asked to fail loudly."""
+    def _first_status(self, pm: Obj | None, behavior: str, trialing: bool) -> str:
+        """The status a new subscription starts in, or the error ``error_if_incomplete`` asks for."""
         if trialing:
             return "trialing"
         if behavior == "default_incomplete":
             return "incomplete"
-        if pm is None:
-            if behavior == "error_if_incomplete" or behavior == "allow_incomplete":
-                raise invalid_request(
-                    "This customer has no attached payment source or default payment method. "
-                    "Please consider adding a default payment method.",
-                    code="resource_missing",
-                )
-            return "incomplete"
-        if profile_of(pm).decline_on_charge:
-            if behavior == "error_if_incomplete":
-                raise card_error("Your card was declined.", code="card_declined", decline_code="generic_decline")
-            return "incomplete"
-        return "active"
+        outcome = self._billing.outcome(pm)
+        if outcome == "succeeded":
+            return "active"
+        if behavior == "error_if_incomplete" or (behavior == "allow_incomplete" and outcome == "no_payment_method"):
+            self._billing.refuse(outcome)
+        return "incomplete"
 
-    def cancel_now(self, sub: Obj, ctx: RequestContext | None, *, reason: str) -> None:
-        """End ``sub`` at once and record ``customer.subscription.deleted``."""
-        ended = now()
+    def cancel_now(self, sub: Obj, ctx: RequestContext | None, *, reason: str, at: int | None = None) -> None:
+        """End ``sub`` at once (or at ``at``) and record ``customer.subscription.deleted``."""
+        ended = self._core.time_for(sub["customer"]) if at is None else at
         sub["status"] = "canceled"
         sub["canceled_at"] = ended
         sub["ended_at"] = ended
         sub["cancel_at"] = None
         sub["cancel_at_period_end"] = False
         sub["cancellation_details"] = dict(sub["cancellation_details"], reason=reason)
-        self._events.emit("customer.subscription.deleted", sub, ctx)
+        self._events.emit("customer.subscription.deleted", sub, ctx, created=ended)
+
+    def renew(self, sub: Obj, at: int) -> None:
+        """Start ``sub``'s next period at its period end ``at`` and bill it (run by a test clock)."""
+        before = copy.deepcopy(sub)
+        end = add_interval(at, *_cycle(sub["items"]["data"][0]["price"]))
+        for item in sub["items"]["data"]:
+            item["current_period_start"], item["current_period_end"] = at, end
+        _sync_period(sub)
+        if sub["status"] == "trialing":
+            sub["status"] = "active"
+        invoice = self._billing.create_invoice(sub, None, reason="subscription_cycle", at=at)
+        outcome = self._billing.collect(invoice, None, self._billing.charge_method(sub), at=at)
+        self._billing.settle(sub, invoice, outcome, at)
+        self._events.emit_changes("customer.subscription.updated", sub, before, None, created=at)
+
+    def due(self, sub: Obj) -> int | None:
+        """When a test clock must next act on ``sub`` (its cancellation or period end), if ever."""
+        if sub["status"] in ENDED_STATUSES or sub["status"] in ("incomplete", "unpaid"):
+            return None
+        if sub["cancel_at"] is not None:
+            return int(sub["cancel_at"])
+        return int(sub["items"]["data"][0]["current_period_end"])
+
+    def act(self, sub: Obj, at: int) -> None:
+        """Do what is due on ``sub`` at ``at``: end it (cancel at period end) or renew it."""
+        if sub["cancel_at"] is not None and sub["cancel_at"] <= at:
+            self.cancel_now(sub, None, reason="cancellation_requested", at=int(sub["cancel_at"]))
+        else:
+            self.renew(sub, at)
 
     def create_subscription(self, params: Params, ctx: RequestContext) -> Obj:
         """POST /v1/subscriptions."""
@@ -207,11 +239,11 @@ class Subscriptions:
             trial_days = as_int(params["trial_period_days"], "trial_period_days") if "trial_period_days" in params else 0
             if trial_days < 0:
                 raise invalid_request("Invalid trial_period_days.", param="trial_period_days")
-            status = self._charge_outcome(charge_pm, behavior, trial_days > 0)
+            status = self._first_status(charge_pm, behavior, trial_days > 0)
             metadata = merge_metadata({}, params.get("metadata", {}))
             cancel_at_period_end = as_bool(params.get("cancel_at_period_end", False), "cancel_at_period_end")
 
-            start = now()
+            start = self._core.time_for(customer["id"])
             if trial_days:
                 period_end = start + trial_days * 86400
             else:
@@ -258,12 +290,18 @@ class Subscriptions:
                     "pending_update": None,
                     "start_date": start,
                     "status": status,
-                    "test_clock": None,
+                    "test_clock": customer.get("test_clock"),
                     "trial_end": period_end if trial_days else None,
                     "trial_start": start if trial_days else None,
                 },
             )
+            _sync_period(sub)
             self._events.emit("customer.subscription.created", sub, ctx)
+            invoice = self._billing.create_invoice(sub, ctx, reason="subscription_create", at=start)
+            if behavior == "default_incomplete":
+                self._billing.prepare_payment(invoice, charge_pm, at=start)
+            else:
+                self._billing.collect(invoice, ctx, charge_pm, at=start)
             return self._core.answer(sub, params)
 
     def retrieve_subscription(self, params: Params, ctx: RequestContext, id: str) -> Obj:
@@ -274,8 +312,8 @@ class Subscriptions:
         """The items after an ``items[]`` update, and the new billing cycle anchor if the interval changed."""
         new_items = copy.deepcopy(sub["items"]["data"])
         by_id = {item["id"]: item for item in new_items}
-        period_start = new_items[0]["current_period_start"] if new_items else now()
-        period_end = new_items[0]["current_period_end"] if new_items else now()
+        period_start = new_items[0]["current_period_start"]
+        period_end = new_items[0]["current_period_end"]
         for index, raw_item in enumerate(as_list(raw, "items")):
             spec = _item_spec(raw_item, index)
             if "id" not in spec:
@@ -305,7 +343,7 @@ class Subscriptions:
         if not interval_changed or sub["status"] == "trialing":
             return new_items, None
         # Stripe resets the billing cycle when the interval changes.
-        anchor = now()
+        anchor = self._core.time_for(sub["customer"])
         end = add_interval(anchor, *_cycle(new_items[0]["price"]))
         for item in new_items:
             item["current_period_start"], item["current_period_end"] = anchor, end
@@ -324,6 +362,19 @@ class Subscriptions:
             anchor: int | None = None
             if "items" in params:
                 new_items, anchor = self._changed_items(sub, params["items"])
+            behavior = as_str(params.get("payment_behavior", "allow_incomplete"), "payment_behavior")
+            if behavior not in _PAYMENT_BEHAVIORS:
+                raise invalid_request(f"Invalid payment_behavior: {behavior}", param="payment_behavior")
+            if anchor is not None and behavior == "error_if_incomplete":
+                # The new cycle is billed at once: refuse before changing anything if it cannot be paid.
+                pm_for_check = self._billing.charge_method(sub)
+                if "default_payment_method" in params and customer is not None and opt_str(params, "default_payment_method"):
+                    pm_for_check = self._payment_methods.attached_to(
+                        customer, as_str(params["default_payment_method"], "default_payment_method"), "default_payment_method"
+                    )
+                outcome = self._billing.outcome(pm_for_check)
+                if outcome != "succeeded":
+                    self._billing.refuse(outcome)
             changes: dict[str, Any] = {}
             if anchor is not None:
                 changes["billing_cycle_anchor"] = anchor
@@ -343,7 +394,7 @@ class Subscriptions:
                 reasons: dict[str, Any] = dict(changes.get("cancellation_details") or sub["cancellation_details"])
                 if flag:
                     changes["cancel_at"] = new_items[0]["current_period_end"]
-                    changes["canceled_at"] = now()
+                    changes["canceled_at"] = self._core.time_for(sub["customer"])
                     reasons["reason"] = "cancellation_requested"
                 else:
                     changes["cancel_at"] = None
@@ -356,7 +407,11 @@ class Subscriptions:
             sub["items"]["total_count"] = len(new_items)
             if sub["cancel_at_period_end"]:
                 sub["cancel_at"] = new_items[0]["current_period_end"]
+            _sync_period(sub)
             self._events.emit_changes("customer.subscription.updated", sub, before, ctx)
+            if anchor is not None and sub["status"] not in ("trialing", "incomplete"):
+                invoice = self._billing.create_invoice(sub, ctx, reason="subscription_update", at=anchor)
+                self._billing.pay_for_subscription(invoice, ctx, self._billing.charge_method(sub), anchor)
             return self._core.answer(sub, params)
 
     def cancel_subscription(self, params: Params, ctx: RequestContext, id: str) -> Obj:
