@@ -1,4 +1,5 @@
-"""Error monitoring as the seed's demo has it: hear failures, log them, keep the recent ones."""
+"""Error monitoring as the seed's demo has it: hear failures, log them, keep the recent ones; and
+the engine's reporter that notifies (a log channel, and a JSON webhook when one is given)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from engine import Event
+from engine import Channel, Event, LogChannel, Reporter, WebhookChannel
 
 log = logging.getLogger("lysmore.demo.errors")
+
+NOTIFY_KINDS = ("discard", "stale_ack", "node_lost")  # failures that will be retried are only counted
+
+
+def demo_reporter(notify_url: str | None = None, window: float = 60.0) -> Reporter:
+    """One node's reporter: notifications as warnings on ``lysmore.demo.notify``, and POSTed as
+    JSON to ``notify_url`` when given (``LYSMORE_DEMO_NOTIFY_URL``), grouped and rate-limited."""
+    channels: list[Channel] = [LogChannel(logging.getLogger("lysmore.demo.notify"))]
+    if notify_url:
+        channels.append(WebhookChannel(notify_url))
+    return Reporter(channels, window=window, kinds=NOTIFY_KINDS)
 
 END_KINDS = ("success", "failure", "discard", "cancel", "snooze", "timeout")
 

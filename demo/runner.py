@@ -21,7 +21,7 @@ from engine import Engine, JobState, logging_to, redact_url
 
 from .chaos import Miscreant, configured_limit, reset_queues
 from .load import LoadGenerator, LoadMix
-from .monitor import ErrorMonitor, Tally
+from .monitor import ErrorMonitor, Tally, demo_reporter
 from .workers import QUEUES, crontab, set_speed
 
 log = logging.getLogger("lysmore.demo")
@@ -53,6 +53,8 @@ class DemoOptions:
     mouse: bool = True
     low_bandwidth: bool = False
     log_file: str | None = None  # interactive mode: where logs go while the dashboard owns the screen
+    # where notifications are POSTed as JSON besides the log (discards, stale acks, lost nodes)
+    notify_url: str | None = field(default_factory=lambda: os.environ.get("LYSMORE_DEMO_NOTIFY_URL") or None)
 
     def __post_init__(self) -> None:
         if self.nodes < 1 or self.nodes > 20:
@@ -140,7 +142,8 @@ class Demo:
         prune_after = max(60.0, 1800.0 / opts.speed)
         for name in self.node_names:
             node = Engine(url, prefix=self.prefix, node=name, queues=QUEUES, crontab=crontab(),
-                          prune_max_age=prune_after, shutdown_grace=opts.grace)
+                          prune_max_age=prune_after, shutdown_grace=opts.grace,
+                          reporter=demo_reporter(opts.notify_url, window=max(1.0, 60.0 / opts.speed)))
             node.subscribe(self.monitor, kinds=ErrorMonitor.KINDS)
             node.subscribe(self.tally, kinds=Tally.KINDS)
             self.nodes.append(node)

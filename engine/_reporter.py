@@ -27,6 +27,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from email.message import EmailMessage
+from email.utils import make_msgid
 from typing import Any, Protocol
 
 from ._errors import InvalidConfig
@@ -151,6 +152,7 @@ class SmtpChannel:
         msg["To"] = ", ".join(self.to)
         msg["Subject"] = notification.title
         msg["X-Lysmore-Group"] = notification.notice.group
+        msg["Message-ID"] = make_msgid("lysmore")
         msg.set_content(notification.text())
         return msg
 
