@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -21,7 +22,10 @@ class AccountError(ValueError):
 
 @dataclass(frozen=True)
 class Account:
-    """One customer account as stored."""
+    """One customer account as stored: what the customer wants (``plan``, ``payment_method``, ``email``,
+    ``name``, ``cancel_at_period_end``; every real change takes the next ``change_seq``, and ``plan_seq``
+    / ``info_seq`` keep the number of the last subscription / details change), how far Stripe was
+    brought to it (``synced_seq``), and what Stripe was last seen to say (``subscription_*``)."""
 
     id: int
     email: str
@@ -32,6 +36,15 @@ class Account:
     stripe_customer_id: str | None
     subscription_id: str | None
     subscription_status: str | None
+    change_seq: int
+    plan_seq: int
+    info_seq: int
+    synced_seq: int
+    cancel_at_period_end: bool
+    subscription_plan: str | None
+    subscription_period_end: datetime | None
+    subscription_cancel_at_period_end: bool | None
+    subscription_seen_at: datetime | None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Account:
@@ -89,14 +102,16 @@ def find_by_customer(conn: psycopg.Connection, q: Sql, customer_id: str) -> Acco
 
 
 def set_plan(conn: psycopg.Connection, q: Sql, account_id: int, plan: str, payment_method: str | None) -> Account:
-    """Record a wanted plan (and a new payment method, if given)."""
+    """Record a wanted plan (and a new payment method, if given); a real change takes the next ``change_seq``."""
     row = one(
         conn,
         q(
-            "UPDATE {s}.accounts SET plan = %s, payment_method = coalesce(%s, payment_method), updated_at = now() "
-            "WHERE id = %s RETURNING *"
+            "UPDATE {s}.accounts SET plan = %(plan)s, payment_method = coalesce(%(pm)s, payment_method), "
+            "change_seq = change_seq + CASE WHEN plan IS DISTINCT FROM %(plan)s OR payment_method IS DISTINCT FROM coalesce(%(pm)s, payment_method) THEN 1 ELSE 0 END, "
+            "plan_seq = CASE WHEN plan IS DISTINCT FROM %(plan)s OR payment_method IS DISTINCT FROM coalesce(%(pm)s, payment_method) THEN change_seq + 1 ELSE plan_seq END, "
+            "updated_at = now() WHERE id = %(id)s RETURNING *"
         ),
-        [plan, payment_method, account_id],
+        {"plan": plan, "pm": payment_method, "id": account_id},
     )
     if row is None:
         raise AccountError(f"no account {account_id}")
@@ -104,13 +119,15 @@ def set_plan(conn: psycopg.Connection, q: Sql, account_id: int, plan: str, payme
 
 
 def set_info(conn: psycopg.Connection, q: Sql, account_id: int, info: dict[str, str]) -> Account:
-    """Record changed details in our table."""
+    """Record changed details in our table; a real change takes the next ``change_seq``."""
     try:
         with conn.transaction():
             row = one(
                 conn,
                 q(
                     "UPDATE {s}.accounts SET email = coalesce(%(email)s, email), name = coalesce(%(name)s, name), "
+                    "change_seq = change_seq + CASE WHEN email IS DISTINCT FROM coalesce(%(email)s, email) OR name IS DISTINCT FROM coalesce(%(name)s, name) THEN 1 ELSE 0 END, "
+                    "info_seq = CASE WHEN email IS DISTINCT FROM coalesce(%(email)s, email) OR name IS DISTINCT FROM coalesce(%(name)s, name) THEN change_seq + 1 ELSE info_seq END, "
                     "updated_at = now() WHERE id = %(id)s RETURNING *"
                 ),
                 {"email": info.get("email"), "name": info.get("name"), "id": account_id},
@@ -120,6 +137,31 @@ def set_info(conn: psycopg.Connection, q: Sql, account_id: int, info: dict[str, 
     if row is None:
         raise AccountError(f"no account {account_id}")
     return Account.from_row(row)
+
+
+def set_cancel(conn: psycopg.Connection, q: Sql, account_id: int, at_period_end: bool) -> Account:
+    """Record whether the customer wants the subscription to end at the period end; a change takes the next ``change_seq``."""
+    row = one(
+        conn,
+        q(
+            "UPDATE {s}.accounts SET cancel_at_period_end = %(cancel)s, "
+            "change_seq = change_seq + CASE WHEN cancel_at_period_end IS DISTINCT FROM %(cancel)s THEN 1 ELSE 0 END, "
+            "plan_seq = CASE WHEN cancel_at_period_end IS DISTINCT FROM %(cancel)s THEN change_seq + 1 "
+            "ELSE plan_seq END, "
+            "updated_at = now() WHERE id = %(id)s RETURNING *"
+        ),
+        {"cancel": at_period_end, "id": account_id},
+    )
+    if row is None:
+        raise AccountError(f"no account {account_id}")
+    return Account.from_row(row)
+
+
+def record_synced(conn: psycopg.Connection, q: Sql, account_id: int, seq: int) -> None:
+    """Record that Stripe holds everything the account wanted up to change ``seq`` (never moves back)."""
+    conn.execute(
+        q("UPDATE {s}.accounts SET synced_seq = greatest(synced_seq, %s) WHERE id = %s"), [seq, account_id]
+    )
 
 
 def remember_customer_request(conn: psycopg.Connection, q: Sql, account_id: int, params: dict[str, Any]) -> dict[str, Any]:
@@ -168,14 +210,35 @@ def record_payment_method(conn: psycopg.Connection, q: Sql, account_id: int, old
 def record_subscription(
     conn: psycopg.Connection, q: Sql, account_id: int, subscription_id: str, status: str | None, plan: str | None
 ) -> None:
-    """Record the subscription, its status and the plan it is on."""
+    """Record the subscription, its status and the plan it is on (as just read from Stripe); the
+    wanted ``plan`` is the customer's and is never written from Stripe's side."""
     conn.execute(
         q(
             "UPDATE {s}.accounts SET subscription_id = %s, subscription_status = %s, "
-            "plan = coalesce(%s, plan), updated_at = now() WHERE id = %s"
+            "subscription_plan = coalesce(%s, subscription_plan), updated_at = now() WHERE id = %s"
         ),
         [subscription_id, status, plan, account_id],
     )
+
+
+def record_subscription_state(
+    conn: psycopg.Connection, q: Sql, account_id: int, *, subscription_id: str, status: str | None,
+    plan: str | None, period_end: datetime | None, cancel_at_period_end: bool | None, seen_at: datetime,
+) -> bool:
+    """Record what a webhook says about the subscription unless a later one (by Stripe's ``created``
+    time ``seen_at``) was recorded already; returns whether it was written."""
+    row = one(
+        conn,
+        q(
+            "UPDATE {s}.accounts SET subscription_id = %(sub)s, subscription_status = %(status)s, "
+            "subscription_plan = coalesce(%(plan)s, subscription_plan), subscription_period_end = %(end)s, "
+            "subscription_cancel_at_period_end = %(cancel)s, subscription_seen_at = %(seen)s, updated_at = now() "
+            "WHERE id = %(id)s AND (subscription_seen_at IS NULL OR subscription_seen_at <= %(seen)s) RETURNING id"
+        ),
+        {"sub": subscription_id, "status": status, "plan": plan, "end": period_end,
+         "cancel": cancel_at_period_end, "seen": seen_at, "id": account_id},
+    )
+    return row is not None
 
 
 def plan_price(conn: psycopg.Connection, q: Sql, plan: str) -> str | None:

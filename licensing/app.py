@@ -6,6 +6,7 @@ import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -13,20 +14,18 @@ import stripe
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from starlette.applications import Starlette
 
-from engine import (
-    Channel,
-    Engine,
-    InvalidConfig,
-    Job,
-    Reporter,
-    SentryChannel,
-    SmtpChannel,
-    WebhookChannel,
-)
+from engine import Engine, InvalidConfig, Job
 
-from . import accounts, context, db
+from . import accounts, context, db, licenses
 from .accounts import Account, AccountError
-from .keys import hex_key_for, hex_key_hash, key_id, load_signing_key, public_key_text
+from .keys import (
+    hex_key_for,
+    hex_key_hash,
+    key_id,
+    license_key_for,
+    load_signing_key,
+    public_key_text,
+)
 from .mail import Mailer, SmtpConfig
 from .settings import LicensingSettings, load_licensing_settings
 from .stripe_ops import make_stripe_client
@@ -62,7 +61,6 @@ class LicensingApp:
             node_ttl=s.node_ttl,
             leader_lease=s.leader_lease,
             prune_max_age=None,  # the private instance keeps its history for troubleshooting
-            reporter=self._reporter(),
         )
         self._stripe = stripe_client
         self._mailer = mailer
@@ -72,26 +70,6 @@ class LicensingApp:
 
     def __repr__(self) -> str:
         return f"<LicensingApp prefix={self.prefix!r} schema={self.schema!r}>"
-
-    def _reporter(self) -> Reporter | None:
-        """The error reporter of this instance (``monitor_*`` settings): mail to the team through
-        this app's mailer, and a webhook and Sentry when configured; every secret masked."""
-        s = self.settings
-        channels: list[Channel] = []
-        if s.monitor_mail:
-            channels.append(SmtpChannel(s.mail_from, s.monitor_mail_to or s.team_email,
-                                        deliver=lambda message: self.mailer.send(message)))
-        if s.monitor_webhook_url is not None:
-            hook_secret = s.monitor_webhook_secret
-            channels.append(WebhookChannel(s.monitor_webhook_url.get_secret_value(),
-                                           secret=hook_secret.get_secret_value if hook_secret else None))
-        if s.monitor_sentry_dsn is not None:
-            channels.append(SentryChannel(s.monitor_sentry_dsn.get_secret_value))
-        if not channels:
-            return None
-        kinds = ["discard", "stale_ack", "node_lost"] + (["failure"] if s.monitor_failures else [])
-        return Reporter(channels, window=s.monitor_window, limit=s.monitor_limit, kinds=kinds,
-                        secrets=s.secret_values())
 
     # -- services, made on first use ------------------------------------------------------------
     @property
@@ -211,26 +189,54 @@ class LicensingApp:
             raise AccountError("payment_method must be a Stripe payment method id (pm_...)")
         with self.engine.atomic(conn) as c:
             account = accounts.insert_account(c, self.q, email=email, name=name, plan=plan, payment_method=payment_method)
-            job = self.engine.insert(UpdateWorker.new({"id": account.id, "plan": plan}, meta=self.job_meta()), conn=c)
+            job = self.engine.insert(
+                UpdateWorker.new({"id": account.id, "plan": plan, "seq": account.plan_seq}, meta=self.job_meta()),
+                conn=c,
+            )
         log.info("account %s signed up for %s; update job %s", account.id, plan, job.id)
         return account, job
 
     def change_plan(
         self, account_id: int, plan: str, *, payment_method: str | None = None, conn: psycopg.Connection | None = None
     ) -> Job:
-        """Record a plan change (and maybe a new card) and enqueue the update job, in one transaction."""
+        """Record a plan change (and maybe a new card) and enqueue the update job, in one transaction.
+
+        A repeated request (nothing changes) meets the update job of the same change for 120 s; a real
+        change gets a job of its own, and the last change wins (see the README)."""
         if plan not in self.settings.plans:
             raise AccountError(f"unknown plan {plan!r}")
+        if payment_method is not None and (not isinstance(payment_method, str) or not payment_method.startswith("pm_")):
+            raise AccountError("payment_method must be a Stripe payment method id (pm_...)")
         with self.engine.atomic(conn) as c:
-            accounts.set_plan(c, self.q, account_id, plan, payment_method)
-            return self.engine.insert(UpdateWorker.new({"id": account_id, "plan": plan}, meta=self.job_meta()), conn=c)
+            acc = accounts.set_plan(c, self.q, account_id, plan, payment_method)
+            return self.engine.insert(
+                UpdateWorker.new({"id": account_id, "plan": plan, "seq": acc.plan_seq}, meta=self.job_meta()), conn=c
+            )
 
     def update_info(self, account_id: int, info: dict[str, Any], *, conn: psycopg.Connection | None = None) -> Job:
         """Record changed details (email, name) and enqueue the update job, in one transaction."""
         clean = accounts.check_info(info)
         with self.engine.atomic(conn) as c:
-            accounts.set_info(c, self.q, account_id, clean)
-            return self.engine.insert(UpdateWorker.new({"id": account_id, "info": clean}, meta=self.job_meta()), conn=c)
+            acc = accounts.set_info(c, self.q, account_id, clean)
+            return self.engine.insert(
+                UpdateWorker.new({"id": account_id, "info": clean, "seq": acc.info_seq}, meta=self.job_meta()), conn=c
+            )
+
+    def set_cancel_at_period_end(
+        self, account_id: int, cancel: bool, *, conn: psycopg.Connection | None = None
+    ) -> Job:
+        """Record that the customer wants the subscription to end at the period end (or no longer
+        wants it to: un-cancel) and enqueue the update job that tells Stripe, in one transaction."""
+        if not isinstance(cancel, bool):
+            raise AccountError(f"cancel must be true or false, got {cancel!r}")
+        with self.engine.atomic(conn) as c:
+            acc = accounts.set_cancel(c, self.q, account_id, cancel)
+            if acc.plan is None:
+                raise AccountError(f"account {account_id} has no plan to cancel")
+            return self.engine.insert(
+                UpdateWorker.new({"id": account_id, "plan": acc.plan, "seq": acc.plan_seq}, meta=self.job_meta()),
+                conn=c,
+            )
 
     def account(self, account_id: int) -> Account | None:
         """The account as stored now."""
@@ -249,6 +255,15 @@ class LicensingApp:
                 [hex_key_hash(key)],
             )
         return row is not None
+
+    def license_key_of(self, subscription_id: str) -> str:
+        """The key a subscription's license is checked online by (derived, the same on every re-issue)."""
+        return license_key_for(self.hex_secret(), subscription_id)
+
+    def license_status(self, key: str, *, now: datetime | None = None) -> dict[str, Any] | None:
+        """``{"status": valid|expired|revoked, "expires_at", "ends_at"}`` of a license key, or None if unknown."""
+        with self.engine.connection() as c:
+            return licenses.status(c, self.q, key, now=now)
 
     def hex_key_of(self, subscription_id: str) -> str:
         """The package key of a subscription (derived again; it is never stored)."""

@@ -81,6 +81,31 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    (
+        2,
+        # Wanted state and its sequence (plan and info changes are never lost, see README), what
+        # Stripe was last seen to say about the subscription, and licenses that expire and re-issue.
+        """
+        ALTER TABLE {s}.accounts
+            ADD COLUMN change_seq bigint NOT NULL DEFAULT 1,
+            ADD COLUMN plan_seq bigint NOT NULL DEFAULT 1,
+            ADD COLUMN info_seq bigint NOT NULL DEFAULT 1,
+            ADD COLUMN synced_seq bigint NOT NULL DEFAULT 0,
+            ADD COLUMN cancel_at_period_end boolean NOT NULL DEFAULT false,
+            ADD COLUMN subscription_plan text,
+            ADD COLUMN subscription_period_end timestamptz,
+            ADD COLUMN subscription_cancel_at_period_end boolean,
+            ADD COLUMN subscription_seen_at timestamptz;
+        ALTER TABLE {s}.licenses
+            ADD COLUMN license_key text UNIQUE,
+            ADD COLUMN seats integer,
+            ADD COLUMN period_end timestamptz,
+            ADD COLUMN expires_at timestamptz,
+            ADD COLUMN state_at timestamptz,
+            ADD COLUMN revoke_final boolean NOT NULL DEFAULT false,
+            ADD COLUMN restored_by_event text;
+        """,
+    ),
 ]
 
 

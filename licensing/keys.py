@@ -1,4 +1,4 @@
-"""Ed25519-signed self-hosting licenses (verifiable offline) and package-repository keys derived by HMAC."""
+"""Ed25519-signed self-hosting licenses (verifiable offline, expiring) and package-repository keys derived by HMAC."""
 
 from __future__ import annotations
 
@@ -9,18 +9,33 @@ import hmac
 import json
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-BEGIN = "-----BEGIN LYSMORE LICENSE-----"
-END = "-----END LYSMORE LICENSE-----"
-LICENSE_VERSION = 1
+# Verification lives in ``verify`` (vendorable: stdlib + cryptography only); re-exported here.
+from .verify import (
+    BEGIN,
+    END,
+    REQUIRED_V2,
+    InvalidLicense,
+    LicenseCheck,
+    check_license,
+    key_id,
+    load_public_key,
+    parse_time,
+    public_key_text,
+    verify_license,
+)
+
+__all__ = [
+    "BEGIN", "END", "LICENSE_VERSION", "InvalidLicense", "LicenseCheck", "check_license", "generate_signing_key",
+    "hex_key_display", "hex_key_for", "hex_key_hash", "key_id", "license_key_for", "load_public_key",
+    "load_signing_key", "public_key_text", "sign_license", "verify_license",
+]
+
+LICENSE_VERSION = 2
 HEX_KEY_PREFIX = "lys_hex_"
-
-
-class InvalidLicense(ValueError):
-    """A license that is malformed, signed by another key, or changed after signing."""
+LICENSE_KEY_PREFIX = "lic_"
 
 
 def _b64e(raw: bytes) -> str:
@@ -56,35 +71,22 @@ def load_signing_key(text: str) -> Ed25519PrivateKey:
     return Ed25519PrivateKey.from_private_bytes(raw)
 
 
-def public_key_text(key: Ed25519PrivateKey | Ed25519PublicKey) -> str:
-    """The public key as base64 of its 32 raw bytes, the form to publish for offline checks."""
-    public = key.public_key() if isinstance(key, Ed25519PrivateKey) else key
-    return _b64e(public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw))
-
-
-def load_public_key(text: str) -> Ed25519PublicKey:
-    """Parse a public key given as PEM or as base64 of its 32 raw bytes."""
-    text = text.strip()
-    if text.startswith("-----BEGIN"):
-        key = serialization.load_pem_public_key(text.encode("ascii"))
-        if not isinstance(key, Ed25519PublicKey):
-            raise ValueError("not an Ed25519 public key")
-        return key
-    return Ed25519PublicKey.from_public_bytes(_b64d(text))
-
-
-def key_id(key: Ed25519PrivateKey | Ed25519PublicKey) -> str:
-    """A short fingerprint of the public key, written into licenses to name the key that signed them."""
-    return hashlib.sha256(public_key_text(key).encode("ascii")).hexdigest()[:16]
-
-
 def _canonical(payload: dict[str, Any]) -> bytes:
     return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
-def sign_license(payload: dict[str, Any], key: Ed25519PrivateKey) -> str:
-    """The license file for ``payload``: armoured ``base64(json).base64(signature)``; deterministic."""
-    body = dict(payload, v=LICENSE_VERSION, kid=key_id(key))
+def sign_license(payload: dict[str, Any], key: Ed25519PrivateKey, *, version: int = LICENSE_VERSION) -> str:
+    """The license file for ``payload``: armoured ``base64(json).base64(signature)``; deterministic.
+
+    Version 2 (the default) needs ``license``, ``plan``, ``seats``, ``issued_at`` and ``expires_at``
+    (ISO 8601 with a zone); ``version=1`` writes the old, non-expiring format (for tests of old files)."""
+    if version >= 2:
+        missing = [name for name in REQUIRED_V2 if name not in payload]
+        if missing:
+            raise ValueError(f"a license needs {', '.join(missing)}")
+        if parse_time(payload["expires_at"], "expires_at") <= parse_time(payload["issued_at"], "issued_at"):
+            raise ValueError("a license must expire after it is issued")
+    body = dict(payload, v=version, kid=key_id(key))
     data = _canonical(body)
     signature = key.sign(data)
     token = f"{_b64e(data)}.{_b64e(signature)}"
@@ -92,33 +94,10 @@ def sign_license(payload: dict[str, Any], key: Ed25519PrivateKey) -> str:
     return "\n".join([BEGIN, *lines, END]) + "\n"
 
 
-def verify_license(text: str, public_key: Ed25519PublicKey | str) -> dict[str, Any]:
-    """Check a license file offline against the public key; returns its payload or raises ``InvalidLicense``."""
-    key = load_public_key(public_key) if isinstance(public_key, str) else public_key
-    stripped = text.strip()
-    if not stripped.startswith(BEGIN) or not stripped.endswith(END):
-        raise InvalidLicense("not a Lysmore license file")
-    token = "".join(stripped[len(BEGIN) : -len(END)].split())
-    data_b64, dot, sig_b64 = token.partition(".")
-    if not dot:
-        raise InvalidLicense("the license has no signature")
-    try:
-        data, signature = _b64d(data_b64), _b64d(sig_b64)
-    except (binascii.Error, ValueError):
-        raise InvalidLicense("the license is not valid base64") from None
-    try:
-        key.verify(signature, data)
-    except InvalidSignature:
-        raise InvalidLicense("the license signature does not match (another key, or changed)") from None
-    try:
-        payload = json.loads(data)
-    except ValueError:
-        raise InvalidLicense("the license payload is not JSON") from None
-    if not isinstance(payload, dict) or payload.get("v") != LICENSE_VERSION:
-        raise InvalidLicense("unknown license version")
-    if payload.get("kid") != key_id(key):
-        raise InvalidLicense("the license names another signing key")
-    return payload
+def license_key_for(secret: str, subscription_id: str) -> str:
+    """The key a license is checked online by: HMAC of its subscription, unguessable and the same on every re-issue."""
+    mac = hmac.new(secret.encode("utf-8"), f"lysmore-license:{subscription_id}".encode(), hashlib.sha256).digest()
+    return LICENSE_KEY_PREFIX + base64.b32encode(mac).decode("ascii").rstrip("=").lower()[:32]
 
 
 def hex_key_for(secret: str, subscription_id: str) -> str:

@@ -5,6 +5,9 @@
 # <digest>), and its id is recorded right after; other writes use lysmore-<prefix>-job<id>-<step>
 # [-<what>] so every attempt of one job replays the same request, and the digest of the parameters
 # is part of the key where a changed value means a new operation. The attempt is never in a key.
+# What is sent is the account's wanted state read when the step runs, and the number of that state
+# (``change_seq``) is in the key of every update: a job that sees A, then B, then A again sends three
+# requests, never a replay of the first whose cached answer would leave Stripe on B.
 
 from __future__ import annotations
 
@@ -167,15 +170,15 @@ def _customer_matches(cus: Any, wanted: dict[str, Any]) -> bool:
 
 
 def update_customer(
-    app: LicensingApp, job: Job, customer: str, wanted: dict[str, Any], step: str = "customer"
+    app: LicensingApp, job: Job, customer: str, wanted: dict[str, Any], step: str = "customer", seq: int = 0
 ) -> str:
-    """Bring the customer's details to ``wanted`` unless they are there already; returns what happened."""
+    """Bring the customer's details to ``wanted`` (change ``seq`` of the account) unless they are there already."""
     cus = plain(app.stripe.v1.customers.retrieve(customer))
     if _customer_matches(cus, wanted):
         return "already"
     app.stripe.v1.customers.update(
         customer, params=cast("CustomerUpdateParams", wanted),
-        options={"idempotency_key": job_key(app, job, step, digest(wanted))},
+        options={"idempotency_key": job_key(app, job, step, f"s{seq}", digest(wanted))},
     )
     return "updated"
 
@@ -212,7 +215,7 @@ def _live_subscription(app: LicensingApp, acc: Account, customer: str) -> dict[s
 def ensure_subscription(
     app: LicensingApp, job: Job, acc: Account, customer: str, pm: str | None, plan: str, price: str
 ) -> tuple[dict[str, Any], str]:
-    """Create the subscription once, or move it to ``price``; returns (subscription, what happened)."""
+    """Create the subscription once, or bring it to ``price`` and the wanted cancellation; returns (subscription, what happened)."""
     sub = _live_subscription(app, acc, customer)
     meta = {META_ACCOUNT: str(acc.id), META_INSTANCE: app.prefix, "lysmore_plan": plan}
     if sub is None:
@@ -231,13 +234,19 @@ def ensure_subscription(
         what = "created"
     else:
         item = sub["items"]["data"][0]
-        if item["price"]["id"] == price:
+        change: dict[str, Any] = {}
+        if item["price"]["id"] != price:
+            change.update(items=[{"id": item["id"], "price": price}], metadata=meta)
+        if bool(sub.get("cancel_at_period_end")) != acc.cancel_at_period_end:
+            change["cancel_at_period_end"] = acc.cancel_at_period_end
+        if not change:
             what = "already"
         else:
             sub = plain(app.stripe.v1.subscriptions.update(
-                sub["id"],
-                params={"items": [{"id": item["id"], "price": price}], "metadata": meta},
-                options={"idempotency_key": job_key(app, job, "subscription-update", price)},
+                sub["id"], params=change,  # type: ignore[arg-type]
+                options={"idempotency_key": job_key(
+                    app, job, "subscription-update", f"s{acc.change_seq}", digest(change)
+                )},
             ))
             what = "updated"
     with app.engine.connection() as c:
@@ -249,27 +258,33 @@ def ensure_subscription(
 # -- the two shapes of the update job -------------------------------------------------------------
 
 
-def apply_plan(app: LicensingApp, job: Job, account_id: int, plan: str) -> dict[str, Any]:
-    """Attach the payment method, update the customer, then create or update the subscription."""
-    with app.engine.connection() as c:
-        price = accounts.plan_price(c, app.q, plan)
-    if price is None:
-        raise accounts.AccountError(f"unknown plan {plan!r}")
-    acc = _reload(app, account_id)
+def apply_plan(app: LicensingApp, job: Job, account_id: int) -> dict[str, Any]:
+    """Bring Stripe to the account's wanted state as it is now (not as it was when the job was
+    inserted): attach the payment method, update the customer, create or update the subscription."""
     steps: dict[str, str] = {}
-    customer, steps["customer"] = ensure_customer(app, job, acc)
-    acc = _reload(app, account_id)
+    customer, steps["customer"] = ensure_customer(app, job, _reload(app, account_id))
+    acc = _reload(app, account_id)  # every later step works from this one reading
+    seq, plan = acc.change_seq, acc.plan
+    with app.engine.connection() as c:
+        price = accounts.plan_price(c, app.q, plan) if plan else None
+    if plan is None or price is None:
+        raise accounts.AccountError(f"unknown plan {plan!r}")
     pm, steps["attach"] = attach_payment_method(app, job, acc, customer)
-    steps["update"] = update_customer(app, job, customer, customer_details(app, acc, pm, plan))
+    steps["update"] = update_customer(app, job, customer, customer_details(app, acc, pm, plan), seq=seq)
     sub, steps["subscription"] = ensure_subscription(app, job, acc, customer, pm, plan, price)
-    return {"account": account_id, "customer": customer, "subscription": sub["id"], "status": sub.get("status"), "steps": steps}
+    with app.engine.connection() as c:
+        accounts.record_synced(c, app.q, account_id, seq)
+    return {
+        "account": account_id, "customer": customer, "subscription": sub["id"], "status": sub.get("status"),
+        "plan": plan, "seq": seq, "steps": steps,
+    }
 
 
-def apply_info(app: LicensingApp, job: Job, account_id: int, info: dict[str, Any]) -> dict[str, Any]:
-    """Send changed details to the customer; nothing to do while the account has no customer yet."""
+def apply_info(app: LicensingApp, job: Job, account_id: int) -> dict[str, Any]:
+    """Send the account's details as they are now to the customer; nothing to do while it has no customer yet."""
     acc = _reload(app, account_id)
     if not acc.stripe_customer_id:
         return {"account": account_id, "steps": {"info": "no customer yet"}}
-    wanted: dict[str, Any] = dict(accounts.check_info(info))
-    what = update_customer(app, job, acc.stripe_customer_id, wanted, step="info")
-    return {"account": account_id, "customer": acc.stripe_customer_id, "steps": {"info": what}}
+    wanted: dict[str, Any] = {"email": acc.email, "name": acc.name or ""}
+    what = update_customer(app, job, acc.stripe_customer_id, wanted, step="info", seq=acc.change_seq)
+    return {"account": account_id, "customer": acc.stripe_customer_id, "seq": acc.change_seq, "steps": {"info": what}}

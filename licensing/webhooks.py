@@ -21,6 +21,7 @@ from engine import Workflow
 from .accounts import AccountError
 from .context import META_KEY
 from .db import one
+from .status import status_route
 from .workers import (
     FarewellWorker,
     HexWorker,
@@ -168,7 +169,8 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 
 def build_web_app(app: LicensingApp) -> Starlette:
-    """The HTTP app: ``POST /webhooks/stripe``, ``POST /accounts`` (sign-up) and ``GET /health``."""
+    """The HTTP app: ``POST /webhooks/stripe``, ``POST /accounts`` (sign-up), ``GET /health`` and
+    ``GET /licenses/{key}/status``."""
     secret = app.webhook_secret()
     settings = app.settings
 
@@ -215,5 +217,6 @@ def build_web_app(app: LicensingApp) -> Starlette:
             Route("/webhooks/stripe", stripe_webhook, methods=["POST"]),
             Route("/accounts", sign_up, methods=["POST"]),
             Route("/health", health, methods=["GET"]),
+            status_route(app),
         ]
     )

@@ -12,11 +12,11 @@ import stripe
 
 from engine import Cancel, Discard, Job, Snooze, Worker
 
-from . import accounts, stripe_ops
+from . import accounts, licenses, stripe_ops
 from .accounts import Account, AccountError
 from .context import app_for
 from .db import one
-from .keys import hex_key_display, hex_key_for, hex_key_hash, sign_license
+from .keys import hex_key_display, hex_key_for, hex_key_hash
 from .mail import farewell_message, message_id, notify_message, welcome_message
 
 if TYPE_CHECKING:
@@ -40,7 +40,11 @@ class LicensingWorker(Worker):
 
 
 class UpdateWorker(LicensingWorker, queue="default", unique={"period": 120}, max_attempts=20):
-    """``{"id", "plan"}``: attach the card, update the customer, create or update the subscription; ``{"id", "info"}``: update details."""
+    """``{"id", "plan", "seq"}``: attach the card, update the customer, create or update the subscription;
+    ``{"id", "info", "seq"}``: update details. ``plan``/``info`` say what was asked (for people reading
+    the job); what is sent is the account's wanted state when the job runs. ``seq`` is the account's
+    ``plan_seq`` / ``info_seq``: a repeated click has the same one and meets the unique job, a real
+    change a new one."""
 
     def perform(self, job: Job) -> Any:
         """Run the steps that are not done yet, one account at a time."""
@@ -53,9 +57,9 @@ class UpdateWorker(LicensingWorker, queue="default", unique={"period": 120}, max
                 return Snooze(app.settings.lock_snooze)
             try:
                 if "plan" in job.args:
-                    return stripe_ops.apply_plan(app, job, account_id, str(job.args["plan"]))
+                    return stripe_ops.apply_plan(app, job, account_id)
                 if "info" in job.args:
-                    return stripe_ops.apply_info(app, job, account_id, job.args["info"])
+                    return stripe_ops.apply_info(app, job, account_id)
             except stripe.CardError as exc:
                 log.warning("account %s: card refused (%s); not retrying", account_id, exc.code)
                 return Cancel(f"card refused: {exc.code or 'declined'}")
@@ -170,46 +174,60 @@ class HexWorker(LicensingWorker, queue="default", max_attempts=20):
         return {"hex_key": row["id"], "issued": inserted is not None, "revoked": row["revoked_at"] is not None}
 
 
+def _event_time(app: LicensingApp, job: Job) -> datetime:
+    """Stripe's ``created`` time of the job's event: what orders the changes it makes."""
+    created = _event(app, job).get("created")
+    if isinstance(created, bool) or not isinstance(created, (int, float)):
+        raise ValueError(f"event {job.args['event']} has no created time")
+    return datetime.fromtimestamp(created, UTC)
+
+
+def period_end_of(sub: dict[str, Any]) -> datetime:
+    """The end of the subscription's current period (on its first item in newer API versions, else on it)."""
+    items = (sub.get("items") or {}).get("data") or []
+    end = (items[0].get("current_period_end") if items else None) or sub.get("current_period_end")
+    if isinstance(end, bool) or not isinstance(end, (int, float)):
+        raise ValueError(f"subscription {sub.get('id')} has no current period end")
+    return datetime.fromtimestamp(end, UTC)
+
+
+def seats_of(sub: dict[str, Any]) -> int:
+    """How many seats the subscription pays for: its first item's quantity (1 when not given)."""
+    items = (sub.get("items") or {}).get("data") or []
+    quantity = items[0].get("quantity") if items else None
+    return quantity if isinstance(quantity, int) and not isinstance(quantity, bool) and quantity > 0 else 1
+
+
+def issue_license(
+    app: LicensingApp, acc: Account, sub: dict[str, Any], *, as_of: datetime, event: str | None
+) -> licenses.Issued:
+    """(Re)issue the subscription's license for its current plan, seats and period end (plus the grace);
+    idempotent, and an older state never replaces a newer one (see ``licenses.issue``)."""
+    with app.engine.connection() as c:
+        return licenses.issue(
+            c, app.q, app.signing_key(), instance=app.prefix, account_id=acc.id, subscription_id=sub["id"],
+            license_key=app.license_key_of(sub["id"]), plan=_plan_of(app, sub), seats=seats_of(sub),
+            period_end=period_end_of(sub), as_of=as_of, grace_days=app.settings.license_grace_days,
+            details={"product": app.settings.product, "account": acc.id, "customer": acc.email, "name": acc.name},
+            event=event,
+        )
+
+
 class LicenseWorker(LicensingWorker, queue="default", max_attempts=20):
-    """Issue the subscription's self-hosting license, signed with the Ed25519 key (one per subscription)."""
+    """Issue the subscription's self-hosting license, signed with the Ed25519 key (one row per subscription)."""
 
     def perform(self, job: Job) -> Any:
-        """Insert the license row unless it exists, then sign it once."""
+        """Insert the license row unless it exists and sign it for the current period; repeating it changes nothing."""
         app = app_for(job)
         sub = _subscription(app, job)
         if sub.get("status") not in GRANTABLE:
             return Cancel(f"subscription {sub.get('id')} is {sub.get('status')}: no license issued")
         acc = _account_for(app, sub)
-        plan = _plan_of(app, sub)
-        key = app.signing_key()
-        with app.engine.connection() as c, c.transaction():
-            c.execute(
-                app.q(
-                    "INSERT INTO {s}.licenses (account_id, subscription_id, plan, created_by_event) "
-                    "VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING"
-                ),
-                [acc.id, sub["id"], plan, job.args["event"]],
-            )
-            row = one(c, app.q("SELECT * FROM {s}.licenses WHERE subscription_id = %s FOR UPDATE"), [sub["id"]])
-            assert row is not None
-            if row["license"] is None and row["revoked_at"] is None:
-                payload = {
-                    "license": f"{app.prefix}-{row['id']}",
-                    "product": app.settings.product,
-                    "plan": row["plan"],
-                    "account": acc.id,
-                    "customer": acc.email,
-                    "name": acc.name,
-                    "subscription": sub["id"],
-                    "issued_at": row["issued_at"].astimezone(UTC).isoformat(),
-                }
-                text = sign_license(payload, key)
-                c.execute(
-                    app.q("UPDATE {s}.licenses SET license = %s, key_id = %s WHERE id = %s AND license IS NULL"),
-                    [text, app.key_id(), row["id"]],
-                )
-                log.info("issued license %s for subscription %s", row["id"], sub["id"])
-        return {"license": row["id"], "key_id": app.key_id(), "revoked": row["revoked_at"] is not None}
+        done = issue_license(app, acc, sub, as_of=_event_time(app, job), event=job.args["event"])
+        if done.outcome == "signed":
+            log.info("issued license %s for subscription %s", done.row["id"], sub["id"])
+        return {"license": done.row["id"], "key_id": app.key_id(), "outcome": done.outcome,
+                "revoked": done.row["revoked_at"] is not None}
 
 
 class WelcomeWorker(LicensingWorker, queue="default", max_attempts=20):
@@ -314,25 +332,14 @@ class RevokeLicenseWorker(LicensingWorker, queue="default", max_attempts=20):
         app = app_for(job)
         sub = _subscription(app, job)
         acc = _account_for(app, sub)
+        ends = _ends_at(job)
         with app.engine.connection() as c:
-            row = one(
-                c,
-                app.q(
-                    "INSERT INTO {s}.licenses AS l (account_id, subscription_id, plan, revoked_at, ends_at, "
-                    "revoked_by_event) "
-                    "VALUES (%(account)s, %(sub)s, %(plan)s, now(), "
-                    "coalesce(to_timestamp(%(ends)s::double precision), now()), %(event)s) "
-                    "ON CONFLICT (subscription_id) DO UPDATE SET "
-                    "revoked_at = coalesce(l.revoked_at, excluded.revoked_at), "
-                    "ends_at = least(coalesce(l.ends_at, excluded.ends_at), excluded.ends_at), "
-                    "revoked_by_event = coalesce(l.revoked_by_event, excluded.revoked_by_event) "
-                    "RETURNING id, ends_at"
-                ),
-                {"account": acc.id, "sub": sub["id"], "plan": _plan_of(app, sub), "ends": _ends_at(job),
-                 "event": job.args["event"]},
+            row = licenses.revoke(
+                c, app.q, account_id=acc.id, subscription_id=sub["id"], plan=_plan_of(app, sub),
+                ends_at=datetime.fromtimestamp(ends, UTC) if ends is not None else None,
+                as_of=_event_time(app, job), final=job.args.get("kind") == "deleted", event=job.args["event"],
             )
-        assert row is not None
-        return {"license": row["id"], "ends_at": row["ends_at"].isoformat()}
+        return {"license": row["id"], "ends_at": row["ends_at"].isoformat() if row["ends_at"] else None}
 
 
 class FarewellWorker(LicensingWorker, queue="default", max_attempts=20):

@@ -443,6 +443,61 @@ def _cmd_licensing_keygen(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_licensing_verify(args: argparse.Namespace) -> int:
+    """Check a license file offline: 0 valid, 1 expired, 2 not a valid license (or it could not be checked)."""
+    from datetime import datetime
+
+    from licensing.verify import InvalidLicense, check_license, load_public_key
+
+    try:
+        with open(args.file, encoding="utf-8") as fh:
+            text = fh.read(1_000_000)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CommandError(f"cannot read {args.file}: {getattr(exc, 'strerror', None) or exc}") from None
+    public = args.public_key
+    if public is None:
+        from licensing.keys import load_signing_key, public_key_text
+        from licensing.settings import load_licensing_settings
+
+        secret = load_licensing_settings().license_signing_key
+        if secret is None:
+            raise CommandError("no public key: pass --public-key, or set LYSMORE_LICENSING_LICENSE_SIGNING_KEY")
+        try:
+            public = public_key_text(load_signing_key(secret.get_secret_value()))
+        except ValueError as exc:
+            raise CommandError(f"LYSMORE_LICENSING_LICENSE_SIGNING_KEY: {exc}") from None
+    elif os.path.isfile(public):
+        with open(public, encoding="utf-8") as fh:
+            public = fh.read()
+    try:
+        key = load_public_key(public)
+    except ValueError as exc:
+        raise CommandError(f"--public-key: {exc}") from None
+    now = None
+    if args.at is not None:
+        try:
+            now = datetime.fromisoformat(args.at)
+        except ValueError:
+            raise CommandError(f"--at: not an ISO 8601 time: {args.at!r}") from None
+        if now.tzinfo is None:
+            raise CommandError("--at: give a time zone (e.g. 2027-01-01T00:00:00+00:00)")
+    try:
+        result = check_license(text, key, now=now)
+    except InvalidLicense as exc:
+        print(f"invalid: {exc}")
+        return 2
+    p = result.payload
+    what = f"license {p.get('license')} ({p.get('plan')}, {p.get('seats', 1)} seat(s)) for {p.get('customer')}"
+    if result.expires_at is None:
+        print(f"valid: {what}; an old license without expiry")
+        return 0
+    if result.valid:
+        print(f"valid: {what}; expires {result.expires_at.isoformat()}")
+        return 0
+    print(f"expired: {what}; expired {result.expires_at.isoformat()}")
+    return 1
+
+
 def _add_licensing(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("licensing", help="the licensing app (Stripe payments and webhooks on a private instance)")
     lsub = p.add_subparsers(dest="licensing_command", required=True, metavar="ACTION")
@@ -452,6 +507,17 @@ def _add_licensing(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     s.set_defaults(fn=_cmd_licensing_serve)
     k = lsub.add_parser("keygen", help="print a new Ed25519 license signing key and its public key")
     k.set_defaults(fn=_cmd_licensing_keygen)
+    v = lsub.add_parser(
+        "verify", help="check a license file offline (signature and expiry); exit 0 valid, 1 expired, 2 invalid",
+        description="Check a license file offline. Exit status: 0 valid, 1 expired, 2 invalid (bad signature, "
+                    "not a license) or not checked (unreadable file, no key).",
+    )
+    v.add_argument("file", help="the license file (lysmore.license)")
+    v.add_argument("--public-key", help="the public key (base64 or PEM, or a file holding it; write --public-key=KEY, "
+                                        "base64 may start with -); default: derived "
+                                        "from LYSMORE_LICENSING_LICENSE_SIGNING_KEY")
+    v.add_argument("--at", help="check as of this ISO 8601 time instead of now")
+    v.set_defaults(fn=_cmd_licensing_verify)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -40,8 +40,8 @@ def test_sign_up_to_welcome_mail_exactly_once(
         account, job = app.sign_up(
             email="ada@example.com", name="Ada", plan="monthly", payment_method=stack.payment_method()
         )
-        assert job.args == {"id": account.id, "plan": "monthly"}
-        again = app.engine.insert(UpdateWorker.new({"id": account.id, "plan": "monthly"}, meta=app.job_meta()))
+        assert job.args == {"id": account.id, "plan": "monthly", "seq": 1}
+        again = app.engine.insert(UpdateWorker.new({"id": account.id, "plan": "monthly", "seq": 1}, meta=app.job_meta()))
         assert again.conflict and again.id == job.id  # unique for 120 s
 
         done = _finished_update(stack, job.id)
@@ -108,11 +108,11 @@ def test_plan_change_and_info_update_touch_the_same_subscription(
         result = _finished_update(stack, change.id)["result"]
         assert result["steps"] == {"customer": "recorded", "attach": "already", "update": "updated", "subscription": "updated"}
         info = app.update_info(account.id, {"email": "bo@example.org", "name": "Bo"})
-        assert info.args == {"id": account.id, "info": {"email": "bo@example.org", "name": "Bo"}}
+        assert info.args == {"id": account.id, "info": {"email": "bo@example.org", "name": "Bo"}, "seq": 3}
         assert _finished_update(stack, info.id)["result"]["steps"] == {"info": "updated"}
         same = app.change_plan(account.id, "yearly")  # within 120 s: the unique job answers
         assert same.conflict and same.id == change.id
-        spec = UpdateWorker.new({"id": account.id, "plan": "yearly"}, meta=app.job_meta(), unique=False)  # type: ignore[arg-type]
+        spec = UpdateWorker.new({"id": account.id, "plan": "yearly", "seq": 2}, meta=app.job_meta(), unique=False)  # type: ignore[arg-type]
         again = app.engine.insert(spec)  # another job id: every step finds its work done
         assert _finished_update(stack, again.id)["result"]["steps"] == {
             "customer": "recorded", "attach": "already", "update": "already", "subscription": "already",

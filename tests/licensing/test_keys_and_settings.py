@@ -18,8 +18,9 @@ from licensing.keys import (
 )
 from licensing.settings import LicensingSettings, load_licensing_settings
 
-PAYLOAD = {"license": "private-1", "product": "lysmore-pro", "plan": "yearly", "customer": "ada@example.com",
-           "subscription": "sub_1", "issued_at": "2026-01-01T00:00:00+00:00"}
+PAYLOAD = {"license": "private-1", "product": "lysmore-pro", "plan": "yearly", "seats": 1, "customer": "ada@example.com",
+           "subscription": "sub_1", "issued_at": "2026-01-01T00:00:00+00:00",
+           "expires_at": "2027-01-08T00:00:00+00:00"}
 
 
 def test_a_license_verifies_offline_with_the_public_key_only() -> None:
