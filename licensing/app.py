@@ -14,7 +14,16 @@ import stripe
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from starlette.applications import Starlette
 
-from engine import Engine, InvalidConfig, Job
+from engine import (
+    Channel,
+    Engine,
+    InvalidConfig,
+    Job,
+    Reporter,
+    SentryChannel,
+    SmtpChannel,
+    WebhookChannel,
+)
 
 from . import accounts, context, db, licenses
 from .accounts import Account, AccountError
@@ -61,6 +70,7 @@ class LicensingApp:
             node_ttl=s.node_ttl,
             leader_lease=s.leader_lease,
             prune_max_age=None,  # the private instance keeps its history for troubleshooting
+            reporter=self._reporter(),
         )
         self._stripe = stripe_client
         self._mailer = mailer
@@ -70,6 +80,26 @@ class LicensingApp:
 
     def __repr__(self) -> str:
         return f"<LicensingApp prefix={self.prefix!r} schema={self.schema!r}>"
+
+    def _reporter(self) -> Reporter | None:
+        """The error reporter of this instance (``monitor_*`` settings): mail to the team through
+        this app's mailer, and a webhook and Sentry when configured; every secret masked."""
+        s = self.settings
+        channels: list[Channel] = []
+        if s.monitor_mail:
+            channels.append(SmtpChannel(s.mail_from, s.monitor_mail_to or s.team_email,
+                                        deliver=lambda message: self.mailer.send(message)))
+        if s.monitor_webhook_url is not None:
+            hook_secret = s.monitor_webhook_secret
+            channels.append(WebhookChannel(s.monitor_webhook_url.get_secret_value(),
+                                           secret=hook_secret.get_secret_value if hook_secret else None))
+        if s.monitor_sentry_dsn is not None:
+            channels.append(SentryChannel(s.monitor_sentry_dsn.get_secret_value))
+        if not channels:
+            return None
+        kinds = ["discard", "stale_ack", "node_lost"] + (["failure"] if s.monitor_failures else [])
+        return Reporter(channels, window=s.monitor_window, limit=s.monitor_limit, kinds=kinds,
+                        secrets=s.secret_values())
 
     # -- services, made on first use ------------------------------------------------------------
     @property

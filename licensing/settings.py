@@ -19,6 +19,9 @@ SECRET_FIELDS = (
     "license_signing_key",
     "hex_key_secret",
     "smtp_password",
+    "monitor_webhook_url",
+    "monitor_webhook_secret",
+    "monitor_sentry_dsn",
 )
 
 
@@ -88,6 +91,28 @@ class LicensingSettings(BaseSettings):
     smtp_timeout: float = Field(default=10.0, gt=0)
     mail_from: str = Field(default="Lysmore <licenses@lysmore.dev>")
     team_email: str = Field(default="team@lysmore.dev", description="Where new-subscriber notes go.")
+
+    # -- error monitoring (the engine's reporter, on this private instance) ---------------------
+    monitor_mail: bool = Field(
+        default=True, description="Mail failures, discards, stale acks and lost nodes through the app's mailer."
+    )
+    monitor_mail_to: str | None = Field(default=None, description="Where monitoring mail goes; unset: team_email.")
+    monitor_webhook_url: SecretStr | None = Field(
+        default=None, description="Also POST each notification as JSON here (the URL may hold a token)."
+    )
+    monitor_webhook_secret: SecretStr | None = Field(
+        default=None, description="Sign webhook notifications with this (X-Lysmore-Signature, HMAC-SHA256)."
+    )
+    monitor_sentry_dsn: SecretStr | None = Field(
+        default=None, description="Also send each notification to Sentry (needs the monitoring extra)."
+    )
+    monitor_window: float = Field(
+        default=60.0, gt=0, description="Seconds a group's repeats are held back and the rate limit's window."
+    )
+    monitor_limit: int = Field(default=10, ge=1, description="Notifications per window per channel.")
+    monitor_failures: bool = Field(
+        default=False, description="Also notify of failed attempts that will be retried (not only discards)."
+    )
 
     # -- serve ---------------------------------------------------------------------------------
     host: str = Field(default="127.0.0.1", description="Address `serve` listens on.")
