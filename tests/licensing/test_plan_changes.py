@@ -108,3 +108,24 @@ def test_cancel_at_period_end_and_back_is_sent_as_wished(
         assert sub["cancel_at_period_end"] is False
         acc = app.account(account_id)
         assert acc is not None and acc.cancel_at_period_end is False and acc.synced_seq == acc.change_seq
+
+
+def test_details_a_to_b_to_a_within_120_s_under_faults_end_on_a(
+    database_url: str, prefix: str, sandbox: StripeSandbox
+) -> None:
+    with licensing_stack(database_url, prefix, sandbox, max_network_retries=0) as stack:
+        app = stack.app
+        account_id = _signed_up(stack, "dot@example.com")
+        infos = []
+        for email in ("dot@example.org", "dot@example.com"):
+            sandbox.faults.add("500", path_prefix="/v1/customers/", method="GET")
+            for kind in ("429", "500", "drop"):
+                sandbox.faults.add(kind, path_prefix="/v1/customers/", method="POST")
+            infos.append(app.update_info(account_id, {"email": email}))
+            assert len(stack.wait_completed(infos[-1].id, 60)["errors"]) == 4
+            (cus,) = sandbox.store.objects("customer")
+            assert cus["email"] == email
+        assert infos[1].args["seq"] > infos[0].args["seq"] and not infos[1].conflict
+        again = app.update_info(account_id, {"email": "dot@example.com"})  # a repeated click
+        assert again.conflict and again.id == infos[1].id
+        assert sandbox.faults.pending() == []
