@@ -31,6 +31,7 @@ from engine import (
     ProducerStatus,
     QueueSetting,
     RateLimit,
+    SentNotification,
     attempts,
     state_list,
 )
@@ -71,6 +72,7 @@ STATS_MINUTES = 30
 PAGE_SIZE = 100
 SELECT_CAP = 10_000
 AUDIT_ROWS = 200
+NOTIFICATION_ROWS = 50
 QUEUE_JOBS = 50  # the newest jobs the queue detail lists (the Jobs view, filtered, pages on)
 WORKFLOW_ROWS = 100
 QUEUE_STATES = ("available", "scheduled", "retryable", "executing")
@@ -777,7 +779,7 @@ class Store:
                 (limit,),
             ).fetchall()
             return AuditSnapshot(
-                now=now, cluster=self._cluster(conn, now),
+                now=now, cluster=self._cluster(conn, now), notifications=self._notifications(conn),
                 rows=tuple(
                     AuditRow(id=r[0], at=r[1], actor=r[2], action=r[3],
                              targets=tuple(r[4]) if isinstance(r[4], list) else (r[4],),
@@ -785,6 +787,13 @@ class Store:
                     for r in rows
                 ),
             )
+
+    def _notifications(self, conn: psycopg.Connection) -> tuple[SentNotification, ...]:
+        """The reporter's newest notifications; none where the prefix predates them (migration 10)."""
+        row = conn.execute("SELECT to_regclass(%s)", [self.inspector.table("notifications").as_string(conn)]).fetchone()
+        if row is None or row[0] is None:
+            return ()
+        return tuple(self.inspector.notifications(NOTIFICATION_ROWS, conn))
 
     def workflows(self, limit: int = WORKFLOW_ROWS) -> WorkflowsSnapshot:
         """The newest workflows with their steps counted by state."""

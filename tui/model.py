@@ -6,7 +6,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from engine import FINAL_STATES, Attempt, CronStatus, GlobalLimit, JobState, RateLimit
+from engine import (
+    FINAL_STATES,
+    Attempt,
+    CronStatus,
+    GlobalLimit,
+    JobState,
+    RateLimit,
+    SentNotification,
+)
 
 # The engine's states, in the order it declares them (the order the dashboard lists them in).
 STATES: tuple[str, ...] = tuple(s.value for s in JobState)
@@ -296,11 +304,12 @@ class AuditRow:
 
 @dataclass(frozen=True, slots=True)
 class AuditSnapshot:
-    """The newest audit rows."""
+    """The newest audit rows, and the error reporter's newest notifications."""
 
     now: datetime
     cluster: Cluster
     rows: tuple[AuditRow, ...]
+    notifications: tuple[SentNotification, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

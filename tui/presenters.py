@@ -13,7 +13,7 @@ from typing import Any
 
 from rich.text import Text
 
-from engine import CronStatus, GlobalLimit, RateLimit
+from engine import CronStatus, GlobalLimit, RateLimit, SentNotification
 
 from .layout import Col, Item, fit_line
 from .model import (
@@ -624,6 +624,16 @@ AUDIT_COLUMNS: tuple[Col, ...] = (
     Col("targets", "targets", shrink_to=8, shrink_early=True),
 )
 OUTCOME_STYLE = {"allowed": "#3c9a3c", "denied": "bold #dc322f", "rejected": "#b58900", "declined": "dim"}
+NOTIFICATION_COLUMNS: tuple[Col, ...] = (
+    Col("at", "when"),
+    Col("status", "sent"),
+    Col("channel", "channel", shrink_to=6, shrink_early=True),
+    Col("what", "notification", shrink_to=12),
+    Col("count", "×"),
+    Col("message", "message", shrink_to=8, shrink_early=True),
+)
+NOTIFICATION_STYLE = {"sent": "#3c9a3c", "failed": "bold #dc322f", "rate_limited": "#b58900"}
+NOTIFICATION_KIND = {"failure": "failed", "discard": "discarded", "stale_ack": "stale ack", "node_lost": "node lost"}
 
 
 def fmt_targets(targets: Sequence[Any], width: int = 40) -> str:
@@ -639,6 +649,17 @@ def audit_row(a: AuditRow, now: datetime) -> Row:
     """One audit entry."""
     outcome = Text(f"{'✓' if a.outcome == 'allowed' else '✗'} {a.outcome}", style=OUTCOME_STYLE.get(a.outcome, ""))
     return str(a.id), (ago(a.at, now), a.actor, a.action, outcome, fmt_targets(a.targets))
+
+
+def notification_row(n: SentNotification, now: datetime) -> Row:
+    """One notification of the error reporter: when, whether the channel took it, what it said."""
+    who = n.worker.rsplit(".", 1)[-1] if n.worker else n.node
+    what = f"{NOTIFICATION_KIND.get(n.kind, n.kind)} {who} {n.error_type}"
+    status = Text(n.status.replace("_", " "), style=NOTIFICATION_STYLE.get(n.status, ""))
+    message = n.message.splitlines()[0] if n.message else ""
+    if n.status == "failed" and n.error:
+        message = f"channel failed: {n.error}"
+    return str(n.id), (ago(n.at, now), status, n.channel, what, str(n.count), message)
 
 
 def audit_detail(a: AuditRow | None) -> list[list[Item]]:
