@@ -11,7 +11,7 @@ import pytest
 import stripe
 
 from licensing.sandbox import StripeSandbox
-from licensing.sandbox.store import DUNNING_RETRY_DAYS, add_interval
+from licensing.sandbox.store import DUNNING_RETRY_DAYS, INCOMPLETE_EXPIRES_AFTER, add_interval
 
 from .receiver import WebhookReceiver
 
@@ -57,6 +57,8 @@ def test_objects_live_at_the_clocks_time_and_it_only_moves_forward(client: strip
     assert [c.id for c in client.v1.test_helpers.test_clocks.list().data] == [clock]
     client.v1.test_helpers.test_clocks.delete(clock)
     assert client.v1.customers.retrieve(cus).deleted is True
+    assert client.v1.subscriptions.list(params={"status": "all"}).data == []
+    assert [e.data.object.id for e in client.v1.events.list(params={"type": "test_helpers.test_clock.*"}).data] == [clock] * 2
 
 
 def test_advancing_across_period_ends_renews_each_month(client: stripe.StripeClient, sandbox: StripeSandbox) -> None:
@@ -116,10 +118,19 @@ def test_a_failing_card_goes_past_due_then_unpaid_after_the_retries(
     assert unpaid.status == "unpaid"
     assert client.v1.invoices.retrieve(invoice.id).next_payment_attempt is None
     # An unpaid subscription is not renewed; paying its open invoice with a good card brings it back.
+    next_end = add_interval(end, "month")
+    _advance(client, clock, next_end + DAY)
+    assert len(client.v1.invoices.list(params={"customer": cus}).data) == 2
     good = client.v1.payment_methods.attach("pm_card_mastercard", params={"customer": cus})
     paid = client.v1.invoices.pay(invoice.id, params={"payment_method": good.id})
     assert paid.status == "paid" and paid.attempt_count == len(DUNNING_RETRY_DAYS) + 2
     assert client.v1.subscriptions.retrieve(sub.id).status == "active"
+    # Its period ended while it was unpaid: the next advance renews it from the clock's time, not the past.
+    client.v1.customers.update(cus, params={"invoice_settings": {"default_payment_method": good.id}})
+    _advance(client, clock, next_end + 2 * DAY)
+    revived = client.v1.subscriptions.retrieve(sub.id)
+    assert revived.status == "active" and revived.current_period_start == next_end + DAY
+    assert sandbox.store.events("customer.subscription.updated")[-1]["created"] == next_end + DAY
 
 
 def test_a_retry_with_a_new_default_card_recovers(client: stripe.StripeClient, sandbox: StripeSandbox) -> None:
@@ -178,6 +189,28 @@ def test_3d_secure_card_renewal_needs_action(client: stripe.StripeClient, sandbo
     assert len(sandbox.store.events("invoice.payment_action_required")) == 1
     sandbox.authenticate_payment(now.latest_invoice.payment_intent.id)
     assert client.v1.subscriptions.retrieve(sub.id).status == "active"
+
+
+def test_a_first_payment_left_unauthenticated_expires_after_23_hours(
+    client: stripe.StripeClient, sandbox: StripeSandbox
+) -> None:
+    clock, cus, _ = _clocked_customer(client, "pm_card_authenticationRequired")
+    waiting = _subscribe(client, cus)
+    done = _subscribe(client, cus)
+    assert waiting.status == done.status == "incomplete"
+    sandbox.authenticate_payment(client.v1.invoices.retrieve(done.latest_invoice).payment_intent)  # type: ignore[arg-type]
+    _advance(client, clock, START + INCOMPLETE_EXPIRES_AFTER - 60)
+    assert client.v1.subscriptions.retrieve(waiting.id).status == "incomplete"
+    mark = len(sandbox.store.events())
+    _advance(client, clock, START + INCOMPLETE_EXPIRES_AFTER + 60)
+    expired = client.v1.subscriptions.retrieve(waiting.id, params={"expand": ["latest_invoice.payment_intent"]})
+    assert expired.status == "incomplete_expired" and expired.ended_at == START + INCOMPLETE_EXPIRES_AFTER
+    assert expired.latest_invoice.status == "void"
+    assert expired.latest_invoice.payment_intent.status == "canceled"
+    assert _types(sandbox, mark)[1:-1] == ["payment_intent.canceled", "invoice.voided", "customer.subscription.updated"]
+    with pytest.raises(stripe.InvalidRequestError, match="void"):
+        client.v1.invoices.pay(expired.latest_invoice.id)
+    assert client.v1.subscriptions.retrieve(done.id).status == "active"  # paid in time
 
 
 def test_advance_takes_faults_and_an_idempotent_retry_does_not_advance_twice(

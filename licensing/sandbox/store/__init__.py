@@ -23,7 +23,7 @@ from .customers import Customers
 from .events import DEFAULT_API_VERSION, EventLog
 from .payment_methods import PaymentMethods
 from .refunds import Refunds
-from .subscriptions import Subscriptions, add_interval
+from .subscriptions import INCOMPLETE_EXPIRES_AFTER, Subscriptions, add_interval
 from .test_clocks import TestClocks
 from .webhook_endpoints import WebhookEndpoints, WebhookTarget
 
@@ -85,6 +85,7 @@ class SandboxStore:
 __all__ = [
     "DEFAULT_API_VERSION",
     "DUNNING_RETRY_DAYS",
+    "INCOMPLETE_EXPIRES_AFTER",
     "RequestContext",
     "SandboxStore",
     "StripeApiError",

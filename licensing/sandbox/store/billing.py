@@ -336,6 +336,16 @@ class Billing:
         self._events.emit("invoice.paid", invoice, ctx, created=at)
         self._events.emit("invoice.payment_succeeded", invoice, ctx, created=at)
 
+    def void(self, invoice: Obj, at: int) -> None:
+        """Void an open invoice (its payment intent is canceled): ``invoice.voided``."""
+        invoice.update(status="void", next_payment_attempt=None, amount_remaining=0)
+        invoice["status_transitions"]["voided_at"] = at
+        pi = self._core.tables["payment_intent"].get(invoice["payment_intent"] or "")
+        if pi is not None and pi["status"] != "succeeded":
+            pi.update(status="canceled", canceled_at=at, cancellation_reason="void_invoice", next_action=None)
+            self._events.emit("payment_intent.canceled", pi, None, created=at)
+        self._events.emit("invoice.voided", invoice, None, created=at)
+
     def settle(self, sub: Obj, invoice: Obj, outcome: Outcome, at: int) -> None:
         """Set ``sub``'s status from how its invoice's payment went (the caller records the event)."""
         if sub["status"] in ("canceled", "incomplete_expired"):

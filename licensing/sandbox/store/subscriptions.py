@@ -26,6 +26,8 @@ from .core import PAGING, Core, Obj, RequestContext, matching, new_id
 from .events import EventLog
 from .payment_methods import PaymentMethods
 
+#: How long a subscription may wait ``incomplete`` for its first payment before it expires, like Stripe's.
+INCOMPLETE_EXPIRES_AFTER = 23 * 3600
 #: Subscription statuses that ``GET /v1/subscriptions`` hides unless asked for.
 ENDED_STATUSES = ("canceled", "incomplete_expired")
 _STATUS_FILTERS = (
@@ -183,6 +185,16 @@ class Subscriptions:
         sub["cancellation_details"] = dict(sub["cancellation_details"], reason=reason)
         self._events.emit("customer.subscription.deleted", sub, ctx, created=ended)
 
+    def _expire(self, sub: Obj, at: int) -> None:
+        """End an ``incomplete`` subscription whose first invoice was not paid in time; its invoice is voided."""
+        before = copy.deepcopy(sub)
+        sub["status"] = "incomplete_expired"
+        sub["ended_at"] = at
+        invoice = self._core.tables["invoice"].get(sub["latest_invoice"] or "")
+        if invoice is not None and invoice["status"] == "open":
+            self._billing.void(invoice, at)
+        self._events.emit_changes("customer.subscription.updated", sub, before, None, created=at)
+
     def renew(self, sub: Obj, at: int) -> None:
         """Start ``sub``'s next period at its period end ``at`` and bill it (run by a test clock)."""
         before = copy.deepcopy(sub)
@@ -198,16 +210,20 @@ class Subscriptions:
         self._events.emit_changes("customer.subscription.updated", sub, before, None, created=at)
 
     def due(self, sub: Obj) -> int | None:
-        """When a test clock must next act on ``sub`` (its cancellation or period end), if ever."""
-        if sub["status"] in ENDED_STATUSES or sub["status"] in ("incomplete", "unpaid"):
+        """When a test clock must next act on ``sub`` (its expiry, cancellation or period end), if ever."""
+        if sub["status"] == "incomplete":
+            return int(sub["created"]) + INCOMPLETE_EXPIRES_AFTER
+        if sub["status"] in ENDED_STATUSES or sub["status"] == "unpaid":
             return None
         if sub["cancel_at"] is not None:
             return int(sub["cancel_at"])
         return int(sub["items"]["data"][0]["current_period_end"])
 
     def act(self, sub: Obj, at: int) -> None:
-        """Do what is due on ``sub`` at ``at``: end it (cancel at period end) or renew it."""
-        if sub["cancel_at"] is not None and sub["cancel_at"] <= at:
+        """Do what is due on ``sub`` at ``at``: expire it (first payment never made), end it (cancel at period end) or renew it."""
+        if sub["status"] == "incomplete":
+            self._expire(sub, at)
+        elif sub["cancel_at"] is not None and sub["cancel_at"] <= at:
             self.cancel_now(sub, None, reason="cancellation_requested", at=int(sub["cancel_at"]))
         else:
             self.renew(sub, at)

@@ -80,7 +80,8 @@ class TestClocks:
             for ident in customers:
                 del self._core.tables["customer"][ident]
                 self._core.deleted[ident] = {"id": ident, "object": "customer", "deleted": True}
-            del self._core.tables["test_clock"][id]
+            clock = self._core.tables["test_clock"].pop(id)
+            self._events.emit("test_helpers.test_clock.deleted", clock, ctx, created=now())
             return {"id": id, "object": "test_helpers.test_clock", "deleted": True}
 
     def advance_test_clock(self, params: Params, ctx: RequestContext, id: str) -> Obj:
@@ -101,6 +102,9 @@ class TestClocks:
                 if step is None:
                     break
                 at, kind, obj = step
+                # Something overdue (a subscription brought back from unpaid after its period ended)
+                # happens now, never in the clock's past.
+                at = max(at, int(clock["frozen_time"]))
                 clock["frozen_time"] = at
                 if kind == "subscription":
                     self._subscriptions.act(obj, at)
