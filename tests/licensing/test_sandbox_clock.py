@@ -187,6 +187,10 @@ def test_3d_secure_card_renewal_needs_action(client: stripe.StripeClient, sandbo
     assert now.status == "past_due"
     assert now.latest_invoice.payment_intent.status == "requires_action"
     assert len(sandbox.store.events("invoice.payment_action_required")) == 1
+    with pytest.raises(stripe.CardError) as err:  # paying by hand still needs the customer
+        client.v1.invoices.pay(now.latest_invoice.id)
+    assert err.value.code == "authentication_required"
+    assert client.v1.payment_intents.confirm(now.latest_invoice.payment_intent.id).status == "requires_action"
     sandbox.authenticate_payment(now.latest_invoice.payment_intent.id)
     assert client.v1.subscriptions.retrieve(sub.id).status == "active"
 

@@ -470,7 +470,7 @@ class Billing:
             check_known(params, ("payment_method", "off_session", "paid_out_of_band"))
             invoice = self._core.get("invoice", id)
             if invoice["status"] == "paid":
-                raise invalid_request("Invoice is already paid.", code="invoice_already_paid")  # Stripe's wording
+                raise invalid_request("Invoice is already paid.", code="invoice_already_paid")
             if invoice["status"] != "open":
                 raise invalid_request(f"You can only pay an open invoice; this one is {invoice['status']}.")
             sub = self._core.tables["subscription"].get(invoice["subscription"] or "")
