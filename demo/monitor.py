@@ -57,21 +57,17 @@ class ErrorRecord:
 class ErrorMonitor:
     """Subscribe with ``engine.subscribe(monitor, kinds=ErrorMonitor.KINDS)`` on every node.
 
-    Each failure is logged (INFO; discards as WARNING, at most one a ``notify_every`` seconds with a
-    count of those held back, like an error tracker's notifications) and kept in a ring.
+    Each failure is logged (INFO) and kept in a ring, for the progress line and the summary;
+    notifying someone is the nodes' reporter's job (``demo_reporter``).
     """
 
     KINDS = ("failure", "discard", "timeout")
 
-    def __init__(self, size: int = 200, notify_every: float = 10.0,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, size: int = 200, clock: Callable[[], float] = time.time) -> None:
         self.recent: deque[ErrorRecord] = deque(maxlen=size)
         self.counts: Counter[str] = Counter()  # by kind
         self.by_worker: Counter[str] = Counter()
-        self.notify_every = notify_every
         self._clock = clock
-        self._held_back = 0
-        self._last_notice = float("-inf")
         self._lock = threading.Lock()
 
     def __call__(self, event: Event) -> None:
@@ -84,20 +80,11 @@ class ErrorMonitor:
             worker=short_worker(job.worker), job_id=job.id, attempt=job.attempt,
             max_attempts=job.max_attempts, error=message,
         )
-        notice: int | None = None
         with self._lock:
             self.recent.append(record)
             self.counts[event.kind] += 1
             self.by_worker[record.worker] += 1
-            if event.kind == "discard":
-                if record.at - self._last_notice >= self.notify_every:
-                    notice, self._held_back, self._last_notice = self._held_back, 0, record.at
-                else:
-                    self._held_back += 1
         log.info("job failed: %s", record.line(), extra={"job_id": job.id, "queue": job.queue})
-        if notice is not None:
-            more = f" (and {notice} more since the last notice)" if notice else ""
-            log.warning("job discarded: %s%s", record.line(), more)
 
     @property
     def total(self) -> int:

@@ -426,7 +426,7 @@ class Reporter:
                 message = "<str() of the exception failed>"
         else:  # a worker's Discard (or a missing worker): the reason is in its error entry
             error_type = "Discard"
-            message = str(detail.get("error") or "discarded by its worker")
+            message = str(detail.get("error") or "discarded by its worker").removeprefix("discarded: ")
         self.report(Notice(
             kind=event.kind, prefix=self.prefix, node=self.node, worker=job.worker, queue=job.queue,
             error_type=error_type, message=message, job_id=job.id, attempt=job.attempt,
