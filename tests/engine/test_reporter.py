@@ -296,3 +296,16 @@ def test_a_killed_node_is_reported_lost_by_the_leader(make_engine, conn, databas
     assert (n.notice.kind, n.notice.node, n.notice.error_type) == ("node_lost", "victim", "NodeLost")
     assert "2 jobs rescued (2 to run again, 0 discarded)" in n.notice.message
     assert n.notice.group == "node_lost:victim:NodeLost"
+
+
+def test_old_notifications_are_pruned_with_the_rollups(make_engine, conn, prefix) -> None:  # type: ignore[no-untyped-def]
+    reporter = Reporter([Recording()])
+    eng: Engine = make_engine(reporter=reporter)
+    eng.start()
+    reporter.report(notice(worker="app.Old"))
+    reporter.report(notice(worker="app.New"))
+    assert reporter.flush(5)
+    table = sql.Identifier(prefix, "lysmore_notifications")
+    conn.execute(sql.SQL("UPDATE {} SET at = now() - interval '2 hours' WHERE worker = 'app.Old'").format(table))
+    eng.store.prune_stats(stats_retention=3600, cron_retention=3600)
+    assert [n.worker for n in eng.inspect().notifications()] == ["app.New"]
