@@ -295,16 +295,17 @@ class Reporter:
     ``window``: seconds a group's repeats are held back (and summarized after), and the window of
     the rate limit; ``limit``: notifications per window per channel; ``queue_size``: notices that
     may wait before new ones are dropped (counted in ``dropped``), ``outbox_size`` the same per
-    channel; ``include_args``: put job
-    arguments in notifications (off: they may hold secrets); ``secrets``: literal values masked in
-    every message (besides passwords in URLs); ``kinds``: which of failure, discard, stale_ack,
-    node_lost to report. Give it to ``Engine(reporter=...)``.
+    channel; ``include_args``: put job arguments in notifications (off: they may hold secrets);
+    ``secrets``: literal values masked in every message (besides passwords in URLs); ``kinds``:
+    which of failure, discard, stale_ack, node_lost to report. Give it to one
+    ``Engine(reporter=...)``: it names that engine's instance and node in what it sends.
     """
 
     def __init__(
         self, channels: Iterable[Channel], *, window: float = DEFAULT_WINDOW, limit: int = DEFAULT_LIMIT,
-        queue_size: int = DEFAULT_QUEUE, outbox_size: int = OUTBOX_SIZE, include_args: bool = False, secrets: Iterable[str] = (),
-        kinds: Iterable[str] = REPORTED_KINDS, clock: Callable[[], float] = time.monotonic,
+        queue_size: int = DEFAULT_QUEUE, outbox_size: int = OUTBOX_SIZE, include_args: bool = False,
+        secrets: Iterable[str] = (), kinds: Iterable[str] = REPORTED_KINDS,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.channels = list(channels)
         for channel in self.channels:
@@ -343,6 +344,8 @@ class Reporter:
     def attach(self, prefix: str, node: str, record: Record | None) -> None:
         """Name the instance and node notices come from, and where delivered notifications are
         recorded (the engine's notifications table)."""
+        if self._thread is not None:
+            raise InvalidConfig("this Reporter is already running for another engine; give each engine its own")
         self.prefix, self.node, self._record = prefix, node, record
 
     def start(self) -> None:

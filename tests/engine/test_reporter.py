@@ -170,6 +170,12 @@ def test_bad_settings_are_named() -> None:
         Reporter([], kinds=["success"])
     with pytest.raises(InvalidConfig, match="needs a name and a send"):
         Reporter([object()])  # type: ignore[list-item]
+    running = started(Reporter([Recording()]))
+    try:
+        with pytest.raises(InvalidConfig, match="give each engine its own"):
+            running.attach("other", "n2", None)
+    finally:
+        running.stop(5)
 
 
 # -- from a running engine --------------------------------------------------------------------------
