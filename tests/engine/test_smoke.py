@@ -63,6 +63,25 @@ class Plain(Worker, queue="claims"):
         return None
 
 
+def test_json_columns_read_through_the_pool_are_what_json_makes_of_them(make_engine) -> None:  # type: ignore[no-untyped-def]
+    """The pool's own json/jsonb loader (cheaper than psycopg's) gives what json.loads gives."""
+    import json
+
+    import psycopg
+
+    eng = make_engine()
+    texts = ['{}', '[]', 'null', '0', '"é\\u00e9 ☃"', '{"a": {}, "b": [[], {"c": null}]}', '[{}]', '  {} ', '1.5e3',
+             '{"k": "\\\\u0000 is text"}']
+    with eng.connection() as c, psycopg.connect(eng.database_url, autocommit=True) as plain:
+        for text in texts:
+            for kind in ("jsonb", "json"):
+                query = f"SELECT %s::{kind}"
+                got, expected = c.execute(query, [text]).fetchone()[0], plain.execute(query, [text]).fetchone()[0]  # type: ignore[index]
+                assert got == expected == json.loads(text) and type(got) is type(expected), (kind, text)
+        fresh = c.execute("SELECT '{}'::jsonb, '{}'::jsonb").fetchone()
+        assert fresh is not None and fresh[0] == {} and fresh[0] is not fresh[1]  # a new dict each: jobs mutate meta
+
+
 def test_a_claimed_job_is_its_row_read_back(make_engine) -> None:  # type: ignore[no-untyped-def]
     """The fetch builds each Job from its columns by position: every field must land where the
     same row read back by id puts it (a swapped pair of columns would not)."""
