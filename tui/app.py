@@ -192,6 +192,8 @@ class DashboardApp(App[int]):
 
     def on_unmount(self) -> None:
         self._cancel_timer()
+        for _, store, _ in self._instances.values():
+            store.close()
         for eng, _, _ in self._instances.values():
             if eng is self._given_engine:
                 continue

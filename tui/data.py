@@ -25,6 +25,7 @@ from psycopg import sql
 from engine import (
     UNSETTLED,
     Counts,
+    DatabaseUnavailable,
     Engine,
     GlobalLimit,
     Job,
@@ -158,11 +159,19 @@ class Store:
         self.t = {name: self.inspector.table(name) for name in ("jobs", "audit", "stats_minutely")}
         self.state_type = self.inspector.state_type
         self._filter_indexes = False
+        self.closed = False
+
+    def close(self) -> None:
+        """Read no more: the app is closing. A read still running in a worker thread would otherwise
+        open the engine's pool again after the app closed it, and leave those connections behind."""
+        self.closed = True
 
     # -- plumbing -----------------------------------------------------------------------------
     @contextmanager
     def transaction(self) -> Iterator[psycopg.Connection]:
         """A read-only transaction with the dashboard's statement timeout."""
+        if self.closed:
+            raise DatabaseUnavailable("the dashboard is closing: it reads no more")
         with self.engine.connection() as conn, conn.transaction():
             # One round trip (a read waits for the GIL after each one while the screen is drawn).
             # Plans depend on the values (a rare worker or a common one): never a generic plan,

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from engine import Engine, Worker
+from engine import DatabaseUnavailable, Engine, Worker
 from tests.helpers import wait_for
 from tests.tui.conftest import AppFactory
 from tests.tui.helpers import screen_text, settle, toasts
@@ -145,3 +145,13 @@ async def test_connections_of_every_instance_shown_are_closed_on_exit(make_app: 
         assert open_now() >= before + 2
     # A closed connection's backend leaves pg_stat_activity a moment after the client hangs up.
     wait_for(lambda: open_now() == before, what="every connection of the run closed")
+
+
+async def test_a_read_after_the_app_closed_opens_no_connection(make_app: AppFactory) -> None:
+    # A refresh still running in a worker thread when the app exits must not open the pool again.
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+    with pytest.raises(DatabaseUnavailable, match="closing"):
+        app.store.queues()
+    assert app.engine.db._pool is None  # closed on exit and not opened again
