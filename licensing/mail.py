@@ -106,6 +106,57 @@ def farewell_message(
     return msg
 
 
+def renewal_message(
+    *, sender: str, to: str, name: str | None, plan: str | None, expires: str, license_text: str, msg_id: str
+) -> EmailMessage:
+    """The mail after a paid renewal: the re-issued license file with its new expiry."""
+    msg = _base(sender, formataddr((name or "", to)), f"Renewed: Lysmore Pro until {expires}", msg_id)
+    msg.set_content(
+        f"Hello{' ' + name if name else ''},\n\n"
+        f"thank you: your Lysmore Pro subscription ({plan or 'custom'} plan) was renewed.\n\n"
+        f"Your self-hosting license now runs until {expires}; the renewed file is attached\n"
+        "(lysmore.license). Replace the old one before it expires.\n\n"
+        "-- The Lysmore team\n"
+    )
+    msg.add_attachment(license_text.encode("utf-8"), maintype="text", subtype="plain", filename="lysmore.license")
+    return msg
+
+
+def dunning_message(*, sender: str, to: str, name: str | None, amount: str, url: str, msg_id: str) -> EmailMessage:
+    """The mail after a failed payment: what is due and the hosted invoice page to pay it on."""
+    msg = _base(sender, formataddr((name or "", to)), "Payment failed: Lysmore Pro", msg_id)
+    msg.set_content(
+        f"Hello{' ' + name if name else ''},\n\n"
+        f"we could not collect {amount} for your Lysmore Pro subscription. We will try again in a few\n"
+        "days; you can also pay now, or use another card, here:\n\n"
+        f"    {url}\n\n"
+        "If it stays unpaid, your package repository key and self-hosting license are suspended.\n\n"
+        "-- The Lysmore team\n"
+    )
+    return msg
+
+
+def action_required_message(
+    *, sender: str, to: str, name: str | None, amount: str, url: str, msg_id: str
+) -> EmailMessage:
+    """The mail when the bank asks the customer to confirm a payment (3-D Secure): the link to do it."""
+    msg = _base(sender, formataddr((name or "", to)), "Action needed: confirm your Lysmore Pro payment", msg_id)
+    msg.set_content(
+        f"Hello{' ' + name if name else ''},\n\n"
+        f"your bank asks you to confirm the payment of {amount} for Lysmore Pro. Please finish it here:\n\n"
+        f"    {url}\n\n"
+        "Your subscription starts (or continues) as soon as the payment is confirmed.\n\n"
+        "-- The Lysmore team\n"
+    )
+    return msg
+
+
+def money(amount: object, currency: object) -> str:
+    """An amount in the smallest currency unit as people write it (``1900, "usd"`` -> ``19.00 USD``)."""
+    cents = amount if isinstance(amount, int) and not isinstance(amount, bool) else 0
+    return f"{cents // 100}.{cents % 100:02d} {str(currency or '').upper()}".rstrip()
+
+
 # -- a local SMTP sink ----------------------------------------------------------------------------
 
 

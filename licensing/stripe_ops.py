@@ -223,7 +223,9 @@ def ensure_subscription(
             "customer": customer,
             "items": [{"price": price}],
             "metadata": meta,
-            "payment_behavior": "error_if_incomplete",
+            # A first payment that needs 3-D Secure (or fails) leaves the subscription incomplete and
+            # the invoice open: the customer is mailed the link, and access starts when it is paid.
+            "payment_behavior": "allow_incomplete",
         }
         if pm:
             params["default_payment_method"] = pm

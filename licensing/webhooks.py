@@ -23,13 +23,20 @@ from .context import META_KEY
 from .db import one
 from .status import status_route
 from .workers import (
+    GRANTABLE,
+    ActionMailWorker,
+    ChargeRevokeWorker,
+    DunningWorker,
     FarewellWorker,
     HexWorker,
     LicenseWorker,
     NotifyWorker,
+    RenewalMailWorker,
     RevokeHexWorker,
     RevokeLicenseWorker,
+    SyncWorker,
     WelcomeWorker,
+    subscription_of_invoice,
 )
 
 if TYPE_CHECKING:
@@ -42,6 +49,11 @@ EVENT_TYPES = (
     "customer.subscription.created",
     "customer.subscription.updated",
     "customer.subscription.deleted",
+    "invoice.paid",
+    "invoice.payment_failed",
+    "invoice.payment_action_required",
+    "charge.refunded",
+    "charge.dispute.created",
 )
 EVENT_ID = re.compile(r"^evt_[A-Za-z0-9_]{1,250}$")
 SIGNUP_MAX_BYTES = 65_536
@@ -69,25 +81,72 @@ def workflow_for(app: LicensingApp, event: dict[str, Any]) -> Workflow | None:
     """The workflow an event starts, or None for events that only get recorded."""
     kind = event["type"]
     obj = event["data"]["object"]
-    if kind not in EVENT_TYPES or obj.get("object") != "subscription" or not isinstance(obj.get("id"), str):
+    if kind not in EVENT_TYPES or not isinstance(obj.get("id"), str):
+        return None
+    meta = {META_KEY: app.prefix}
+    if kind.startswith("invoice."):
+        return _invoice_workflow(kind, event, obj, meta)
+    if kind.startswith("charge."):
+        return _charge_workflow(kind, event, obj, meta)
+    if obj.get("object") != "subscription":
         return None
     args = {"event": event["id"], "subscription": obj["id"], "customer": obj.get("customer")}
-    meta = {META_KEY: app.prefix}
-    if kind == "customer.subscription.created":
-        return (
-            Workflow(name=kind)
-            .add("hex", HexWorker.new(args, meta=meta))
-            .add("license", LicenseWorker.new(args, meta=meta))
-            .add("welcome", WelcomeWorker.new(args, meta=meta), deps=["hex", "license"])
-            .add("notify", NotifyWorker.new({**args, "kind": "created"}, meta=meta), deps=["hex", "license"])
-        )
+    previous = event["data"].get("previous_attributes") or {}
+    if kind == "customer.subscription.created" or (
+        previous.get("status") == "incomplete" and obj.get("status") in GRANTABLE  # the first payment went through
+    ):
+        return _grant_workflow(kind if kind.endswith("created") else f"{kind}:activated", args, meta)
     if kind == "customer.subscription.deleted":
         return _revoke_workflow(kind, {**args, "kind": "deleted", "ends_at": None}, meta)
-    previous = event["data"].get("previous_attributes") or {}
+    sync = SyncWorker.new(args, meta=meta)
     if obj.get("cancel_at_period_end") is True and previous.get("cancel_at_period_end") is False:
-        ends = obj.get("cancel_at")
-        return _revoke_workflow(f"{kind}:cancel", {**args, "kind": "cancelled", "ends_at": ends}, meta)
-    return None
+        ends = obj.get("cancel_at") or obj.get("current_period_end")
+        told = {**args, "kind": "cancelled", "ends_at": ends}
+        return (
+            Workflow(name=f"{kind}:cancel")
+            .add("sync", sync)
+            .add("farewell", FarewellWorker.new(told, meta=meta), deps=["sync"])
+            .add("notify", NotifyWorker.new(told, meta=meta), deps=["sync"])
+        )
+    return Workflow(name=kind).add("sync", sync)
+
+
+def _grant_workflow(name: str, args: dict[str, Any], meta: dict[str, Any]) -> Workflow:
+    return (
+        Workflow(name=name)
+        .add("hex", HexWorker.new(args, meta=meta))
+        .add("license", LicenseWorker.new(args, meta=meta))
+        .add("welcome", WelcomeWorker.new(args, meta=meta), deps=["hex", "license"])
+        .add("notify", NotifyWorker.new({**args, "kind": "created"}, meta=meta), deps=["hex", "license"])
+    )
+
+
+def _invoice_workflow(kind: str, event: dict[str, Any], obj: dict[str, Any], meta: dict[str, Any]) -> Workflow | None:
+    """``invoice.paid`` renews, ``invoice.payment_failed`` dunns, ``invoice.payment_action_required``
+    asks for 3-D Secure; an invoice of no subscription only gets recorded."""
+    sub = subscription_of_invoice(obj)
+    if obj.get("object") != "invoice" or sub is None:
+        return None
+    args = {"event": event["id"], "invoice": obj["id"], "subscription": sub, "customer": obj.get("customer")}
+    flow = Workflow(name=kind)
+    if kind == "invoice.paid":
+        return flow.add("sync", SyncWorker.new(args, meta=meta)).add(
+            "renewal", RenewalMailWorker.new(args, meta=meta), deps=["sync"]
+        )
+    if kind == "invoice.payment_failed":
+        return flow.add("dunning", DunningWorker.new(args, meta=meta))
+    return flow.add("action", ActionMailWorker.new(args, meta=meta))
+
+
+def _charge_workflow(kind: str, event: dict[str, Any], obj: dict[str, Any], meta: dict[str, Any]) -> Workflow | None:
+    """``charge.refunded`` and ``charge.dispute.created``: one step that revokes (a partial refund: nothing)."""
+    if kind == "charge.refunded" and obj.get("object") == "charge":
+        args = {"event": event["id"], "charge": obj["id"], "customer": obj.get("customer")}
+    elif kind == "charge.dispute.created" and obj.get("object") == "dispute" and isinstance(obj.get("charge"), str):
+        args = {"event": event["id"], "dispute": obj["id"], "charge": obj["charge"]}
+    else:
+        return None
+    return Workflow(name=kind).add("revoke", ChargeRevokeWorker.new(args, meta=meta))
 
 
 def _revoke_workflow(name: str, args: dict[str, Any], meta: dict[str, Any]) -> Workflow:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +17,16 @@ from .accounts import Account, AccountError
 from .context import app_for
 from .db import one
 from .keys import hex_key_display, hex_key_for, hex_key_hash
-from .mail import farewell_message, message_id, notify_message, welcome_message
+from .mail import (
+    action_required_message,
+    dunning_message,
+    farewell_message,
+    message_id,
+    money,
+    notify_message,
+    renewal_message,
+    welcome_message,
+)
 
 if TYPE_CHECKING:
     from .app import LicensingApp
@@ -350,6 +359,8 @@ class FarewellWorker(LicensingWorker, queue="default", max_attempts=20):
         app = app_for(job)
         sub = _subscription(app, job)
         acc = _account_for(app, sub)
+        if job.args.get("kind") == "cancelled" and cancel_time(stripe_subscription(app, sub["id"])) is None:
+            return {"mail": "not sent: un-cancelled since"}
         ends = _ends_at(job)
         when = datetime.fromtimestamp(ends, UTC).strftime("%Y-%m-%d") if ends else None
 
@@ -357,3 +368,265 @@ class FarewellWorker(LicensingWorker, queue="default", max_attempts=20):
             return farewell_message(sender=app.settings.mail_from, to=acc.email, name=acc.name, ends=when, msg_id=msg_id)
 
         return _send_once(app, job, "farewell", build)
+
+
+# -- the lifecycle: every handler reads the objects' current state from Stripe ---------------------
+
+#: Statuses in which the customer keeps access (past_due: Stripe is still retrying the payment).
+ACCESS = ("active", "trialing", "past_due")
+
+
+def stripe_subscription(app: LicensingApp, subscription_id: str) -> dict[str, Any]:
+    """The subscription as Stripe has it now (not as an event, maybe old or repeated, showed it)."""
+    return stripe_ops.plain(app.stripe.v1.subscriptions.retrieve(subscription_id))
+
+
+def subscription_of_invoice(invoice: dict[str, Any]) -> str | None:
+    """The subscription an invoice bills (on the invoice, or under ``parent`` in newer API versions)."""
+    sub = invoice.get("subscription")
+    if not sub:
+        sub = ((invoice.get("parent") or {}).get("subscription_details") or {}).get("subscription")
+    return str(sub) if sub else None
+
+
+def cancel_time(sub: dict[str, Any]) -> datetime | None:
+    """When a subscription that is set to end will end (``cancel_at``, else its period end), or None."""
+    at = sub.get("cancel_at")
+    if isinstance(at, (int, float)) and not isinstance(at, bool):
+        return datetime.fromtimestamp(at, UTC)
+    return period_end_of(sub) if sub.get("cancel_at_period_end") else None
+
+
+def _revoke_hex(app: LicensingApp, acc: Account, sub_id: str, ends: datetime | None, event: str | None) -> None:
+    key = hex_key_for(app.hex_secret(), sub_id)
+    with app.engine.connection() as c:
+        c.execute(
+            app.q(
+                "INSERT INTO {s}.hex_keys AS k (account_id, subscription_id, key_hash, key_prefix, "
+                "revoked_at, ends_at, revoked_by_event) "
+                "VALUES (%(account)s, %(sub)s, %(hash)s, %(prefix)s, now(), coalesce(%(ends)s, now()), %(event)s) "
+                "ON CONFLICT (subscription_id) DO UPDATE SET "
+                "revoked_at = coalesce(k.revoked_at, excluded.revoked_at), "
+                "ends_at = least(coalesce(k.ends_at, excluded.ends_at), excluded.ends_at), "
+                "revoked_by_event = coalesce(k.revoked_by_event, excluded.revoked_by_event)"
+            ),
+            {"account": acc.id, "sub": sub_id, "hash": hex_key_hash(key), "prefix": hex_key_display(key),
+             "ends": ends, "event": event},
+        )
+
+
+def revoke_access(
+    app: LicensingApp, acc: Account, sub: dict[str, Any], *, ends: datetime | None, as_of: datetime,
+    final: bool, event: str | None,
+) -> dict[str, Any]:
+    """Revoke the subscription's package key and license from ``ends`` (None: now); idempotent."""
+    _revoke_hex(app, acc, sub["id"], ends, event)
+    with app.engine.connection() as c:
+        return licenses.revoke(c, app.q, account_id=acc.id, subscription_id=sub["id"], plan=_plan_of(app, sub),
+                               ends_at=ends, as_of=as_of, final=final, event=event)
+
+
+def restore_access(app: LicensingApp, sub_id: str, *, as_of: datetime, event: str | None) -> bool:
+    """Lift a revocation that was not final (un-cancel, an unpaid subscription paid); returns whether
+    the license is unrevoked now. The package key follows the license."""
+    with app.engine.connection() as c:
+        row = licenses.restore(c, app.q, subscription_id=sub_id, as_of=as_of, event=event)
+        if row is None or row["revoked_at"] is not None:
+            return row is None
+        c.execute(app.q("UPDATE {s}.hex_keys SET revoked_at = NULL, ends_at = NULL, revoked_by_event = NULL "
+                        "WHERE subscription_id = %s AND revoked_at IS NOT NULL"), [sub_id])
+    return True
+
+
+def _stamp(app: LicensingApp, sub_id: str, as_of: datetime) -> datetime:
+    """The time to record a reconciliation at: its event's, or just after the license's last change when
+    that is as late (Stripe's times are whole seconds, and a test clock stamps a burst of changes with one).
+    The state written was read from Stripe under the account's lock, so it is the newest known."""
+    with app.engine.connection() as c:
+        row = one(c, app.q("SELECT state_at FROM {s}.licenses WHERE subscription_id = %s"), [sub_id])
+    last = row["state_at"] if row else None
+    return last + timedelta(seconds=1) if last is not None and last >= as_of else as_of
+
+
+def reconcile_access(
+    app: LicensingApp, job: Job, acc: Account, sub: dict[str, Any], *, as_of: datetime, event: str | None
+) -> dict[str, Any]:
+    """Bring key and license to what the subscription's current state says; every step idempotent.
+
+    Ended (canceled, incomplete_expired): revoked for good. Unpaid: suspended now (paying restores).
+    Active, trialing or past_due and set to end: revoked from that time, with a scheduled job then.
+    Active, trialing or past_due otherwise: a lifted revocation, and the license (re)issued for the
+    current plan, seats and period. Incomplete: nothing yet (the first payment is not done)."""
+    status = sub.get("status")
+    plan = _plan_of(app, sub)
+    as_of = _stamp(app, sub["id"], as_of)
+    with app.engine.connection() as c:
+        accounts.record_subscription_state(
+            c, app.q, acc.id, subscription_id=sub["id"], status=status, plan=plan,
+            period_end=period_end_of(sub) if status in ACCESS else None,
+            cancel_at_period_end=bool(sub.get("cancel_at_period_end")), seen_at=as_of,
+        )
+    if status in stripe_ops.ENDED:
+        row = revoke_access(app, acc, sub, ends=None, as_of=as_of, final=True, event=event)
+        return {"status": status, "access": "ended", "license": row["id"]}
+    if status == "unpaid":
+        row = revoke_access(app, acc, sub, ends=None, as_of=as_of, final=False, event=event)
+        return {"status": status, "access": "suspended", "license": row["id"]}
+    if status not in ACCESS:
+        return {"status": status, "access": "waiting"}
+    ends = cancel_time(sub)
+    if ends is not None:
+        row = revoke_access(app, acc, sub, ends=ends, as_of=as_of, final=False, event=event)
+        end_job = app.engine.insert(EndAccessWorker.new(
+            {"subscription": sub["id"], "ends_at": int(ends.timestamp())}, meta=app.job_meta(), scheduled_at=ends,
+        ))
+        return {"status": status, "access": "ends", "ends_at": ends.isoformat(), "end_job": end_job.id,
+                "license": row["id"]}
+    restored = restore_access(app, sub["id"], as_of=as_of, event=event)
+    done = issue_license(app, acc, sub, as_of=as_of, event=event)
+    return {"status": status, "access": "granted" if restored else "revoked", "license": done.row["id"],
+            "outcome": done.outcome, "plan": done.row["plan"],
+            "expires_at": done.row["expires_at"].isoformat() if done.row["expires_at"] else None}
+
+
+class SyncWorker(LicensingWorker, queue="default", max_attempts=20):
+    """``customer.subscription.updated`` and ``invoice.paid``: read the subscription from Stripe and
+    reconcile key and license with it (renew, re-issue on a plan change, un-cancel, suspend, end)."""
+
+    def perform(self, job: Job) -> Any:
+        """Reconcile under the account's lock, so two events' steps never interleave their read and write."""
+        app = app_for(job)
+        sub = stripe_subscription(app, job.args["subscription"])
+        acc = _account_for(app, sub)
+        with app.account_lock(acc.id) as held:
+            if not held:
+                return Snooze(app.settings.lock_snooze)
+            sub = stripe_subscription(app, sub["id"])  # read again under the lock: the newest state wins
+            return reconcile_access(app, job, acc, sub, as_of=_event_time(app, job), event=job.args["event"])
+
+
+class EndAccessWorker(LicensingWorker, queue="default", max_attempts=20, unique={"period": None}):
+    """Scheduled for the time a cancelled subscription ends (visible in the dashboard): re-reads the
+    subscription then, and does nothing if it was un-cancelled meanwhile."""
+
+    def perform(self, job: Job) -> Any:
+        """End access if the subscription ended; leave everything alone if it continues."""
+        app = app_for(job)
+        sub = stripe_subscription(app, job.args["subscription"])
+        acc = _account_for(app, sub)
+        at = datetime.fromtimestamp(job.args["ends_at"], UTC)
+        with app.account_lock(acc.id) as held:
+            if not held:
+                return Snooze(app.settings.lock_snooze)
+            sub = stripe_subscription(app, sub["id"])
+            if sub.get("status") in stripe_ops.ENDED or sub.get("status") == "unpaid":
+                return reconcile_access(app, job, acc, sub, as_of=at, event=None)
+            if cancel_time(sub) is None:
+                return {"status": sub.get("status"), "access": "continues: un-cancelled"}
+            return {"status": sub.get("status"), "access": f"ends {cancel_time(sub).isoformat()}"}  # type: ignore[union-attr]
+
+
+def _invoice(app: LicensingApp, job: Job) -> dict[str, Any]:
+    return stripe_ops.plain(app.stripe.v1.invoices.retrieve(job.args["invoice"]))
+
+
+def _payment_intent(app: LicensingApp, invoice: dict[str, Any]) -> dict[str, Any] | None:
+    pi = invoice.get("payment_intent")
+    if isinstance(pi, dict):
+        pi = pi.get("id")
+    return stripe_ops.plain(app.stripe.v1.payment_intents.retrieve(pi)) if pi else None
+
+
+class RenewalMailWorker(LicensingWorker, queue="default", max_attempts=20):
+    """``invoice.paid`` for a renewal: mail the re-issued license, once per event."""
+
+    def perform(self, job: Job) -> Any:
+        """Send the renewal mail unless the invoice is the first one (the welcome mail covers it) or access is revoked."""
+        app = app_for(job)
+        invoice = _invoice(app, job)
+        if invoice.get("billing_reason") == "subscription_create":
+            return {"mail": "not sent: the first invoice (the welcome mail carries the license)"}
+        sub = stripe_subscription(app, job.args["subscription"])
+        acc = _account_for(app, sub)
+        with app.engine.connection() as c:
+            lic = one(c, app.q("SELECT * FROM {s}.licenses WHERE subscription_id = %s"), [sub["id"]])
+        if lic is None or lic["license"] is None or lic["revoked_at"] is not None:
+            return {"mail": "not sent: no license in force"}
+        expires = lic["expires_at"].astimezone(UTC).strftime("%Y-%m-%d")
+
+        def build(msg_id: str) -> EmailMessage:
+            return renewal_message(sender=app.settings.mail_from, to=acc.email, name=acc.name, plan=lic["plan"],
+                                   expires=expires, license_text=lic["license"], msg_id=msg_id)
+
+        return _send_once(app, job, "renewal", build)
+
+
+class DunningWorker(LicensingWorker, queue="default", max_attempts=20):
+    """``invoice.payment_failed``: mail the customer the hosted invoice link, once per event; not when
+    the invoice was paid meanwhile, nor for a 3-D Secure challenge (the action mail covers that)."""
+
+    def perform(self, job: Job) -> Any:
+        """Send the dunning mail if the invoice is still open and its payment failed outright."""
+        app = app_for(job)
+        invoice = _invoice(app, job)
+        if invoice.get("status") != "open":
+            return {"mail": f"not sent: the invoice is {invoice.get('status')}"}
+        pi = _payment_intent(app, invoice)
+        if pi is not None and pi.get("status") == "requires_action":
+            return {"mail": "not sent: the payment waits for 3-D Secure"}
+        acc = _account_for(app, stripe_subscription(app, job.args["subscription"]))
+
+        def build(msg_id: str) -> EmailMessage:
+            return dunning_message(sender=app.settings.mail_from, to=acc.email, name=acc.name,
+                                   amount=money(invoice.get("amount_due"), invoice.get("currency")),
+                                   url=str(invoice.get("hosted_invoice_url")), msg_id=msg_id)
+
+        return _send_once(app, job, "dunning", build)
+
+
+class ActionMailWorker(LicensingWorker, queue="default", max_attempts=20):
+    """``invoice.payment_action_required`` (3-D Secure): mail the link to finish the payment, once per event."""
+
+    def perform(self, job: Job) -> Any:
+        """Send the mail while the payment still waits for the customer."""
+        app = app_for(job)
+        invoice = _invoice(app, job)
+        pi = _payment_intent(app, invoice)
+        if invoice.get("status") != "open" or pi is None or pi.get("status") != "requires_action":
+            return {"mail": "not sent: nothing to confirm any more"}
+        redirect = ((pi.get("next_action") or {}).get("redirect_to_url") or {}).get("url")
+        acc = _account_for(app, stripe_subscription(app, job.args["subscription"]))
+
+        def build(msg_id: str) -> EmailMessage:
+            return action_required_message(sender=app.settings.mail_from, to=acc.email, name=acc.name,
+                                           amount=money(invoice.get("amount_due"), invoice.get("currency")),
+                                           url=str(redirect or invoice.get("hosted_invoice_url")), msg_id=msg_id)
+
+        return _send_once(app, job, "action", build)
+
+
+class ChargeRevokeWorker(LicensingWorker, queue="default", max_attempts=20):
+    """``charge.refunded`` (in full) and ``charge.dispute.created``: revoke the subscription's key and
+    license for good; a partial refund changes nothing."""
+
+    def perform(self, job: Job) -> Any:
+        """Read the charge (and dispute) from Stripe, find its subscription, revoke."""
+        app = app_for(job)
+        if job.args.get("dispute"):
+            dispute = stripe_ops.plain(app.stripe.v1.disputes.retrieve(job.args["dispute"]))
+            charge_id, why = dispute["charge"], f"dispute {dispute['id']} ({dispute.get('reason')})"
+        else:
+            charge_id, why = job.args["charge"], "refund"
+        charge = stripe_ops.plain(app.stripe.v1.charges.retrieve(charge_id))
+        if not job.args.get("dispute") and not charge.get("refunded"):
+            return {"access": "kept: partial refund", "amount_refunded": charge.get("amount_refunded")}
+        invoice_id = charge.get("invoice")
+        invoice = stripe_ops.plain(app.stripe.v1.invoices.retrieve(invoice_id)) if invoice_id else {}
+        sub_id = subscription_of_invoice(invoice)
+        if sub_id is None:
+            return Cancel(f"charge {charge_id} pays no subscription: nothing to revoke")
+        sub = stripe_subscription(app, sub_id)
+        acc = _account_for(app, sub)
+        row = revoke_access(app, acc, sub, ends=None, as_of=_event_time(app, job), final=True, event=job.args["event"])
+        log.warning("subscription %s: key and license revoked after a %s of charge %s", sub_id, why, charge_id)
+        return {"access": "revoked", "because": why, "subscription": sub_id, "license": row["id"]}

@@ -25,6 +25,9 @@ def _fault_every_call(sandbox: StripeSandbox) -> None:
 def _signed_up(stack: Stack, email: str) -> int:
     account, job = stack.app.sign_up(email=email, name="Ann", plan="monthly", payment_method=stack.payment_method())
     stack.wait_completed(job.id)
+    assert stack.sandbox.wait_for_webhooks(10)
+    stack.wait_workflows_done(2)  # the subscription's and its first invoice's
+    stack.sandbox.hold_webhooks()  # their workflows read Stripe too: the faults here are for the update jobs
     return account.id
 
 
