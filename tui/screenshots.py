@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import logging
 import sys
+import sysconfig
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -77,6 +78,15 @@ async def type_text(pilot: Pilot[Any], text: str) -> None:
         await pilot.pause()
 
 
+def without_machine_paths(text: str) -> str:
+    """``text`` with the folders of this installation cut from the file names in it (tracebacks in
+    a job's errors name files by absolute path): ``engine/_runner.py``, not where it lies here."""
+    roots = {str(Path(__file__).resolve().parents[1]), sysconfig.get_paths()["purelib"], sys.prefix}
+    for root in sorted(roots, key=len, reverse=True):
+        text = text.replace(root.rstrip("/") + "/", "")
+    return text
+
+
 async def take(
     app: DashboardApp, out: Path, size: tuple[int, int], shots: Sequence[Shot] = SHOTS,
     saved: Callable[[Path], None] | None = None,
@@ -97,7 +107,8 @@ async def take(
             if app.last_error is not None:
                 problems.append(f"{shot.name}: {app.last_error}")
             path = out / f"{shot.name}.svg"
-            path.write_text(app.export_screenshot(title=f"lysmore dashboard — {shot.name}"), encoding="utf-8")
+            svg = app.export_screenshot(title=f"lysmore dashboard — {shot.name}")
+            path.write_text(without_machine_paths(svg), encoding="utf-8")
             if saved is not None:
                 saved(path)
             if inspect is not None:

@@ -32,3 +32,15 @@ def test_screenshots_fail_when_a_screen_cannot_load(database_url: str, tmp_path:
 
 def test_run_dashboard_refuses_a_bad_prefix(database_url: str) -> None:
     assert run_dashboard(database_url, prefix="Not A Schema") == 2
+
+
+def test_screenshots_name_no_folder_of_this_machine() -> None:
+    import sysconfig
+
+    import tui
+    from tui.screenshots import without_machine_paths
+
+    here = str(Path(tui.__file__).resolve().parents[1])
+    site = sysconfig.get_paths()["purelib"]
+    trace = f'File "{here}/engine/_runner.py", line 9 · File "{site}/psycopg/cursor.py"'
+    assert without_machine_paths(trace) == 'File "engine/_runner.py", line 9 · File "psycopg/cursor.py"'
