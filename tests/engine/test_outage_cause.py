@@ -34,7 +34,7 @@ def allow(server_url: str, name: str, allowed: bool) -> None:
         conn.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS {}").format(
             sql.Identifier(name), sql.SQL("true" if allowed else "false")))
         if not allowed:
-            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+            conn.execute("SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity WHERE datname = %s", (name,))
 
 
 def test_a_pool_that_cannot_connect_names_the_cause_and_refuses_at_once_until_the_database_returns(

@@ -52,10 +52,11 @@ class Outage:
         self._admin(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.name)))
 
     def close(self) -> None:
-        """No new connection is accepted and every open one is cut."""
+        """No new connection is accepted and every open one is cut (waiting until each backend has
+        gone, so the client side sees its goodbye rather than losing a statement in flight)."""
         self._admin(
             sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS false").format(sql.Identifier(self.name)),
-            sql.SQL("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = {}")
+            sql.SQL("SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity WHERE datname = {}")
             .format(sql.Literal(self.name)),
         )
 
