@@ -260,11 +260,14 @@ class JobSpec:
     workflow_name: str | None = None
     workflow_step: str | None = None
     workflow_deps: tuple[str, ...] = ()
-    # ``args`` and ``meta`` as JSON text, written once when built and sent as they are: (id of the
-    # dict it was written from, text), so a spec copied with other args or meta (dataclasses.replace)
-    # writes those anew.
-    args_text: tuple[int, str] | None = field(default=None, repr=False, compare=False)
-    meta_text: tuple[int, str] | None = field(default=None, repr=False, compare=False)
+    # ``args`` and ``meta`` as JSON text, written once when built and sent as they are, each with the
+    # dict it was written from: a spec copied with other args or meta (dataclasses.replace) writes
+    # those anew. (Fields, not a tuple each: a bulk insert makes no more objects than it must, see
+    # ``saved``.)
+    args_text: str | None = field(default=None, repr=False, compare=False)
+    meta_text: str | None = field(default=None, repr=False, compare=False)
+    args_from: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+    meta_from: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def build(
@@ -301,8 +304,10 @@ class JobSpec:
             scheduled_at=scheduled_at,
             schedule_in=None if schedule_in is None else float(schedule_in),
             unique=opts,
-            args_text=(id(args), args_text),
-            meta_text=(id(meta), meta_text),
+            args_text=args_text,
+            meta_text=meta_text,
+            args_from=args,
+            meta_from=meta,
         )
 
     @classmethod
@@ -316,16 +321,16 @@ class JobSpec:
         meta, meta_text = check_json("meta", {} if meta is None else meta)
         return cls(
             worker, queue, args, meta, list(tags), priority, max_attempts, None, None, None, None, None,
-            None, (), (id(args), args_text), (id(meta), meta_text),
+            None, (), args_text, meta_text, args, meta,
         )
 
     def json_args(self) -> str:
         """``args`` as the JSON text sent to PostgreSQL."""
-        return _text_of(self.args, self.args_text)
+        return _text_of(self.args, self.args_text, self.args_from)
 
     def json_meta(self) -> str:
         """``meta`` as the JSON text sent to PostgreSQL."""
-        return _text_of(self.meta, self.meta_text)
+        return _text_of(self.meta, self.meta_text, self.meta_from)
 
     def plain(self) -> bool:
         """Due now, not unique and not in a workflow: insertable by COPY with column defaults."""
@@ -335,18 +340,21 @@ class JobSpec:
         )
 
     def saved(self, id: int, state: str | JobState, inserted_at: datetime, scheduled_at: datetime) -> Job:
-        """The Job this spec became, given what the database decided on insert."""
+        """The Job this spec became, given what the database decided on insert. It shares the spec's
+        args, meta and tags (the spec's own copies, made when it was built): a bulk insert makes one
+        Job and two empty lists a job, and fewer objects mean fewer runs of the garbage collector,
+        which took more time than building the Jobs."""
         return Job(
             id, state if type(state) is JobState else JobState(state), self.queue, self.worker, self.args,
-            self.meta, list(self.tags), self.priority, 0, self.max_attempts, [], None, inserted_at,
+            self.meta, self.tags, self.priority, 0, self.max_attempts, [], None, inserted_at,
             scheduled_at, None, None, None, None, None, None, None, self.workflow_id, self.workflow_name,
             self.workflow_step, list(self.workflow_deps),
         )
 
 
-def _text_of(value: dict[str, Any], written: tuple[int, str] | None) -> str:
-    if written is not None and written[0] == id(value):
-        return written[1]
+def _text_of(value: dict[str, Any], text: str | None, written_from: dict[str, Any] | None) -> str:
+    if text is not None and written_from is value:
+        return text
     return json.dumps(value, separators=(",", ":"))
 
 

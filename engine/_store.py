@@ -127,7 +127,7 @@ class Store:
     def _insert_copy(self, c: psycopg.Connection, specs: Sequence[JobSpec]) -> list[Job]:
         """Bulk path for jobs due now with no workflow or uniqueness: COPY with reserved ids."""
         row = c.execute(
-            self.q.jobs.reserve_ids, {"table": f'"{self.prefix}".lysmore_jobs', "n": len(specs)}
+            self.q.jobs.reserve_ids, {"n": len(specs)}
         ).fetchone()
         assert row is not None
         now, ids = row

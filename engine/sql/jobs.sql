@@ -364,8 +364,10 @@ SELECT rescued.id, rescued.state::text, rescued.node_name FROM rescued, notified
 
 -- name: reserve_ids
 -- Reserve ids for a COPY of new jobs, and read the transaction's clock for their timestamps.
+-- The sequence is named as a literal, resolved once when the statement is parsed (named through
+-- pg_get_serial_sequence(), it was looked up again for every id: 50 ms of 20,000, against 8).
 SELECT now() AS now,
-       array_agg(nextval(pg_get_serial_sequence(%(table)s, 'id'))) AS ids
+       array_agg(nextval('{prefix}.lysmore_job_ids')) AS ids
 FROM generate_series(1, %(n)s)
 
 -- name: retry

@@ -192,6 +192,16 @@ def test_a_spec_from_the_class_options_is_the_spec_build_makes() -> None:
     assert quick.tags == ["a", "b"] and quick.tags is not Tagged.new({}).tags
 
 
+def test_a_spec_copied_with_other_args_or_meta_sends_those() -> None:
+    import dataclasses
+
+    spec = Plain.new({"a": 1}, meta={"m": 1})
+    other = dataclasses.replace(spec, args={"b": 2})
+    assert (other.json_args(), other.json_meta()) == ('{"b":2}', '{"m":1}')
+    assert dataclasses.replace(spec, meta={"n": 3}).json_meta() == '{"n":3}'
+    assert (spec.json_args(), spec.json_meta()) == ('{"a":1}', '{"m":1}')
+
+
 def test_text_that_only_looks_like_an_escaped_nul_is_stored() -> None:
     spec = JobSpec.build(worker="w", queue="q", args={"path": "C:\\u0000", "nul": "\\\\u0000"})
     assert spec.args == {"path": "C:\\u0000", "nul": "\\\\u0000"}
