@@ -2,9 +2,10 @@
 
 One row per subscription holds its current license. Every change carries ``as_of`` (the Stripe
 ``created`` time of the event it comes from) and is written under the row lock, so a repeated or older
-event never overrides a newer one: a license is re-signed only for a later period end, or for a new
-plan or seat count seen later in the same period; a revocation wins over a grant unless a later
-``restore`` (un-cancel) clears it, and a final revocation (the subscription ended) is never restored.
+event never overrides a newer one: a license is re-signed for a later period end of the same plan and
+seats, or for a new plan or seat count seen later (its period end may be earlier: yearly -> monthly
+restarts the cycle); a revocation wins over a grant unless a later ``restore`` (un-cancel) clears it,
+and a final revocation (the subscription ended) is never restored.
 """
 
 from __future__ import annotations
@@ -61,9 +62,10 @@ def issue(
 ) -> Issued:
     """Issue or re-issue the license of ``subscription_id`` (in one transaction of its own).
 
-    The same inputs give the same row and text. A later ``period_end`` supersedes an earlier one,
-    never the reverse; within one period a different plan or seat count is signed only when
-    ``as_of`` is later than the row's last change. A revoked row is left as it is (see ``restore``).
+    The same inputs give the same row and text. For the same plan and seats a later ``period_end``
+    supersedes an earlier one, never the reverse; a different plan or seat count is signed only when
+    ``as_of`` is later than the row's last change, and then even with an earlier ``period_end`` (a
+    change of interval restarts the billing cycle). A revoked row is left as it is (see ``restore``).
     ``details`` (product, customer, name, ...) go into the payload unchecked; ``instance`` names it."""
     if isinstance(seats, bool) or not isinstance(seats, int) or seats < 1:
         raise ValueError(f"seats must be a positive integer, got {seats!r}")
@@ -114,11 +116,11 @@ def issue(
 def _supersedes(row: dict[str, Any], *, plan: str, seats: int, period_end: datetime, as_of: datetime) -> bool:
     if row["license"] is None or row["period_end"] is None:  # never signed, or an old non-expiring one
         return True
-    if period_end != row["period_end"]:
-        return bool(period_end > row["period_end"])
-    if (plan, seats) == (row["plan"], row["seats"]):
-        return False
-    return row["state_at"] is None or as_of > row["state_at"]
+    if (plan, seats) != (row["plan"], row["seats"]):
+        # A plan or seat change wins when seen later, whichever way it moves the period end: a change
+        # of interval restarts the billing cycle, so yearly -> monthly ends sooner than the yearly did.
+        return row["state_at"] is None or as_of > row["state_at"]
+    return bool(period_end > row["period_end"])
 
 
 def revoke(

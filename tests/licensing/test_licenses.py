@@ -81,6 +81,29 @@ def test_issue_is_idempotent_and_a_newer_state_is_never_replaced_by_an_older_one
             _issue(app, account.id, period_end=T0, as_of=T0 + timedelta(days=10))
 
 
+def test_a_plan_change_seen_later_is_signed_even_when_its_period_ends_sooner(
+    database_url: str, prefix: str, sandbox: StripeSandbox
+) -> None:
+    with licensing_stack(database_url, prefix, sandbox, start_node=False) as stack:
+        app = stack.app
+        account, _ = app.sign_up(email="lee@example.com", plan="monthly")
+        _issue(app, account.id, period_end=P1, as_of=T0)
+        year_end = T0 + timedelta(days=365)
+        moved = T0 + timedelta(days=10)
+        assert _issue(app, account.id, plan="yearly", period_end=year_end, as_of=moved).outcome == "signed"
+        # Back to monthly: the cycle restarts at the change, so the period ends long before the yearly one.
+        back_end = moved + timedelta(days=30)
+        back = _issue(app, account.id, plan="monthly", period_end=back_end, as_of=moved + timedelta(seconds=1))
+        assert back.outcome == "signed" and back.row["expires_at"] == back_end + timedelta(days=7)
+        assert verify_license(back.row["license"], app.public_key())["plan"] == "monthly"
+        # The yearly state delivered again, older than the change back: left alone, though it ends later.
+        late = _issue(app, account.id, plan="yearly", period_end=year_end, as_of=moved)
+        assert late.outcome == "unchanged" and late.row["plan"] == "monthly"
+        # The same plan with an earlier period end is an old renewal, never a change.
+        old = _issue(app, account.id, plan="monthly", period_end=back_end - timedelta(days=1), as_of=moved + timedelta(days=1))
+        assert old.outcome == "unchanged" and old.row["expires_at"] == back_end + timedelta(days=7)
+
+
 def test_revoke_restore_and_final_revocation_in_any_order(
     database_url: str, prefix: str, sandbox: StripeSandbox
 ) -> None:

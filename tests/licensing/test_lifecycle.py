@@ -221,6 +221,25 @@ def test_a_plan_change_re_issues_the_license_with_the_new_plan(
         assert acc is not None and acc.subscription_plan == "yearly"
 
 
+def test_a_plan_change_back_to_monthly_re_issues_the_license_for_the_sooner_end(
+    database_url: str, prefix: str, sandbox: StripeSandbox
+) -> None:
+    with licensing_stack(database_url, prefix, sandbox, start_node=False) as stack:
+        account_id, sub, clock = sign_up(stack, "bac@example.com")
+        assert clock is not None
+        changed = START + 5 * DAY
+        advance(stack, clock, changed)
+        for plan in ("yearly", "monthly"):
+            stack.wait_completed(stack.app.change_plan(account_id, plan).id)
+            settle(stack)
+        # Each change of interval restarted the cycle at the clock's time; the monthly one ends first.
+        grace = dt.timedelta(days=stack.app.settings.license_grace_days)
+        row = license_row(stack, sub)
+        assert row["plan"] == "monthly" and row["expires_at"] == at(add_interval(changed, "month")) + grace
+        assert check_license(row["license"], stack.app.public_key(), now=at(changed)).payload["plan"] == "monthly"
+        assert status_at(stack, sub, add_interval(changed, "month") + 8 * DAY) == "expired"
+
+
 def test_a_full_refund_and_a_dispute_revoke_a_partial_refund_does_not(
     database_url: str, prefix: str, sandbox: StripeSandbox
 ) -> None:
