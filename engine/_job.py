@@ -453,18 +453,20 @@ class Job:
         )
 
     @classmethod
-    def claimed(cls, row: Sequence[Any]) -> Job:
-        """A job a fetch just claimed, from a row of the ``claimed_columns`` part of ``jobs.sql``
-        (a Job's fields in order, but the state, which is executing). Positional: a fetch builds
-        one per job on the producer's thread."""
-        (id_, queue, worker, args, meta, tags, priority, attempt, max_attempts, errors, result, inserted_at,
-         scheduled_at, attempted_at, completed_at, cancelled_at, discarded_at, attempted_by, node_id,
-         unique_key, workflow_id, workflow_name, workflow_step, workflow_deps, unique_states) = row
+    def claimed(cls, row: Sequence[Any], queue: str, node_name: str, node_id: UUID, node_text: str) -> Job:
+        """A job a fetch of ``queue`` by the node ``node_name`` (``node_id``) just claimed, from a
+        row of the ``claimed_columns`` part of ``jobs.sql`` (a Job's fields in order, but the
+        state, which is executing, and what the node knows: the queue, and the attempted_by and
+        node_id the fetch wrote; ``node_text`` is ``str(node_id)``, made once a fetch). Positional: a
+        fetch builds one per job on the producer's thread."""
+        (id_, worker, args, meta, tags, priority, attempt, max_attempts, errors, result, inserted_at,
+         scheduled_at, attempted_at, completed_at, cancelled_at, discarded_at, unique_key, workflow_id,
+         workflow_name, workflow_step, workflow_deps, unique_states) = row
         return cls(
             id_, JobState.EXECUTING, queue, worker, args, meta, tags or [], priority, attempt, max_attempts,
             errors or [], result, inserted_at, scheduled_at, attempted_at, completed_at, cancelled_at,
-            discarded_at, attempted_by, node_id, unique_key, workflow_id, workflow_name, workflow_step,
-            workflow_deps or [], False, unique_states,
+            discarded_at, [node_name, node_text], node_id, unique_key, workflow_id, workflow_name,
+            workflow_step, workflow_deps or [], False, unique_states,
         )
 
     def cancelled(self) -> bool:

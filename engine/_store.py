@@ -210,7 +210,8 @@ class Store:
         with self.db.connection() as c, c.cursor() as cur:
             if limits is None or (limits.global_limit is None and limits.rate_limit is None):
                 cur.execute(self.q.jobs.fetch, params)
-                return Fetched([Job.claimed(r) for r in cur.fetchall()])
+                name, node_id, text = self.node.name, self.node.id, str(self.node.id)
+                return Fetched([Job.claimed(r, queue, name, node_id, text) for r in cur.fetchall()])
             g, r = limits.global_limit, limits.rate_limit
             params.update(
                 g_allowed=g.allowed if g else None,
@@ -230,7 +231,7 @@ class Store:
                     acked.execute(self._ack_statement(ack), {**ack, "wake": []})
                 cur.execute(self.q.jobs.fetch_global if plain_global else self.q.jobs.fetch_limited, params)
                 c.execute("COMMIT")
-            fetched = Fetched([Job.claimed(row) for row in cur.fetchall()])
+            fetched = Fetched([Job.claimed(row, queue, self.node.name, self.node.id, str(self.node.id)) for row in cur.fetchall()])
             if ack is not None:
                 fetched.recorded = {row[0] for row in acked.fetchall()}
                 if len(fetched.jobs) < len(fetched.recorded):  # ... unless it could not: other nodes may

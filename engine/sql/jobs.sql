@@ -4,11 +4,13 @@
 
 
 -- part: claimed_columns
--- What a fetch returns of each claimed job: the columns of a Job in the order of its fields
--- (Job.claimed builds it from them; the state is executing).
-id, queue, worker, args, meta, tags, priority, attempt, max_attempts, errors, result,
-inserted_at, scheduled_at, attempted_at, completed_at, cancelled_at, discarded_at, attempted_by,
-node_id, unique_key, workflow_id, workflow_name, workflow_step, workflow_deps, unique_states::text[]
+-- What a fetch returns of each claimed job: the columns of a Job in the order of its fields, but
+-- those the fetching node knows already (Job.claimed builds it from them and from the queue, the
+-- node's name and id, which the fetch wrote into attempted_by and node_id; the state is executing).
+-- Each column left out is one value less to send and to decode per job.
+id, worker, args, meta, tags, priority, attempt, max_attempts, errors, result,
+inserted_at, scheduled_at, attempted_at, completed_at, cancelled_at, discarded_at,
+unique_key, workflow_id, workflow_name, workflow_step, workflow_deps, unique_states::text[]
 
 -- part: keys_freed
 -- The unique keys the rows in `deleted` held (a key of a job that is gone is free anyway; this
