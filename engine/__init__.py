@@ -43,6 +43,7 @@ from ._reporter import (
     SentryChannel,
     SmtpChannel,
     WebhookChannel,
+    send_mail,
 )
 from ._schema import apply_migrations, check_migrated, find_instances
 from ._settings import Settings, load_settings, redact_url, server_label
@@ -120,6 +121,7 @@ __all__ = [
     "Snooze",
     "Summary",
     "WebhookChannel",
+    "send_mail",
     "Worker",
     "Workflow",
 ]

@@ -125,6 +125,21 @@ class Channel(Protocol):
 # -- channels -------------------------------------------------------------------------------------
 
 
+def send_mail(
+    message: EmailMessage, *, host: str, port: int, username: str | None = None,
+    password: Callable[[], str] | None = None, starttls: bool = False, timeout: float = 10.0,
+) -> None:
+    """Deliver ``message`` through the SMTP server at ``host``:``port`` on a connection of its own
+    (STARTTLS and a login when asked; the password is asked for only then). Raises
+    ``smtplib.SMTPException`` or ``OSError``: the caller decides whether to retry."""
+    with smtplib.SMTP(host, port, timeout=timeout) as smtp:
+        if starttls:
+            smtp.starttls()
+        if username and password is not None:
+            smtp.login(username, password())
+        smtp.send_message(message)
+
+
 class SmtpChannel:
     """Mail to ``to`` from ``sender``: through ``deliver`` when given (an app's own mailer, e.g.
     ``Mailer.send``), else through smtplib with the same settings an app's mailer takes."""
@@ -161,12 +176,8 @@ class SmtpChannel:
         if self._deliver is not None:
             self._deliver(msg)
             return
-        with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as smtp:
-            if self.starttls:
-                smtp.starttls()
-            if self.username and self._password is not None:
-                smtp.login(self.username, self._password())
-            smtp.send_message(msg)
+        send_mail(msg, host=self.host, port=self.port, username=self.username, password=self._password,
+                  starttls=self.starttls, timeout=self.timeout)
 
 
 class WebhookChannel:

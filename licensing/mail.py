@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import smtplib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,6 +13,8 @@ from email.utils import formataddr, parseaddr
 from typing import Any
 
 from aiosmtpd.controller import Controller
+
+from engine import send_mail
 
 log = logging.getLogger("licensing.mail")
 
@@ -42,12 +43,8 @@ class Mailer:
     def send(self, message: EmailMessage) -> None:
         """Deliver ``message``; raises ``smtplib.SMTPException`` or ``OSError`` so the job retries."""
         cfg = self.config
-        with smtplib.SMTP(cfg.host, cfg.port, timeout=cfg.timeout) as smtp:
-            if cfg.starttls:
-                smtp.starttls()
-            if cfg.username and cfg.password is not None:
-                smtp.login(cfg.username, cfg.password())
-            smtp.send_message(message)
+        send_mail(message, host=cfg.host, port=cfg.port, username=cfg.username, password=cfg.password,
+                  starttls=cfg.starttls, timeout=cfg.timeout)
         log.info("sent mail %s to %s: %s", message["Message-ID"], message["To"], message["Subject"])
 
 
