@@ -387,6 +387,7 @@ class StripeSandbox:
             ("/v1/charges/{id}", "GET", s.billing.retrieve_charge),
             ("/v1/disputes", "GET", s.billing.list_disputes),
             ("/v1/disputes/{id}", "GET", s.billing.retrieve_dispute),
+            ("/v1/disputes/{id}", "POST", s.billing.update_dispute),
             ("/v1/disputes/{id}/close", "POST", s.billing.close_dispute),
             ("/v1/refunds", "POST", s.refunds.create_refund),
             ("/v1/refunds", "GET", s.refunds.list_refunds),
