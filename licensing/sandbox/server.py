@@ -78,6 +78,7 @@ class RequestRecord:
     path: str
     status: int | None
     request_id: str
+    #: The key the client sent; only POSTs honour it (in Stripe a GET's or DELETE's key has no effect).
     idempotency_key: str | None
     replayed: bool
     fault: str | None
@@ -588,7 +589,8 @@ class StripeSandbox:
                 # Cancelled mid-request (server stopping): release the key.
                 self.idempotency.finish(api_key, idem_key or "", None)
             self._record(
-                RequestRecord(method, path, status, request_id, idem_key, replayed, fault_kind, time.time())
+                RequestRecord(method, path, status, request_id, request.headers.get("idempotency-key"), replayed,
+                              fault_kind, time.time())
             )
         if status is not None and status >= 400:
             log.info("sandbox %s %s -> %d", method, path, status)
