@@ -103,6 +103,29 @@ def farewell_message(
     return msg
 
 
+def cancelled_after_charge_message(
+    *, sender: str, to: str, name: str | None, disputed: bool, amount: str, paid_on: str, msg_id: str
+) -> EmailMessage:
+    """The mail when the app cancelled a subscription because its payment was refunded in full or disputed."""
+    msg = _base(sender, formataddr((name or "", to)), "Your Lysmore Pro subscription was cancelled", msg_id)
+    if disputed:
+        why = (f"your bank told us that you disputed your payment of {amount} from {paid_on}, so we have\n"
+               "cancelled your Lysmore Pro subscription at once")
+        after = "If the dispute was a mistake, please reply to this mail and we will sort it out with you.\n\n"
+    else:
+        why = (f"your payment of {amount} from {paid_on} was refunded to you in full, so we have cancelled\n"
+               "your Lysmore Pro subscription at once")
+        after = "If you did not expect this, please reply to this mail. You can subscribe again at any time.\n\n"
+    msg.set_content(
+        f"Hello{' ' + name if name else ''},\n\n"
+        f"{why}: no further payments will be taken. Your package repository key and your\n"
+        "self-hosting license are revoked as of now.\n\n"
+        f"{after}"
+        "-- The Lysmore team\n"
+    )
+    return msg
+
+
 def renewal_message(
     *, sender: str, to: str, name: str | None, plan: str | None, expires: str, license_text: str, msg_id: str
 ) -> EmailMessage:

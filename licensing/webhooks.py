@@ -25,7 +25,10 @@ from .status import status_route
 from .workers import (
     GRANTABLE,
     ActionMailWorker,
+    ChargeCancelWorker,
+    ChargeNotifyWorker,
     ChargeRevokeWorker,
+    DisputeClosedWorker,
     DunningWorker,
     FarewellWorker,
     HexWorker,
@@ -54,6 +57,7 @@ EVENT_TYPES = (
     "invoice.payment_action_required",
     "charge.refunded",
     "charge.dispute.created",
+    "charge.dispute.closed",
 )
 EVENT_ID = re.compile(r"^evt_[A-Za-z0-9_]{1,250}$")
 SIGNUP_MAX_BYTES = 65_536
@@ -139,14 +143,24 @@ def _invoice_workflow(kind: str, event: dict[str, Any], obj: dict[str, Any], met
 
 
 def _charge_workflow(kind: str, event: dict[str, Any], obj: dict[str, Any], meta: dict[str, Any]) -> Workflow | None:
-    """``charge.refunded`` and ``charge.dispute.created``: one step that revokes (a partial refund: nothing)."""
+    """``charge.refunded`` and ``charge.dispute.created``: revoke, then cancel the subscription (both
+    nothing for a partial refund), then tell the team (also when the cancel failed for good: the note
+    says so). ``charge.dispute.closed``: tell the team it was won or lost."""
     if kind == "charge.refunded" and obj.get("object") == "charge":
         args = {"event": event["id"], "charge": obj["id"], "customer": obj.get("customer")}
-    elif kind == "charge.dispute.created" and obj.get("object") == "dispute" and isinstance(obj.get("charge"), str):
+    elif kind.startswith("charge.dispute.") and obj.get("object") == "dispute" and isinstance(obj.get("charge"), str):
         args = {"event": event["id"], "dispute": obj["id"], "charge": obj["charge"]}
     else:
         return None
-    return Workflow(name=kind).add("revoke", ChargeRevokeWorker.new(args, meta=meta))
+    if kind == "charge.dispute.closed":
+        return Workflow(name=kind).add("notify", DisputeClosedWorker.new(args, meta=meta))
+    return (
+        Workflow(name=kind)
+        .add("revoke", ChargeRevokeWorker.new(args, meta=meta))
+        .add("cancel", ChargeCancelWorker.new(args, meta=meta), deps=["revoke"])
+        .add("notify", ChargeNotifyWorker.new(args, meta=meta), deps=["cancel"],
+             ignore_cancelled=True, ignore_discarded=True)
+    )
 
 
 def _revoke_workflow(name: str, args: dict[str, Any], meta: dict[str, Any]) -> Workflow:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any
@@ -19,6 +21,7 @@ from .db import one
 from .keys import hex_key_display, hex_key_for, hex_key_hash
 from .mail import (
     action_required_message,
+    cancelled_after_charge_message,
     dunning_message,
     farewell_message,
     message_id,
@@ -141,9 +144,12 @@ def _record_mail(app: LicensingApp, event_id: str, step: str, to: str, subject: 
         )
 
 
-def _send_once(app: LicensingApp, job: Job, step: str, build: Callable[[str], EmailMessage]) -> dict[str, Any]:
-    """Send the mail ``build(msg_id)`` makes unless the record says this event's step sent it already."""
-    event_id = job.args["event"]
+def _send_once(
+    app: LicensingApp, job: Job, step: str, build: Callable[[str], EmailMessage], *, key: str | None = None
+) -> dict[str, Any]:
+    """Send the mail ``build(msg_id)`` makes unless the record says this event's step sent it already
+    (``key`` instead of the event: one mail per that, e.g. per charge, whichever event sends it)."""
+    event_id = key or job.args["event"]
     if _mail_sent(app, event_id, step):
         return {"mail": "already sent"}
     msg_id = message_id(event_id, step, app.prefix, app.settings.mail_from)
@@ -278,6 +284,8 @@ class NotifyWorker(LicensingWorker, queue="default", max_attempts=20):
         sub = _subscription(app, job)
         acc = _account_for(app, sub)
         kind = job.args.get("kind", "created")
+        if kind == "deleted" and cancelled_after(sub) is not None:
+            return {"mail": "not sent: the app cancelled it after a refund or dispute, and told the team then"}
         titles = {"created": "New subscriber", "cancelled": "Cancellation", "deleted": "Subscription ended"}
         subject = f"{titles.get(kind, kind)}: {acc.email} ({_plan_of(app, sub)})"
         lines = [
@@ -352,7 +360,8 @@ class RevokeLicenseWorker(LicensingWorker, queue="default", max_attempts=20):
 
 
 class FarewellWorker(LicensingWorker, queue="default", max_attempts=20):
-    """Tell the customer their subscription ends and their key and license with it, once per event."""
+    """Tell the customer their subscription ends and their key and license with it, once per event; when
+    the app itself cancelled it after a full refund or a dispute, say so instead (a mail of its own)."""
 
     def perform(self, job: Job) -> Any:
         """Send the farewell mail unless it was sent for this event."""
@@ -361,6 +370,18 @@ class FarewellWorker(LicensingWorker, queue="default", max_attempts=20):
         acc = _account_for(app, sub)
         if job.args.get("kind") == "cancelled" and cancel_time(stripe_subscription(app, sub["id"])) is None:
             return {"mail": "not sent: un-cancelled since"}
+        because = cancelled_after(sub) if job.args.get("kind") == "deleted" else None
+        if because is not None:
+            charge = stripe_ops.plain(app.stripe.v1.charges.retrieve(because[1]))
+            paid_on = datetime.fromtimestamp(charge["created"], UTC).strftime("%Y-%m-%d")
+
+            def cancelled(msg_id: str) -> EmailMessage:
+                return cancelled_after_charge_message(
+                    sender=app.settings.mail_from, to=acc.email, name=acc.name, disputed=because[0] == "dispute",
+                    amount=money(charge.get("amount"), charge.get("currency")), paid_on=paid_on, msg_id=msg_id,
+                )
+
+            return _send_once(app, job, "farewell", cancelled)
         ends = _ends_at(job)
         when = datetime.fromtimestamp(ends, UTC).strftime("%Y-%m-%d") if ends else None
 
@@ -605,6 +626,59 @@ class ActionMailWorker(LicensingWorker, queue="default", max_attempts=20):
         return _send_once(app, job, "action", build)
 
 
+# -- charge.refunded, charge.dispute.created / .closed ----------------------------------------------
+
+#: What the app writes into ``cancellation_details.comment`` when it cancels a subscription after a
+#: charge: people read it in Stripe's dashboard, and the ``customer.subscription.deleted`` handler
+#: reads it to mail the customer why (and not the plain farewell).
+CANCEL_COMMENT = "Cancelled by Lysmore after {why} of charge {charge}"
+_CANCEL_COMMENT = re.compile(r"^Cancelled by Lysmore after (a full refund|a dispute) of charge (ch_[A-Za-z0-9_]+)$")
+
+
+def cancelled_after(sub: dict[str, Any]) -> tuple[str, str] | None:
+    """``("refund"|"dispute", charge id)`` when the app cancelled ``sub`` after that charge, else None."""
+    comment = (sub.get("cancellation_details") or {}).get("comment")
+    found = _CANCEL_COMMENT.match(comment) if isinstance(comment, str) else None
+    if found is None:
+        return None
+    return ("refund" if found.group(1) == "a full refund" else "dispute"), found.group(2)
+
+
+@dataclass(frozen=True)
+class ChargeCase:
+    """A refunded or disputed charge as Stripe has it now, and the subscription its invoice billed."""
+
+    charge: dict[str, Any]
+    dispute: dict[str, Any] | None
+    subscription_id: str | None
+
+    @property
+    def ends_access(self) -> bool:
+        """A dispute, or a refund of the whole charge (Stripe's ``refunded``: one refund or parts adding up)."""
+        return self.dispute is not None or bool(self.charge.get("refunded"))
+
+    @property
+    def why(self) -> str:
+        """What happened, for logs and job results."""
+        if self.dispute is not None:
+            return f"dispute {self.dispute['id']} ({self.dispute.get('reason')})"
+        return "refund" if self.ends_access else "partial refund"
+
+
+def charge_case(app: LicensingApp, job: Job) -> ChargeCase:
+    """Read the job's dispute (if any), its charge and the charge's invoice from Stripe."""
+    dispute = None
+    if job.args.get("dispute"):
+        dispute = stripe_ops.plain(app.stripe.v1.disputes.retrieve(job.args["dispute"]))
+        charge_id = dispute["charge"]
+    else:
+        charge_id = job.args["charge"]
+    charge = stripe_ops.plain(app.stripe.v1.charges.retrieve(charge_id))
+    invoice_id = charge.get("invoice")
+    invoice = stripe_ops.plain(app.stripe.v1.invoices.retrieve(invoice_id)) if invoice_id else {}
+    return ChargeCase(charge, dispute, subscription_of_invoice(invoice))
+
+
 class ChargeRevokeWorker(LicensingWorker, queue="default", max_attempts=20):
     """``charge.refunded`` (in full) and ``charge.dispute.created``: revoke the subscription's key and
     license for good; a partial refund changes nothing."""
@@ -612,21 +686,181 @@ class ChargeRevokeWorker(LicensingWorker, queue="default", max_attempts=20):
     def perform(self, job: Job) -> Any:
         """Read the charge (and dispute) from Stripe, find its subscription, revoke."""
         app = app_for(job)
-        if job.args.get("dispute"):
-            dispute = stripe_ops.plain(app.stripe.v1.disputes.retrieve(job.args["dispute"]))
-            charge_id, why = dispute["charge"], f"dispute {dispute['id']} ({dispute.get('reason')})"
-        else:
-            charge_id, why = job.args["charge"], "refund"
-        charge = stripe_ops.plain(app.stripe.v1.charges.retrieve(charge_id))
-        if not job.args.get("dispute") and not charge.get("refunded"):
-            return {"access": "kept: partial refund", "amount_refunded": charge.get("amount_refunded")}
-        invoice_id = charge.get("invoice")
-        invoice = stripe_ops.plain(app.stripe.v1.invoices.retrieve(invoice_id)) if invoice_id else {}
-        sub_id = subscription_of_invoice(invoice)
-        if sub_id is None:
+        case = charge_case(app, job)
+        charge_id = case.charge["id"]
+        if not case.ends_access:
+            return {"access": "kept: partial refund", "amount_refunded": case.charge.get("amount_refunded")}
+        if case.subscription_id is None:
             return Cancel(f"charge {charge_id} pays no subscription: nothing to revoke")
-        sub = stripe_subscription(app, sub_id)
+        sub = stripe_subscription(app, case.subscription_id)
         acc = _account_for(app, sub)
         row = revoke_access(app, acc, sub, ends=None, as_of=_event_time(app, job), final=True, event=job.args["event"])
-        log.warning("subscription %s: key and license revoked after a %s of charge %s", sub_id, why, charge_id)
-        return {"access": "revoked", "because": why, "subscription": sub_id, "license": row["id"]}
+        log.warning("subscription %s: key and license revoked after a %s of charge %s",
+                    case.subscription_id, case.why, charge_id)
+        return {"access": "revoked", "because": case.why, "subscription": case.subscription_id, "license": row["id"]}
+
+
+def cancel_key(app: LicensingApp, charge_id: str, subscription_id: str) -> str:
+    """The idempotency key of cancelling ``subscription_id`` after ``charge_id``: the same for every
+    event about that charge and every attempt."""
+    return f"lysmore-{app.prefix}-{charge_id}-cancel-{subscription_id}"
+
+
+class ChargeCancelWorker(LicensingWorker, queue="default", max_attempts=20):
+    """After a full refund or a dispute: cancel the subscription in Stripe at once (not at the period
+    end), so the card is not charged again; nothing if it already ended or the refund was partial."""
+
+    def perform(self, job: Job) -> Any:
+        """Read the subscription under the account's lock; cancel it unless it ended; record what Stripe says."""
+        app = app_for(job)
+        case = charge_case(app, job)
+        if not case.ends_access:
+            return {"subscription": "kept: partial refund"}
+        if case.subscription_id is None:
+            return Cancel(f"charge {case.charge['id']} pays no subscription: nothing to cancel")
+        sub = stripe_subscription(app, case.subscription_id)
+        acc = _account_for(app, sub)
+        with app.account_lock(acc.id) as held:
+            if not held:
+                return Snooze(app.settings.lock_snooze)
+            sub = stripe_subscription(app, sub["id"])
+            if sub.get("status") in stripe_ops.ENDED:
+                done = f"already {sub.get('status')}"
+            else:
+                sub, done = self._cancel(app, case, sub)
+            # Records the ended state on the account and keeps the revocation final (idempotent).
+            reconcile_access(app, job, acc, sub, as_of=_event_time(app, job), event=job.args["event"])
+        return {"subscription": sub["id"], "cancel": done, "status": sub.get("status"), "because": case.why}
+
+    @staticmethod
+    def _cancel(app: LicensingApp, case: ChargeCase, sub: dict[str, Any]) -> tuple[dict[str, Any], str]:
+        why = "a full refund" if case.dispute is None else "a dispute"
+        comment = CANCEL_COMMENT.format(why=why, charge=case.charge["id"])
+        try:
+            ended = stripe_ops.plain(app.stripe.v1.subscriptions.cancel(
+                sub["id"], params={"cancellation_details": {"comment": comment}},
+                options={"idempotency_key": cancel_key(app, case.charge["id"], sub["id"])},
+            ))
+        except stripe.InvalidRequestError:
+            # Cancelling an ended subscription is refused: an earlier attempt (or the SDK's retry of a
+            # request whose answer was lost) did it. Anything else is a real refusal.
+            again = stripe_subscription(app, sub["id"])
+            if again.get("status") not in stripe_ops.ENDED:
+                raise
+            return again, f"already {again.get('status')}"
+        log.warning("subscription %s cancelled in Stripe after %s of charge %s", sub["id"], why, case.charge["id"])
+        return ended, "cancelled"
+
+
+def _team_lines(app: LicensingApp, case: ChargeCase) -> tuple[str, list[str]]:
+    """Who the charge's subscription belongs to (read now: it says whether the cancel went through)."""
+    sub = stripe_subscription(app, case.subscription_id) if case.subscription_id else None
+    acc = _account_for(app, sub) if sub is not None else None
+    who = f"{acc.email} ({_plan_of(app, sub)})" if acc is not None and sub is not None else str(case.charge.get("customer"))
+    lines = []
+    if acc is not None:
+        lines.append(f"account:      {acc.id} {acc.name or ''}".rstrip())
+    lines.append(f"customer:     {case.charge.get('customer')}")
+    if sub is not None:
+        status = str(sub.get("status"))
+        if case.ends_access and status not in stripe_ops.ENDED:
+            status += ": NOT cancelled, the app could not; cancel it in Stripe"
+        lines.append(f"subscription: {sub['id']} ({status})")
+    else:
+        lines.append("subscription: none (the charge pays no subscription)")
+    charge = case.charge
+    paid = datetime.fromtimestamp(charge["created"], UTC).strftime("%Y-%m-%d")
+    lines.append(f"charge:       {charge['id']}, {money(charge.get('amount'), charge.get('currency'))} of {paid}")
+    return who, lines
+
+
+class ChargeNotifyWorker(LicensingWorker, queue="default", max_attempts=20):
+    """Tell the team about a refund or a dispute: the subscription, the charge, the amount, and for a
+    dispute its reason and the time its evidence is due. One note per charge for a full refund (several
+    partial refunds that add up make several events), per event otherwise."""
+
+    def perform(self, job: Job) -> Any:
+        """Send the note unless it was sent."""
+        app = app_for(job)
+        case = charge_case(app, job)
+        charge = case.charge
+        who, lines = _team_lines(app, case)
+        key = None
+        if case.dispute is not None:
+            dispute = case.dispute
+            due = (dispute.get("evidence_details") or {}).get("due_by")
+            due_text = datetime.fromtimestamp(due, UTC).strftime("%Y-%m-%d %H:%M UTC") if due else "unknown"
+            subject = f"Dispute: {who}"
+            lines += [
+                f"dispute:      {dispute['id']}, {money(dispute.get('amount'), dispute.get('currency'))}, "
+                f"reason {dispute.get('reason')}, status {dispute.get('status')}",
+                f"evidence due: {due_text}",
+                "access:       package key and license revoked for good; subscription cancelled at once",
+                "to do:        answer the dispute in Stripe (evidence, or accept it) before the evidence is due",
+            ]
+        elif case.ends_access:
+            subject = f"Refunded in full: {who}"
+            key = charge["id"]
+            lines += [
+                f"refunded:     {money(charge.get('amount_refunded'), charge.get('currency'))} (in full)",
+                "access:       package key and license revoked for good; subscription cancelled at once",
+                "to do:        nothing; to keep the customer, re-grant by hand (licensing/README.md)",
+            ]
+        else:
+            subject = f"Partial refund: {who}"
+            lines += [
+                f"refunded:     {money(charge.get('amount_refunded'), charge.get('currency'))} so far, "
+                f"of {money(charge.get('amount'), charge.get('currency'))}",
+                "access:       kept; the subscription continues and renews",
+            ]
+        lines.append(f"event:        {job.args['event']}")
+
+        def build(msg_id: str) -> EmailMessage:
+            return notify_message(
+                sender=app.settings.mail_from, to=app.settings.team_email, subject=subject, lines=lines, msg_id=msg_id
+            )
+
+        if key is None:
+            return _send_once(app, job, "notify", build)
+        # Another event's step may send the same note right now: one at a time per charge.
+        with app.engine.atomic() as c:
+            row = c.execute("SELECT pg_try_advisory_xact_lock(hashtextextended(%s, 0))",
+                            [f"{app.schema}:mail:{key}"]).fetchone()
+            if not (row and row[0]):
+                return Snooze(app.settings.lock_snooze)
+            return _send_once(app, job, "notify", build, key=key)
+
+
+class DisputeClosedWorker(LicensingWorker, queue="default", max_attempts=20):
+    """``charge.dispute.closed``: tell the team whether it was won or lost; access stays as it is
+    (revoked when the dispute opened): re-granting after a won dispute is a person's decision."""
+
+    def perform(self, job: Job) -> Any:
+        """Read the dispute from Stripe and send the note unless it was sent."""
+        app = app_for(job)
+        case = charge_case(app, job)
+        assert case.dispute is not None
+        dispute = case.dispute
+        status = str(dispute.get("status"))
+        who, lines = _team_lines(app, case)
+        lines.append(f"dispute:      {dispute['id']}, {money(dispute.get('amount'), dispute.get('currency'))}, "
+                     f"reason {dispute.get('reason')}, status {status}")
+        if status == "won":
+            subject = f"Dispute won: {who}"
+            lines += ["money:        the disputed amount comes back to us",
+                      "access:       stays revoked until a person re-grants it (licensing/README.md)"]
+        elif status == "lost":
+            subject = f"Dispute lost: {who}"
+            lines += ["money:        the disputed amount stays with the card holder",
+                      "access:       stays revoked; nothing to do"]
+        else:
+            subject = f"Dispute closed ({status}): {who}"
+            lines += ["access:       stays revoked until a person re-grants it (licensing/README.md)"]
+        lines.append(f"event:        {job.args['event']}")
+
+        def build(msg_id: str) -> EmailMessage:
+            return notify_message(
+                sender=app.settings.mail_from, to=app.settings.team_email, subject=subject, lines=lines, msg_id=msg_id
+            )
+
+        return _send_once(app, job, "notify", build)

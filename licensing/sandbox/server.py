@@ -78,6 +78,7 @@ class RequestRecord:
     path: str
     status: int | None
     request_id: str
+    #: The key the client sent; only POSTs honour it (in Stripe a GET's or DELETE's key has no effect).
     idempotency_key: str | None
     replayed: bool
     fault: str | None
@@ -387,6 +388,7 @@ class StripeSandbox:
             ("/v1/charges/{id}", "GET", s.billing.retrieve_charge),
             ("/v1/disputes", "GET", s.billing.list_disputes),
             ("/v1/disputes/{id}", "GET", s.billing.retrieve_dispute),
+            ("/v1/disputes/{id}", "POST", s.billing.update_dispute),
             ("/v1/disputes/{id}/close", "POST", s.billing.close_dispute),
             ("/v1/refunds", "POST", s.refunds.create_refund),
             ("/v1/refunds", "GET", s.refunds.list_refunds),
@@ -587,7 +589,8 @@ class StripeSandbox:
                 # Cancelled mid-request (server stopping): release the key.
                 self.idempotency.finish(api_key, idem_key or "", None)
             self._record(
-                RequestRecord(method, path, status, request_id, idem_key, replayed, fault_kind, time.time())
+                RequestRecord(method, path, status, request_id, request.headers.get("idempotency-key"), replayed,
+                              fault_kind, time.time())
             )
         if status is not None and status >= 400:
             log.info("sandbox %s %s -> %d", method, path, status)

@@ -193,6 +193,41 @@ def test_disputes_by_helper_and_by_test_card(client: stripe.StripeClient, sandbo
     assert [d.reason for d in disputed] == ["fraudulent"]
 
 
+def test_evidence_wins_or_loses_a_dispute_as_in_stripe_test_mode(
+    client: stripe.StripeClient, sandbox: StripeSandbox
+) -> None:
+    outcomes = {}
+    for text in ("winning_evidence", "losing_evidence"):
+        cus, _ = _customer(client)
+        charge_id = _subscribe(client, cus).latest_invoice.payment_intent.latest_charge
+        dispute = sandbox.open_dispute(charge_id, reason="product_unacceptable")
+        assert dispute["evidence"]["uncategorized_text"] is None
+        assert dispute["evidence_details"]["due_by"] == dispute["created"] + 7 * 86400
+        # Evidence kept but not submitted: still open, nothing closed.
+        draft = client.v1.disputes.update(dispute["id"], params={
+            "evidence": {"customer_name": "Pat"}, "submit": False})
+        assert draft.status == "needs_response" and draft.evidence_details.has_evidence is True
+        closed = client.v1.disputes.update(dispute["id"], params={"evidence": {"uncategorized_text": text}})
+        outcomes[text] = closed.status
+        assert closed.evidence_details.submission_count == 1 and closed.evidence.customer_name == "Pat"
+        with pytest.raises(stripe.InvalidRequestError, match="already closed"):
+            client.v1.disputes.update(dispute["id"], params={"evidence": {"uncategorized_text": "more"}})
+        with pytest.raises(stripe.InvalidRequestError, match="already closed"):
+            client.v1.disputes.close(dispute["id"])
+    assert outcomes == {"winning_evidence": "won", "losing_evidence": "lost"}
+    closed_events = sandbox.store.events("charge.dispute.closed")
+    assert [e["data"]["object"]["status"] for e in closed_events] == ["won", "lost"]
+    assert len(sandbox.store.events("charge.dispute.updated")) == 4
+
+    cus, _ = _customer(client)
+    charge_id = _subscribe(client, cus).latest_invoice.payment_intent.latest_charge
+    dispute = sandbox.open_dispute(charge_id)
+    other = client.v1.disputes.update(dispute["id"], params={"evidence": {"uncategorized_text": "we shipped it"}})
+    assert other.status == "under_review"  # any other evidence: the bank decides later
+    with pytest.raises(stripe.InvalidRequestError, match=r"evidence\[shoe_size\]"):
+        client.v1.disputes.update(dispute["id"], params={"evidence": {"shoe_size": "9"}})  # type: ignore[typeddict-unknown-key]
+
+
 def test_new_calls_take_faults_and_replay_idempotently(client: stripe.StripeClient, sandbox: StripeSandbox) -> None:
     cus, _ = _customer(client)
     charge_id = _subscribe(client, cus).latest_invoice.payment_intent.latest_charge

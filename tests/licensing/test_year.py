@@ -1,5 +1,6 @@
 """One customer through a year on the sandbox's test clock (issue 17): sign-up with 3-D Secure, monthly
-renewals, a failed payment then recovery, a plan change and back, a cancel then un-cancel, a refund;
+renewals, a failed payment then recovery, a plan change and back, a cancel then un-cancel, a full refund
+that ends the subscription;
 the private node runs as a real process and is killed with SIGKILL three times mid-Stripe-call, and
 Stripe answers 429s, 500s and lost answers for stretches. It ends with exactly the mails, license
 states and Stripe objects listed at the bottom."""
@@ -205,7 +206,8 @@ def test_one_customer_through_a_year(database_url: str, prefix: str, sandbox: St
                 expiry()
             state(day("2031-01-27") - 1)
 
-            # -- 2031-01-05: December's payment refunded in full; 2031-01-15: a year ------------------
+            # -- 2031-01-05: December's payment refunded in full, so the app cancels the subscription;
+            # -- 2031-01-15: a year; 2031-01-21: past the period end, nothing renews -----------------
             year.advance_settled(day("2031-01-05"))
             (december,) = [c for c in sandbox.store.objects("charge") if c["created"] == day("2030-12-20")]
             client.v1.refunds.create(params={"charge": december["id"]})
@@ -214,6 +216,7 @@ def test_one_customer_through_a_year(database_url: str, prefix: str, sandbox: St
             # A revocation without an end takes effect at the database's clock, which is before any
             # time on this test clock: so it is checked last, and only at a time after the refund.
             state(day("2031-01-15"))
+            year.advance_settled(day("2031-01-21") + HOUR)
             assert year.node.stop() == 0  # its reporter sends what it still holds
         finally:
             for node in year.nodes:
@@ -243,8 +246,11 @@ def test_one_customer_through_a_year(database_url: str, prefix: str, sandbox: St
             "Renewed: Lysmore Pro until 2030-10-27",
             "Renewed: Lysmore Pro until 2030-11-27",
             "Renewed: Lysmore Pro until 2030-12-27",
-            "Renewed: Lysmore Pro until 2031-01-27",            # 12-20; refunded on 01-05: no mail
+            "Renewed: Lysmore Pro until 2031-01-27",            # 12-20
+            "Your Lysmore Pro subscription was cancelled",      # 01-05 refunded in full: cancelled at once
         ]
+        (cancelled,) = stack.mails("Your Lysmore Pro subscription was cancelled")
+        assert "your payment of 49.00 USD from 2030-12-20 was refunded to you in full" in cancelled.text()
         assert all(m.recipients == (EMAIL,) for m in stack.sink.messages if app.settings.team_email not in m.recipients)
         team = [m.subject for m in stack.sink.messages if app.settings.team_email in m.recipients]
         # The team's notes and the monitoring mails come from different threads, so each kind is in
@@ -252,7 +258,11 @@ def test_one_customer_through_a_year(database_url: str, prefix: str, sandbox: St
         assert [s for s in team if not s.startswith("[lysmore ")] == [
             f"New subscriber: {EMAIL} (monthly)",
             f"Cancellation: {EMAIL} (monthly)",
+            f"Refunded in full: {EMAIL} (monthly)",  # 01-05; the cancellation it made sends no second note
         ]
+        (refunded,) = stack.mails("Refunded in full")
+        assert f"subscription: {sub} (canceled)" in refunded.text()
+        assert f"charge:       {december['id']}, 49.00 USD of 2030-12-20" in refunded.text()
         # Monitoring: one "node lost" per kill. The faults only made attempts fail and retry (not
         # reported: MONITOR_FAILURES is off), and nothing was discarded.
         assert [s for s in team if s.startswith("[lysmore ")] == [
@@ -288,20 +298,25 @@ def test_one_customer_through_a_year(database_url: str, prefix: str, sandbox: St
         acc = app.account(account.id)
         assert acc is not None
         assert (acc.plan, acc.subscription_id, acc.subscription_status, acc.cancel_at_period_end) == (
-            "monthly", sub, "active", False)
+            "monthly", sub, "canceled", False)
 
-        # Stripe: one customer with one subscription, still active (a refund does not cancel it:
-        # the team decides), on the monthly price, not set to end.
+        # Stripe: one customer with one subscription on the monthly price, cancelled at once by the app
+        # on the day of the full refund (the comment names the charge), with one cancel request.
         (cus,) = client.v1.customers.list(params={"email": EMAIL}).data
         subs = client.v1.subscriptions.list(params={"customer": cus.id, "status": "all"}).data
         assert [(s.id, s.status, s.cancel_at_period_end, s["items"]["data"][0]["price"]["id"]) for s in subs] == [
-            (sub, "active", False, "price_monthly")]
+            (sub, "canceled", False, "price_monthly")]
+        (ended,) = subs
+        assert (ended.canceled_at, ended.ended_at) == (day("2031-01-05"), day("2031-01-05"))
+        assert ended.cancellation_details.comment == f"Cancelled by Lysmore after a full refund of charge {december['id']}"
+        assert sandbox.request_count(f"/v1/subscriptions/{sub}", "DELETE") == 1
+        assert len(sandbox.store.events("customer.subscription.deleted")) == 1
         assert sandbox.store.count("customer") == 1 and sandbox.store.count("subscription") == 1
         assert len(sandbox.store.events("customer.subscription.created")) == 1
         cancels = [e for e in sandbox.store.events("customer.subscription.updated")
                    if e["data"].get("previous_attributes", {}).get("cancel_at_period_end") is False]
         assert len(cancels) == 1  # the cancel sent once, though its sender was killed waiting for the answer
-        invoices = sandbox.store.objects("invoice")
+        invoices = sandbox.store.objects("invoice")  # none for 2031-01-20: the subscription had ended
         assert Counter(i["status"] for i in invoices) == {"paid": 14}
         assert Counter(i["billing_reason"] for i in invoices) == {
             "subscription_create": 1, "subscription_cycle": 11, "subscription_update": 2}

@@ -16,7 +16,7 @@ read-only views tests use.
 from __future__ import annotations
 
 from ..errors import StripeApiError
-from .billing import DUNNING_RETRY_DAYS, Billing
+from .billing import DISPUTE_TEST_EVIDENCE, DUNNING_RETRY_DAYS, Billing
 from .catalog import Catalog
 from .core import Core, Obj, RequestContext, diff_previous, new_id
 from .customers import Customers
@@ -84,6 +84,7 @@ class SandboxStore:
 
 __all__ = [
     "DEFAULT_API_VERSION",
+    "DISPUTE_TEST_EVIDENCE",
     "DUNNING_RETRY_DAYS",
     "INCOMPLETE_EXPIRES_AFTER",
     "RequestContext",

@@ -11,7 +11,7 @@ import copy
 from typing import Literal
 
 from ..errors import card_error, invalid_request
-from ..params import Params, as_bool, as_str, check_known, opt_str
+from ..params import Params, as_bool, as_dict, as_str, check_known, merge_metadata, opt_str
 from .core import PAGING, Core, Obj, RequestContext, matching, new_id, random_string
 from .events import EventLog
 from .payment_methods import PaymentMethods, profile_of
@@ -24,6 +24,17 @@ _DAY = 86400
 Outcome = Literal["succeeded", "declined", "requires_action", "no_payment_method"]
 
 _INVOICE_STATUSES = ("draft", "open", "paid", "uncollectible", "void")
+
+#: Stripe's test-mode evidence: submitting ``uncategorized_text`` with one of these closes the dispute
+#: as won or lost at once (any other evidence leaves it ``under_review``).
+DISPUTE_TEST_EVIDENCE = {"winning_evidence": "won", "losing_evidence": "lost"}
+_DISPUTE_CLOSED = ("won", "lost", "warning_closed")
+#: The evidence fields the sandbox takes (text ones; Stripe has more, files among them).
+_EVIDENCE_FIELDS = (
+    "access_activity_log", "billing_address", "cancellation_policy_disclosure", "cancellation_rebuttal",
+    "customer_communication", "customer_email_address", "customer_name", "product_description",
+    "refund_policy_disclosure", "refund_refusal_explanation", "service_date", "uncategorized_text",
+)
 
 
 def subscription_amount(sub: Obj) -> int:
@@ -424,6 +435,7 @@ class Billing:
                     "charge": charge_id,
                     "created": at,
                     "currency": charge["currency"],
+                    "evidence": dict.fromkeys(_EVIDENCE_FIELDS),
                     "evidence_details": {
                         "due_by": at + 7 * _DAY,
                         "has_evidence": False,
@@ -549,14 +561,52 @@ class Billing:
                 found = matching(found, params, name)
             return self._core.paginate(found, params, "/v1/disputes")
 
+    def update_dispute(self, params: Params, ctx: RequestContext, id: str) -> Obj:
+        """POST /v1/disputes/{id}: add evidence and metadata; ``submit`` (default true, as Stripe) sends it.
+        Submitted ``uncategorized_text`` ``winning_evidence`` / ``losing_evidence`` closes the dispute as
+        won / lost at once, as in Stripe's test mode (``charge.dispute.updated``, ``charge.dispute.closed``)."""
+        with self._core.lock:
+            check_known(params, ("evidence", "metadata", "submit"))
+            dispute = self._core.get("dispute", id)
+            if dispute["status"] in _DISPUTE_CLOSED:
+                raise invalid_request(f"This dispute is already closed ({dispute['status']}); it cannot be updated.")
+            evidence = as_dict(params.get("evidence", {}), "evidence")
+            for key, value in evidence.items():
+                if key not in _EVIDENCE_FIELDS:
+                    raise invalid_request(f"Received unknown parameter: evidence[{key}]", param=f"evidence[{key}]")
+                evidence[key] = as_str(value, f"evidence[{key}]") or None
+            submit = as_bool(params["submit"], "submit") if "submit" in params else True
+            charge = self._core.tables["charge"][dispute["charge"]]
+            at = self._core.time_for(charge["customer"])
+            before = copy.deepcopy(dispute)
+            dispute["evidence"] = {**dispute["evidence"], **evidence}
+            dispute["metadata"] = merge_metadata(dispute["metadata"], params.get("metadata", {}))
+            details = dispute["evidence_details"]
+            details["has_evidence"] = any(v for v in dispute["evidence"].values())
+            outcome = None
+            if submit:
+                details["submission_count"] += 1
+                dispute["status"] = "under_review"
+                outcome = DISPUTE_TEST_EVIDENCE.get(str(dispute["evidence"].get("uncategorized_text")))
+            self._events.emit_changes("charge.dispute.updated", dispute, before, ctx, created=at)
+            if outcome is not None:
+                self._close(dispute, outcome, ctx, at)
+            return self._core.answer(dispute, params)
+
     def close_dispute(self, params: Params, ctx: RequestContext, id: str) -> Obj:
         """POST /v1/disputes/{id}/close: accept the dispute (it is lost; ``charge.dispute.closed``)."""
         with self._core.lock:
             check_known(params, ())
             dispute = self._core.get("dispute", id)
-            if dispute["status"] in ("won", "lost"):
+            if dispute["status"] in _DISPUTE_CLOSED:
                 raise invalid_request(f"Dispute {id} is already closed.")
             charge = self._core.tables["charge"][dispute["charge"]]
-            dispute["status"] = "lost"
-            self._events.emit("charge.dispute.closed", dispute, ctx, created=self._core.time_for(charge["customer"]))
+            self._close(dispute, "lost", ctx, self._core.time_for(charge["customer"]))
             return self._core.answer(dispute, params)
+
+    def _close(self, dispute: Obj, status: str, ctx: RequestContext | None, at: int) -> None:
+        """End a dispute ``won`` or ``lost``: a won one gives the charge its money back (``charge.dispute.closed``)."""
+        dispute["status"] = status
+        if status == "won":
+            dispute["is_charge_refundable"] = True
+        self._events.emit("charge.dispute.closed", dispute, ctx, created=at)
