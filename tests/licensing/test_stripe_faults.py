@@ -32,7 +32,11 @@ def test_429_500_and_dropped_answers_on_every_step_make_one_of_each(
 
         assert sandbox.faults.pending() == []  # every fault fired
         errors = [e["error"] for e in done["errors"]]
-        assert done["attempt"] == 13 and len(errors) == 12, errors
+        # Twelve failures, then the success; an attempt that met the account's lock held by the
+        # sign-up's own webhook workflow snoozed (no error, one attempt more), which a busy machine
+        # makes happen now and then.
+        snoozed = done["meta"].get("snoozed", 0)
+        assert len(errors) == 12 and done["attempt"] == 13 + snoozed, (done["attempt"], snoozed, errors)
         assert sum("RateLimitError" in e for e in errors) == 4, errors
         assert sum("APIError" in e for e in errors) == 4
         assert sum("APIConnectionError" in e for e in errors) == 4
