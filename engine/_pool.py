@@ -10,7 +10,7 @@ import re
 import select
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, TypeVar, cast
 
 import psycopg
@@ -162,6 +162,40 @@ def behind_pooler(conn: psycopg.Connection) -> bool:
     return row is not None and row[0] != conn.info.backend_pid
 
 
+class _Lease:
+    """One pooled connection for a ``with`` block: taken on entry, given back on exit, with the
+    connection's own block (commit, or roll back on an error) inside. A class rather than nested
+    generators: every statement of the engine takes one, and a single insert spent about a fifth
+    of its time in getting and giving back its connection."""
+
+    __slots__ = ("_db", "_pool", "_conn")
+
+    def __init__(self, db: Database, pool: ConnectionPool) -> None:
+        self._db, self._pool = db, pool
+        self._conn: psycopg.Connection | None = None
+
+    def __enter__(self) -> psycopg.Connection:
+        try:
+            conn = self._pool.getconn(timeout=self._db.wait)
+        except PoolTimeout as exc:
+            raise self._db._unavailable(exc) from exc
+        try:
+            conn.__enter__()
+        except BaseException:
+            self._pool.putconn(conn)
+            raise
+        self._conn = conn
+        return conn
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        conn, self._conn = self._conn, None
+        assert conn is not None
+        try:
+            conn.__exit__(kind, exc, tb)
+        finally:
+            self._pool.putconn(conn)
+
+
 class Database:
     """The pool of one engine, opened on first use: a probe first (one clear error, and the pooler
     detected), then a pool whose dead connections are caught before a statement is sent.
@@ -241,35 +275,31 @@ class Database:
             return down
         return None
 
-    @contextmanager
-    def _pooled(self) -> Iterator[psycopg.Connection]:
+    def _pooled(self) -> _Lease:
         """A connection from the pool, or ``DatabaseUnavailable`` naming why there is none."""
         pool = self.pool
         if self.fail_fast and self._down is not None:
             self._down = self._probe(self._url())  # down still: refused now, not after a wait
             if self._down is not None:
                 raise self._down
-        with ExitStack() as stack:
-            try:
-                pooled = stack.enter_context(pool.connection(timeout=self.wait))
-            except PoolTimeout as exc:
-                url = self._url()
-                down = self._probe(url)
-                if down is None:
-                    raise self._busy(url) from exc
-                if self.fail_fast:
-                    self._down = down
-                raise down from exc
-            yield pooled
+        return _Lease(self, pool)
 
-    @contextmanager
-    def connection(self, conn: psycopg.Connection | None = None) -> Iterator[psycopg.Connection]:
+    def _unavailable(self, exc: PoolTimeout) -> DatabaseUnavailable:
+        """Why no pooled connection came within the wait: the server is down (a direct attempt
+        fails: remembered when failing fast), or every pooled connection is busy."""
+        url = self._url()
+        down = self._probe(url)
+        if down is None:
+            return self._busy(url)
+        if self.fail_fast:
+            self._down = down
+        return down
+
+    def connection(self, conn: psycopg.Connection | None = None) -> AbstractContextManager[psycopg.Connection]:
         """The caller's connection when given, else one from the pool (autocommit)."""
         if conn is not None:
-            yield conn
-        else:
-            with self._pooled() as pooled:
-                yield pooled
+            return nullcontext(conn)
+        return self._pooled()
 
     @contextmanager
     def atomic(self, conn: psycopg.Connection | None = None) -> Iterator[psycopg.Connection]:
