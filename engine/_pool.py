@@ -61,13 +61,13 @@ def retried_when_moved(method: F) -> F:
 
     @functools.wraps(method)
     def run(*args: Any, **kwargs: Any) -> Any:
-        own = not any(isinstance(a, psycopg.Connection) for a in (*args, *kwargs.values()))
         tries = 0
         while True:
             tries += 1
             try:
                 return method(*args, **kwargs)
             except psycopg.errors.SerializationFailure:
+                own = not any(isinstance(a, psycopg.Connection) for a in (*args, *kwargs.values()))
                 if not own or tries >= MOVED_TRIES:
                     raise
                 log.debug("row moved by a concurrent statement, running again", extra={"call": method.__name__})

@@ -144,7 +144,7 @@ class Store:
         row = c.execute(
             self.q.jobs.insert_one,
             {"queue": spec.queue, "worker": spec.worker, "args": spec.json_args(), "meta": spec.json_meta(),
-             "tags": spec.tags, "priority": spec.priority, "max_attempts": spec.max_attempts,
+             "tags": spec.tags or EMPTY_ARRAY, "priority": spec.priority, "max_attempts": spec.max_attempts,
              "scheduled_at": spec.scheduled_at, "schedule_in": spec.schedule_in, "channel": self.channel},
         ).fetchone()
         assert row is not None
