@@ -10,10 +10,12 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from .db import Sql, one
+from .db import Sql, all_rows, one
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 INFO_FIELDS = ("email", "name")
+#: Subscription statuses that never come back: a subscription in one is over.
+ENDED = ("canceled", "incomplete_expired")
 
 
 class AccountError(ValueError):
@@ -50,6 +52,11 @@ class Account:
     def from_row(cls, row: dict[str, Any]) -> Account:
         """Build an Account from a ``dict_row`` of the accounts table."""
         return cls(**{name: row[name] for name in cls.__dataclass_fields__})
+
+    @property
+    def has_live_subscription(self) -> bool:
+        """Whether a subscription is recorded and was last seen in a status that is not over."""
+        return self.subscription_id is not None and self.subscription_status not in ENDED
 
 
 def check_email(email: object) -> str:
@@ -101,17 +108,26 @@ def find_by_customer(conn: psycopg.Connection, q: Sql, customer_id: str) -> Acco
     return Account.from_row(row) if row else None
 
 
-def set_plan(conn: psycopg.Connection, q: Sql, account_id: int, plan: str, payment_method: str | None) -> Account:
-    """Record a wanted plan (and a new payment method, if given); a real change takes the next ``change_seq``."""
+def set_plan(
+    conn: psycopg.Connection, q: Sql, account_id: int, plan: str, payment_method: str | None, *,
+    resubscribe: bool = False,
+) -> Account:
+    """Record a wanted plan (and a new payment method, if given); a real change takes the next ``change_seq``.
+
+    ``resubscribe`` (the account's subscription has ended): always a real change, even to the same
+    plan, as a new subscription is wanted; and it starts un-cancelled (a cancel wish was about the
+    subscription that ended)."""
+    changed = "(%(resub)s OR plan IS DISTINCT FROM %(plan)s OR payment_method IS DISTINCT FROM coalesce(%(pm)s, payment_method))"
     row = one(
         conn,
         q(
             "UPDATE {s}.accounts SET plan = %(plan)s, payment_method = coalesce(%(pm)s, payment_method), "
-            "change_seq = change_seq + CASE WHEN plan IS DISTINCT FROM %(plan)s OR payment_method IS DISTINCT FROM coalesce(%(pm)s, payment_method) THEN 1 ELSE 0 END, "
-            "plan_seq = CASE WHEN plan IS DISTINCT FROM %(plan)s OR payment_method IS DISTINCT FROM coalesce(%(pm)s, payment_method) THEN change_seq + 1 ELSE plan_seq END, "
+            f"change_seq = change_seq + CASE WHEN {changed} THEN 1 ELSE 0 END, "
+            f"plan_seq = CASE WHEN {changed} THEN change_seq + 1 ELSE plan_seq END, "
+            "cancel_at_period_end = cancel_at_period_end AND NOT %(resub)s, "
             "updated_at = now() WHERE id = %(id)s RETURNING *"
         ),
-        {"plan": plan, "pm": payment_method, "id": account_id},
+        {"plan": plan, "pm": payment_method, "id": account_id, "resub": resubscribe},
     )
     if row is None:
         raise AccountError(f"no account {account_id}")
@@ -239,6 +255,83 @@ def record_subscription_state(
          "cancel": cancel_at_period_end, "seen": seen_at, "id": account_id},
     )
     return row is not None
+
+
+def record_subscription_ended(
+    conn: psycopg.Connection, q: Sql, account_id: int, subscription_id: str, status: str, seen_at: datetime
+) -> bool:
+    """Record that the account's subscription ended (``customer.subscription.deleted``); an ended
+    status never changes again, so this needs no ordering, but only the subscription the account has
+    recorded is touched (a late event about an older one changes nothing). Returns whether it was written."""
+    if status not in ENDED:
+        raise ValueError(f"{status!r} is not an ended status")
+    row = one(
+        conn,
+        q(
+            "UPDATE {s}.accounts SET subscription_status = %(status)s, subscription_period_end = NULL, "
+            "subscription_seen_at = greatest(subscription_seen_at, %(seen)s), updated_at = now() "
+            "WHERE id = %(id)s AND subscription_id = %(sub)s "
+            "AND subscription_status IS DISTINCT FROM %(status)s RETURNING id"
+        ),
+        {"status": status, "seen": seen_at, "id": account_id, "sub": subscription_id},
+    )
+    return row is not None
+
+
+# -- subscriptions the app ended after a charge, and the hold on subscribing again -----------------
+
+#: Why the app ended a subscription after a charge, and whether that holds the account from
+#: subscribing again until a person allows it (a dispute is the card holder's claim; a full refund is
+#: our own decision, see the README).
+CHARGE_REASONS = {"refund": False, "dispute": True}
+
+
+def record_charge_end(
+    conn: psycopg.Connection, q: Sql, *, account_id: int, subscription_id: str, charge_id: str, reason: str
+) -> bool:
+    """Record that ``subscription_id`` ended (or is being ended) because of ``charge_id``; once per
+    charge and reason, so a replayed event never puts back a hold a person lifted. Returns whether it was new."""
+    if reason not in CHARGE_REASONS:
+        raise ValueError(f"reason must be one of {sorted(CHARGE_REASONS)}, got {reason!r}")
+    row = one(
+        conn,
+        q(
+            "INSERT INTO {s}.charge_ends (account_id, subscription_id, charge_id, reason, holds) "
+            "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (charge_id, reason) DO NOTHING RETURNING charge_id"
+        ),
+        [account_id, subscription_id, charge_id, reason, CHARGE_REASONS[reason]],
+    )
+    return row is not None
+
+
+def open_hold(conn: psycopg.Connection, q: Sql, account_id: int) -> dict[str, Any] | None:
+    """The newest charge end that holds the account from subscribing again and was not allowed yet, or None."""
+    return one(
+        conn,
+        q(
+            "SELECT * FROM {s}.charge_ends WHERE account_id = %s AND holds AND allowed_at IS NULL "
+            "ORDER BY recorded_at DESC, charge_id DESC LIMIT 1"
+        ),
+        [account_id],
+    )
+
+
+def lift_holds(conn: psycopg.Connection, q: Sql, account_id: int) -> list[dict[str, Any]]:
+    """Mark every open hold of the account allowed; returns the rows lifted."""
+    return all_rows(
+        conn,
+        q(
+            "UPDATE {s}.charge_ends SET allowed_at = now() WHERE account_id = %s AND holds "
+            "AND allowed_at IS NULL RETURNING *"
+        ),
+        [account_id],
+    )
+
+
+def hold_text(hold: dict[str, Any]) -> str:
+    """How a hold reads in an error: '… ended after a dispute on charge ch_…'."""
+    what = "a dispute" if hold["reason"] == "dispute" else "a full refund"
+    return f"its subscription {hold['subscription_id']} ended after {what} on charge {hold['charge_id']}"
 
 
 def plan_price(conn: psycopg.Connection, q: Sql, plan: str) -> str | None:

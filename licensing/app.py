@@ -232,13 +232,23 @@ class LicensingApp:
         """Record a plan change (and maybe a new card) and enqueue the update job, in one transaction.
 
         A repeated request (nothing changes) meets the update job of the same change for 120 s; a real
-        change gets a job of its own, and the last change wins (see the README)."""
+        change gets a job of its own, and the last change wins (see the README). On an account whose
+        subscription has ended it subscribes again (a new subscription, charged at once), unless a
+        dispute ended it and no person has allowed it since (``allow_resubscribe``): then
+        ``AccountError`` and nothing is written."""
         if plan not in self.settings.plans:
             raise AccountError(f"unknown plan {plan!r}")
         if payment_method is not None and (not isinstance(payment_method, str) or not payment_method.startswith("pm_")):
             raise AccountError("payment_method must be a Stripe payment method id (pm_...)")
         with self.engine.atomic(conn) as c:
-            acc = accounts.set_plan(c, self.q, account_id, plan, payment_method)
+            acc = self._locked_account(c, account_id)
+            ended = acc.subscription_id is not None and not acc.has_live_subscription
+            if not acc.has_live_subscription:
+                hold = accounts.open_hold(c, self.q, account_id)
+                if hold is not None:
+                    raise AccountError(f"account {account_id} may not subscribe again: {accounts.hold_text(hold)}: "
+                                       "a person must re-allow it (LicensingApp.allow_resubscribe)")
+            acc = accounts.set_plan(c, self.q, account_id, plan, payment_method, resubscribe=ended)
             return self.engine.insert(
                 UpdateWorker.new({"id": account_id, "plan": plan, "seq": acc.plan_seq}, meta=self.job_meta()), conn=c
             )
@@ -256,17 +266,58 @@ class LicensingApp:
         self, account_id: int, cancel: bool, *, conn: psycopg.Connection | None = None
     ) -> Job:
         """Record that the customer wants the subscription to end at the period end (or no longer
-        wants it to: un-cancel) and enqueue the update job that tells Stripe, in one transaction."""
+        wants it to: un-cancel) and enqueue the update job that tells Stripe, in one transaction.
+
+        Only for a live subscription: with none recorded, or one that has ended (``canceled``,
+        ``incomplete_expired``), ``AccountError`` and nothing is written. The job (``"cancel"`` in its
+        args) never creates a subscription either, should it have ended by the time it runs."""
         if not isinstance(cancel, bool):
             raise AccountError(f"cancel must be true or false, got {cancel!r}")
+        what = "cancel" if cancel else "un-cancel"
         with self.engine.atomic(conn) as c:
+            acc = self._locked_account(c, account_id)
+            if acc.subscription_id is None:
+                raise AccountError(f"account {account_id} has no subscription to {what}")
+            if not acc.has_live_subscription:
+                raise AccountError(
+                    f"account {account_id} cannot {what}: its subscription {acc.subscription_id} has ended "
+                    f"({acc.subscription_status}); a plan change subscribes again"
+                )
             acc = accounts.set_cancel(c, self.q, account_id, cancel)
             if acc.plan is None:
-                raise AccountError(f"account {account_id} has no plan to cancel")
+                raise AccountError(f"account {account_id} has no plan to {what}")
             return self.engine.insert(
-                UpdateWorker.new({"id": account_id, "plan": acc.plan, "seq": acc.plan_seq}, meta=self.job_meta()),
+                UpdateWorker.new({"id": account_id, "plan": acc.plan, "seq": acc.plan_seq, "cancel": cancel},
+                                 meta=self.job_meta()),
                 conn=c,
             )
+
+    def allow_resubscribe(self, account_id: int, *, conn: psycopg.Connection | None = None) -> list[str]:
+        """A person's decision: let an account whose subscription a dispute ended subscribe again
+        (``change_plan``). Lifts every hold on it, writes an audit row, and returns the charges whose
+        holds were lifted; ``AccountError`` when there is no such account or nothing holds it."""
+        with self.engine.atomic(conn) as c:
+            self._locked_account(c, account_id)
+            lifted = accounts.lift_holds(c, self.q, account_id)
+            if not lifted:
+                raise AccountError(f"account {account_id} is not held from subscribing again: nothing to allow")
+            charges = [str(row["charge_id"]) for row in lifted]
+            self.engine.record_audit(
+                "licensing", "allow_resubscribe", targets=[account_id], outcome="allowed",
+                detail={"charges": charges, "subscriptions": sorted({str(r["subscription_id"]) for r in lifted})},
+                conn=c,
+            )
+        log.warning("account %s may subscribe again (held after charge(s) %s)", account_id, ", ".join(charges))
+        return charges
+
+    def _locked_account(self, conn: psycopg.Connection, account_id: int) -> Account:
+        """The account, its row locked until the transaction ends (requests on it are judged one at a time)."""
+        if not isinstance(account_id, int) or isinstance(account_id, bool):
+            raise AccountError(f"an account id is an integer, got {account_id!r}")
+        acc = accounts.load(conn, self.q, account_id, for_update=True)
+        if acc is None:
+            raise AccountError(f"no account {account_id}")
+        return acc
 
     def account(self, account_id: int) -> Account | None:
         """The account as stored now."""

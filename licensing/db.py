@@ -106,6 +106,25 @@ MIGRATIONS: list[tuple[int, str]] = [
             ADD COLUMN restored_by_event text;
         """,
     ),
+    (
+        3,
+        # Subscriptions the app ended after a full refund or a dispute, one row per charge and reason;
+        # ``holds``: the account may not subscribe again (change_plan) until a person allows it
+        # (``allowed_at``, LicensingApp.allow_resubscribe). See the README, "For the team".
+        """
+        CREATE TABLE {s}.charge_ends (
+            account_id      bigint NOT NULL REFERENCES {s}.accounts (id),
+            subscription_id text NOT NULL,
+            charge_id       text NOT NULL,
+            reason          text NOT NULL CHECK (reason IN ('refund', 'dispute')),
+            holds           boolean NOT NULL,
+            recorded_at     timestamptz NOT NULL DEFAULT now(),
+            allowed_at      timestamptz,
+            PRIMARY KEY (charge_id, reason)
+        );
+        CREATE INDEX ON {s}.charge_ends (account_id);
+        """,
+    ),
 ]
 
 

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("licensing.stripe")
 
-ENDED = ("canceled", "incomplete_expired")
+ENDED = accounts.ENDED
 META_ACCOUNT = "lysmore_account"
 META_INSTANCE = "lysmore_instance"
 
@@ -212,11 +212,34 @@ def _live_subscription(app: LicensingApp, acc: Account, customer: str) -> dict[s
     return sub
 
 
+class NotCreated(accounts.AccountError):
+    """The update job found no live subscription and may not create one (a cancel or un-cancel, or an
+    account held after a dispute): nothing is sent to Stripe."""
+
+
+def check_may_create(app: LicensingApp, acc: Account, *, cancel: bool | None) -> None:
+    """Raise ``NotCreated`` unless a job may create a subscription for ``acc``, which has none live
+    in Stripe: never for a cancel or un-cancel (``cancel`` is its wish; None: a sign-up or plan change),
+    and not while a dispute holds the account from subscribing again."""
+    ended = f"its subscription {acc.subscription_id} has ended" if acc.subscription_id else "it has no subscription"
+    if cancel is not None:
+        raise NotCreated(
+            f"account {acc.id}: {'cancel' if cancel else 'un-cancel'} not sent: {ended} in Stripe "
+            "(a cancel or un-cancel never creates a subscription; a plan change subscribes again)"
+        )
+    with app.engine.connection() as c:
+        hold = accounts.open_hold(c, app.q, acc.id)
+    if hold is not None:
+        raise NotCreated(f"account {acc.id} may not subscribe again: {accounts.hold_text(hold)}: "
+                         "a person must re-allow it (LicensingApp.allow_resubscribe)")
+
+
 def ensure_subscription(
-    app: LicensingApp, job: Job, acc: Account, customer: str, pm: str | None, plan: str, price: str
+    app: LicensingApp, job: Job, acc: Account, customer: str, pm: str | None, plan: str, price: str,
+    sub: dict[str, Any] | None,
 ) -> tuple[dict[str, Any], str]:
-    """Create the subscription once, or bring it to ``price`` and the wanted cancellation; returns (subscription, what happened)."""
-    sub = _live_subscription(app, acc, customer)
+    """Create the subscription once (``sub`` None: none is live; the caller checked it may), or bring
+    the live ``sub`` to ``price`` and the wanted cancellation; returns (subscription, what happened)."""
     meta = {META_ACCOUNT: str(acc.id), META_INSTANCE: app.prefix, "lysmore_plan": plan}
     if sub is None:
         params: dict[str, Any] = {
@@ -260,20 +283,30 @@ def ensure_subscription(
 # -- the two shapes of the update job -------------------------------------------------------------
 
 
-def apply_plan(app: LicensingApp, job: Job, account_id: int) -> dict[str, Any]:
+def apply_plan(app: LicensingApp, job: Job, account_id: int, *, cancel: bool | None = None) -> dict[str, Any]:
     """Bring Stripe to the account's wanted state as it is now (not as it was when the job was
-    inserted): attach the payment method, update the customer, create or update the subscription."""
+    inserted): attach the payment method, update the customer, create or update the subscription.
+
+    ``cancel`` (a cancel or un-cancel job, else None): such a job only updates a live subscription.
+    Whether one is live is read from Stripe before anything is sent; with none, ``NotCreated`` is
+    raised unless the job may create one (``check_may_create``)."""
     steps: dict[str, str] = {}
-    customer, steps["customer"] = ensure_customer(app, job, _reload(app, account_id))
+    first = _reload(app, account_id)
+    if cancel is not None and not first.stripe_customer_id:
+        check_may_create(app, first, cancel=cancel)  # no customer, so no subscription: nothing to send
+    customer, steps["customer"] = ensure_customer(app, job, first)
     acc = _reload(app, account_id)  # every later step works from this one reading
     seq, plan = acc.change_seq, acc.plan
     with app.engine.connection() as c:
         price = accounts.plan_price(c, app.q, plan) if plan else None
     if plan is None or price is None:
         raise accounts.AccountError(f"unknown plan {plan!r}")
+    live = _live_subscription(app, acc, customer)
+    if live is None:
+        check_may_create(app, acc, cancel=cancel)
     pm, steps["attach"] = attach_payment_method(app, job, acc, customer)
     steps["update"] = update_customer(app, job, customer, customer_details(app, acc, pm, plan), seq=seq)
-    sub, steps["subscription"] = ensure_subscription(app, job, acc, customer, pm, plan, price)
+    sub, steps["subscription"] = ensure_subscription(app, job, acc, customer, pm, plan, price, live)
     with app.engine.connection() as c:
         accounts.record_synced(c, app.q, account_id, seq)
     return {

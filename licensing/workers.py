@@ -53,10 +53,12 @@ class LicensingWorker(Worker):
 
 class UpdateWorker(LicensingWorker, queue="default", unique={"period": 120}, max_attempts=20):
     """``{"id", "plan", "seq"}``: attach the card, update the customer, create or update the subscription;
-    ``{"id", "info", "seq"}``: update details. ``plan``/``info`` say what was asked (for people reading
-    the job); what is sent is the account's wanted state when the job runs. ``seq`` is the account's
-    ``plan_seq`` / ``info_seq``: a repeated click has the same one and meets the unique job, a real
-    change a new one."""
+    ``{"id", "plan", "seq", "cancel": bool}``: a cancel / un-cancel, which only updates a live
+    subscription and never creates one; ``{"id", "info", "seq"}``: update details. ``plan``/``info``
+    say what was asked (for people reading the job); what is sent is the account's wanted state when
+    the job runs. ``seq`` is the account's ``plan_seq`` / ``info_seq``: a repeated click has the same
+    one and meets the unique job, a real change a new one. Jobs from before ``cancel`` existed have
+    none and run as plan changes did then."""
 
     def perform(self, job: Job) -> Any:
         """Run the steps that are not done yet, one account at a time."""
@@ -67,11 +69,17 @@ class UpdateWorker(LicensingWorker, queue="default", unique={"period": 120}, max
         with app.account_lock(account_id) as held:
             if not held:
                 return Snooze(app.settings.lock_snooze)
+            cancel = job.args.get("cancel")
+            if cancel is not None and not isinstance(cancel, bool):
+                return Discard(f"args' cancel must be true or false, got {cancel!r}")
             try:
                 if "plan" in job.args:
-                    return stripe_ops.apply_plan(app, job, account_id)
+                    return stripe_ops.apply_plan(app, job, account_id, cancel=cancel)
                 if "info" in job.args:
                     return stripe_ops.apply_info(app, job, account_id)
+            except stripe_ops.NotCreated as exc:
+                log.warning("%s", exc)
+                return Cancel(str(exc))
             except stripe.CardError as exc:
                 log.warning("account %s: card refused (%s); not retrying", account_id, exc.code)
                 return Cancel(f"card refused: {exc.code or 'declined'}")
@@ -356,6 +364,13 @@ class RevokeLicenseWorker(LicensingWorker, queue="default", max_attempts=20):
                 ends_at=datetime.fromtimestamp(ends, UTC) if ends is not None else None,
                 as_of=_event_time(app, job), final=job.args.get("kind") == "deleted", event=job.args["event"],
             )
+            if job.args.get("kind") == "deleted":
+                # The account says so too (a cancel, un-cancel or plan change is judged by it). The
+                # event's copy is enough here: a deleted subscription never comes back.
+                status = sub.get("status")
+                accounts.record_subscription_ended(c, app.q, acc.id, sub["id"],
+                                                   status if status in stripe_ops.ENDED else "canceled",
+                                                   _event_time(app, job))
         return {"license": row["id"], "ends_at": row["ends_at"].isoformat() if row["ends_at"] else None}
 
 
@@ -720,9 +735,16 @@ class ChargeCancelWorker(LicensingWorker, queue="default", max_attempts=20):
             return Cancel(f"charge {case.charge['id']} pays no subscription: nothing to cancel")
         sub = stripe_subscription(app, case.subscription_id)
         acc = _account_for(app, sub)
+        reason = "dispute" if case.dispute is not None else "refund"
         with app.account_lock(acc.id) as held:
             if not held:
                 return Snooze(app.settings.lock_snooze)
+            # Recorded first, under the lock an update job takes too: from here on no job subscribes
+            # the account again after a dispute until a person allows it (once per charge and reason,
+            # so a replay never puts back a hold that was lifted).
+            with app.engine.connection() as c:
+                accounts.record_charge_end(c, app.q, account_id=acc.id, subscription_id=sub["id"],
+                                           charge_id=case.charge["id"], reason=reason)
             sub = stripe_subscription(app, sub["id"])
             if sub.get("status") in stripe_ops.ENDED:
                 done = f"already {sub.get('status')}"
@@ -730,7 +752,8 @@ class ChargeCancelWorker(LicensingWorker, queue="default", max_attempts=20):
                 sub, done = self._cancel(app, case, sub)
             # Records the ended state on the account and keeps the revocation final (idempotent).
             reconcile_access(app, job, acc, sub, as_of=_event_time(app, job), event=job.args["event"])
-        return {"subscription": sub["id"], "cancel": done, "status": sub.get("status"), "because": case.why}
+        return {"subscription": sub["id"], "cancel": done, "status": sub.get("status"), "because": case.why,
+                "resubscribe": "held" if accounts.CHARGE_REASONS[reason] else "allowed"}
 
     @staticmethod
     def _cancel(app: LicensingApp, case: ChargeCase, sub: dict[str, Any]) -> tuple[dict[str, Any], str]:
@@ -796,6 +819,8 @@ class ChargeNotifyWorker(LicensingWorker, queue="default", max_attempts=20):
                 f"reason {dispute.get('reason')}, status {dispute.get('status')}",
                 f"evidence due: {due_text}",
                 "access:       package key and license revoked for good; subscription cancelled at once",
+                "subscribing:  held: the account cannot subscribe again until a person allows it "
+                "(allow_resubscribe, licensing/README.md)",
                 "to do:        answer the dispute in Stripe (evidence, or accept it) before the evidence is due",
             ]
         elif case.ends_access:
@@ -804,6 +829,7 @@ class ChargeNotifyWorker(LicensingWorker, queue="default", max_attempts=20):
             lines += [
                 f"refunded:     {money(charge.get('amount_refunded'), charge.get('currency'))} (in full)",
                 "access:       package key and license revoked for good; subscription cancelled at once",
+                "subscribing:  allowed: the customer may subscribe again (a plan change)",
                 "to do:        nothing; to keep the customer, re-grant by hand (licensing/README.md)",
             ]
         else:
@@ -848,7 +874,8 @@ class DisputeClosedWorker(LicensingWorker, queue="default", max_attempts=20):
         if status == "won":
             subject = f"Dispute won: {who}"
             lines += ["money:        the disputed amount comes back to us",
-                      "access:       stays revoked until a person re-grants it (licensing/README.md)"]
+                      "access:       stays revoked until a person re-grants it (licensing/README.md); "
+                      "subscribing again stays held until a person allows it (allow_resubscribe)"]
         elif status == "lost":
             subject = f"Dispute lost: {who}"
             lines += ["money:        the disputed amount stays with the card holder",
