@@ -498,6 +498,22 @@ def _cmd_licensing_verify(args: argparse.Namespace) -> int:
     return 1
 
 
+def _cmd_licensing_allow_resubscribe(args: argparse.Namespace) -> int:
+    """A person's decision: let an account a dispute held subscribe again (see licensing/README.md)."""
+    from licensing.accounts import AccountError
+    from licensing.app import LicensingApp
+
+    app = LicensingApp()
+    try:
+        charges = app.allow_resubscribe(args.account)
+    except AccountError as exc:
+        raise CommandError(str(exc)) from None
+    finally:
+        app.engine.stop()
+    print(f"account {args.account} may subscribe again (it was held after {', '.join(charges)})")
+    return 0
+
+
 def _add_licensing(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("licensing", help="the licensing app (Stripe payments and webhooks on a private instance)")
     lsub = p.add_subparsers(dest="licensing_command", required=True, metavar="ACTION")
@@ -518,6 +534,13 @@ def _add_licensing(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
                                         "from LYSMORE_LICENSING_LICENSE_SIGNING_KEY")
     v.add_argument("--at", help="check as of this ISO 8601 time instead of now")
     v.set_defaults(fn=_cmd_licensing_verify)
+    r = lsub.add_parser(
+        "allow-resubscribe", help="let an account a dispute ended subscribe again (a person's decision; audited)",
+        description="Lift the hold a dispute put on an account, so that a plan change may create a new "
+                    "subscription again. The decision is recorded in the audit log.",
+    )
+    r.add_argument("account", type=int, help="the account's id")
+    r.set_defaults(fn=_cmd_licensing_allow_resubscribe)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,6 +4,8 @@ end or a full refund, and after a dispute only once a person has allowed it."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -15,6 +17,7 @@ from licensing.sandbox.store import add_interval
 from licensing.workers import UpdateWorker
 
 from ..helpers import wait_for
+from .nodes import node_env
 from .stack import Stack, licensing_stack, select
 from .test_lifecycle import DAY, DONE, START, advance, license_row, settle, sign_up
 
@@ -160,8 +163,17 @@ def test_a_plan_change_after_a_dispute_waits_for_a_person_to_allow_it(
         assert row["state"] == "cancelled" and f"ended after a dispute on charge {charge.id}" in str(row["errors"])
         assert creates(stack) == 1
 
-        # A person allows it (once; a second time says there is nothing to allow).
-        assert app.allow_resubscribe(account_id) == [charge.id]
+        # A person allows it, with the command (once; a second time says there is nothing to allow).
+        def allow() -> subprocess.CompletedProcess[str]:
+            return subprocess.run([sys.executable, "-m", "lysmore", "licensing", "allow-resubscribe", str(account_id)],
+                                  env=node_env(stack), capture_output=True, text=True, timeout=60)
+
+        done = allow()
+        assert (done.returncode, done.stdout) == (
+            0, f"account {account_id} may subscribe again (it was held after {charge.id})\n"), done.stderr
+        again = allow()
+        assert again.returncode == 2 and f"account {account_id} is not held from subscribing again" in again.stderr
+        assert stack.secret["stripe_api_key"] not in done.stdout + done.stderr + again.stderr
         with pytest.raises(AccountError, match=rf"^account {account_id} is not held from subscribing again"):
             app.allow_resubscribe(account_id)
         with pytest.raises(AccountError, match=r"^no account 999999$"):
