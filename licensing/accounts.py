@@ -242,17 +242,27 @@ def record_subscription_state(
     plan: str | None, period_end: datetime | None, cancel_at_period_end: bool | None, seen_at: datetime,
 ) -> bool:
     """Record what a webhook says about the subscription unless a later one (by Stripe's ``created``
-    time ``seen_at``) was recorded already; returns whether it was written."""
+    time ``seen_at``) was recorded already; returns whether it was written.
+
+    Only about the subscription the account has, or one that takes its place: a subscription that
+    is not the recorded one replaces it only when none is recorded, or the recorded one has ended
+    and this one has not (the account subscribed again). An event about an older subscription (a
+    refund of one of its charges, months later) is newer than anything the current one said, but
+    it is history: it never makes the account point back to the old subscription."""
     row = one(
         conn,
         q(
             "UPDATE {s}.accounts SET subscription_id = %(sub)s, subscription_status = %(status)s, "
             "subscription_plan = coalesce(%(plan)s, subscription_plan), subscription_period_end = %(end)s, "
             "subscription_cancel_at_period_end = %(cancel)s, subscription_seen_at = %(seen)s, updated_at = now() "
-            "WHERE id = %(id)s AND (subscription_seen_at IS NULL OR subscription_seen_at <= %(seen)s) RETURNING id"
+            "WHERE id = %(id)s AND CASE "
+            "WHEN subscription_id = %(sub)s THEN subscription_seen_at IS NULL OR subscription_seen_at <= %(seen)s "
+            "WHEN subscription_id IS NULL THEN true "
+            "ELSE subscription_status = ANY(%(ended)s) AND NOT coalesce(%(status)s = ANY(%(ended)s), false) "
+            "END RETURNING id"
         ),
         {"sub": subscription_id, "status": status, "plan": plan, "end": period_end,
-         "cancel": cancel_at_period_end, "seen": seen_at, "id": account_id},
+         "cancel": cancel_at_period_end, "seen": seen_at, "id": account_id, "ended": list(ENDED)},
     )
     return row is not None
 

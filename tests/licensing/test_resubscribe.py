@@ -95,6 +95,16 @@ def test_cancel_and_un_cancel_after_an_ordinary_end_are_refused_and_a_plan_chang
         assert acc is not None and (acc.subscription_id, acc.cancel_at_period_end) == (new["id"], False)
         assert license_row(stack, new["id"])["revoked_at"] is None and creates(stack) == 3
         assert len([m for m in stack.mails("Welcome") if m.recipients == ("end@example.com",)]) == 2
+        # A full refund of the old subscription's first charge, now: its events are newer than the
+        # new subscription's, but they are about the old one, which stays history.
+        (old_charge,) = [ch for ch in sandbox.store.objects("charge") if ch["customer"] == acc.stripe_customer_id
+                         and ch["created"] < new["created"]]
+        stack.client.v1.refunds.create(params={"charge": old_charge["id"]})
+        settle(stack)
+        acc = app.account(account_id)
+        assert acc is not None and (acc.subscription_id, acc.subscription_status) == (new["id"], "active")
+        assert license_row(stack, new["id"])["revoked_at"] is None
+        assert stack.client.v1.subscriptions.retrieve(new["id"]).status == "active"
         # ... which can be cancelled as any other.
         done = stack.wait_completed(app.set_cancel_at_period_end(account_id, True).id)
         assert done["result"]["steps"]["subscription"] == "updated"
