@@ -19,26 +19,13 @@ from collections.abc import Callable
 
 import psycopg
 from psycopg import sql
+from sql_loop import PLAIN_ACK, PLAIN_FETCH, PLAIN_TABLE  # the plain queue's table and statements
 
 from engine import Engine
 from engine._pool import configure
 
 PREFIX = "perf_batch_costs"
 PLAIN = sql.Identifier("perf_batch_plain")
-PLAIN_TABLE = """
-CREATE TABLE {t} (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, queue text NOT NULL DEFAULT 'default',
-    state text NOT NULL DEFAULT 'available', priority smallint NOT NULL DEFAULT 0,
-    args jsonb NOT NULL DEFAULT '{{}}', attempt int NOT NULL DEFAULT 0,
-    inserted_at timestamptz NOT NULL DEFAULT now(), attempted_at timestamptz, completed_at timestamptz);
-CREATE INDEX ON {t} (queue, priority, id) WHERE state = 'available'
-"""
-PLAIN_FETCH = """
-UPDATE {t} SET state = 'executing', attempt = attempt + 1, attempted_at = now()
-WHERE id IN (SELECT id FROM {t} WHERE queue = %(queue)s AND state = 'available'
-             ORDER BY priority, id LIMIT %(demand)s FOR UPDATE SKIP LOCKED)
-RETURNING id, args
-"""
-PLAIN_ACK = "UPDATE {t} SET state = 'completed', completed_at = now() WHERE id = ANY(%(ids)s)"
 PLAIN_INSERT = """
 WITH ins AS (INSERT INTO {t} (queue, args) VALUES (%(queue)s, %(args)s) RETURNING id)
 SELECT id, pg_notify('perf_batch_plain', %(queue)s) FROM ins
@@ -72,7 +59,8 @@ def _measure(c: psycopg.Connection, eng: Engine, batch: int, rounds: int) -> Non
     jobs = sql.SQL("{}.lysmore_jobs").format(sql.Identifier(PREFIX))
     node = uuid.uuid4()
     fetch_params = {"queue": "q", "demand": batch, "node_id": node, "node_name": "perf"}
-    plain_fetch, plain_ack = sql.SQL(PLAIN_FETCH).format(t=PLAIN), sql.SQL(PLAIN_ACK).format(t=PLAIN)
+    plain_fetch = sql.SQL(PLAIN_FETCH).format(t=PLAIN, order=sql.SQL("priority, id"))
+    plain_ack = sql.SQL(PLAIN_ACK).format(t=PLAIN)
 
     def fill() -> None:
         c.execute(sql.SQL("TRUNCATE {} CASCADE").format(jobs))
@@ -105,7 +93,7 @@ def _measure(c: psycopg.Connection, eng: Engine, batch: int, rounds: int) -> Non
                                     "channel": "perf"}).fetchall()
 
     def plain_fetch_ids() -> list[int]:
-        return [row[0] for row in c.execute(plain_fetch, {"queue": "q", "demand": batch}).fetchall()]
+        return [row[0] for row in c.execute(plain_fetch, {"queue": "q", "k": batch}).fetchall()]
 
     def plain_ack_ids(ids: list[int]) -> None:
         c.execute(plain_ack, {"ids": ids})
