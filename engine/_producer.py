@@ -25,6 +25,7 @@ log = logging.getLogger("lysmore.producer")
 LOST_CHECK_INTERVAL = 1.0
 RECONCILE_INTERVAL = 10.0
 SETTINGS_REFRESH_INTERVAL = 5.0
+PAUSE_SETTLE_TIMEOUT = 10.0  # seconds a pause waits for fetches in flight before it is acknowledged
 
 
 @dataclass(eq=False, slots=True)
@@ -84,6 +85,7 @@ class Producer:
         self._assist_wake = threading.Event()  # the second fetcher's own, so neither spins
         self._fetching = True
         self._settings_dirty = True
+        self._settings_applied = False  # nothing is fetched before the queue's settings are read once
         self._reserved = 0  # slots promised to fetches in flight
         self._reconciling = False
         self.fenced_skips = 0  # fetches skipped because the lease had lapsed
@@ -240,7 +242,8 @@ class Producer:
             demand = self.limit - len(self.running) - self._reserved
             fenced = not self.rt.lease_held()  # our heartbeat may have lapsed: take no new work
             self.fenced_skips += fenced
-            if self.paused or not self._fetching or self._reconciling or demand <= 0 or fenced:
+            if (self.paused or not self._settings_applied or not self._fetching or self._reconciling
+                    or demand <= 0 or fenced):
                 if demand <= 0 and self._reserved and self._fetching:
                     self._done, done = done, []  # the fetch in flight wakes us when it returns
                 demand = 0
@@ -355,10 +358,19 @@ class Producer:
                 run.job._interrupt()
 
     def _apply_settings(self) -> None:
+        """Take the queue's settings in force here, then record them in this node's producer row,
+        which is what a control call waits to see (its acknowledgement). A pause is recorded only
+        once no fetch begun before it is still in flight: one would claim jobs inserted after the
+        caller saw the pause acknowledged."""
         paused, effective = self.rt.settings_for(self.config)
         limit = effective.local_limit
         changed = (paused, effective) != (self.paused, self.effective)
-        self.paused, self.limit, self.effective = paused, limit, effective
+        with self._settled:
+            self.paused, self.limit, self.effective = paused, limit, effective
+            self._settings_applied = True
+            if paused and not self._settled.wait_for(lambda: not self._reserved, PAUSE_SETTLE_TIMEOUT):
+                log.warning("queue %s: a fetch begun before the pause is still running after %ss",
+                            self.queue, PAUSE_SETTLE_TIMEOUT, extra={"queue": self.queue})
         self.rt.store.record_producer(self.queue, limit, paused, self.running_count(), effective.limits_dict())
         if changed:
             log.info(

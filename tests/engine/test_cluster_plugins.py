@@ -256,6 +256,38 @@ def test_paused_queue_runs_nothing_until_resumed(make_engine, conn, prefix) -> N
     assert done.wait(5)
 
 
+def test_a_pause_waits_for_a_fetch_in_flight_before_it_is_acknowledged(make_engine, conn, prefix) -> None:  # type: ignore[no-untyped-def]
+    """A fetch begun before the pause (the second fetcher polls) and slow to reach the database must
+    not claim a job inserted after the caller saw the pause acknowledged."""
+    eng = make_engine(queues={"q": 2}).start()
+    path = eng._producers["q"].rt.path
+    real_fetch = path.fetch
+    in_flight, release = threading.Event(), threading.Event()
+
+    def held_fetch(*args, **kwargs):  # type: ignore[no-untyped-def]
+        if not release.is_set():
+            in_flight.set()
+            release.wait(30)
+        return real_fetch(*args, **kwargs)
+
+    path.fetch = held_fetch
+    eng._producers["q"].wake()
+    assert in_flight.wait(10)
+    paused: list[object] = []
+    pausing = threading.Thread(target=lambda: paused.append(eng.pause_queue("q", wait=30)))
+    pausing.start()
+    pausing.join(0.5)
+    assert pausing.is_alive()  # not acknowledged while the fetch is on its way
+    release.set()
+    pausing.join(30)
+    assert not pausing.is_alive() and paused[0].acked  # type: ignore[attr-defined]
+    job = eng.insert(Quick.new())
+    done = threading.Event()
+    eng.subscribe(lambda e: done.set(), kinds=["success"])
+    assert not done.wait(0.5)
+    assert _state(conn, prefix, job.id) == "available"
+
+
 def test_heartbeat_brings_back_a_node_taken_for_dead(make_engine, conn, prefix) -> None:  # type: ignore[no-untyped-def]
     eng = make_engine(queues={"q": 1}, heartbeat_interval=0.1).start()
     conn.execute(f'DELETE FROM "{prefix}".lysmore_nodes WHERE id = %s', [eng.node_id])
