@@ -191,6 +191,11 @@ class Store:
         )
         return self.q.jobs.ack_completed if plain else self.q.jobs.ack
 
+    def _claimed(self, rows: Sequence[Sequence[Any]], queue: str) -> list[Job]:
+        """The Jobs a fetch of ``queue`` claimed, from its rows (the node's id as text made once)."""
+        name, node_id, text = self.node.name, self.node.id, str(self.node.id)
+        return [Job.claimed(row, queue, name, node_id, text) for row in rows]
+
     @retried_when_moved
     def fetch(
         self, queue: str, demand: int, limits: QueueConfig | None, ack: dict[str, Any] | None, node_ttl: float
@@ -210,8 +215,7 @@ class Store:
         with self.db.connection() as c, c.cursor() as cur:
             if limits is None or (limits.global_limit is None and limits.rate_limit is None):
                 cur.execute(self.q.jobs.fetch, params)
-                name, node_id, text = self.node.name, self.node.id, str(self.node.id)
-                return Fetched([Job.claimed(r, queue, name, node_id, text) for r in cur.fetchall()])
+                return Fetched(self._claimed(cur.fetchall(), queue))
             g, r = limits.global_limit, limits.rate_limit
             params.update(
                 g_allowed=g.allowed if g else None,
@@ -231,7 +235,7 @@ class Store:
                     acked.execute(self._ack_statement(ack), {**ack, "wake": []})
                 cur.execute(self.q.jobs.fetch_global if plain_global else self.q.jobs.fetch_limited, params)
                 c.execute("COMMIT")
-            fetched = Fetched([Job.claimed(row, queue, self.node.name, self.node.id, str(self.node.id)) for row in cur.fetchall()])
+            fetched = Fetched(self._claimed(cur.fetchall(), queue))
             if ack is not None:
                 fetched.recorded = {row[0] for row in acked.fetchall()}
                 if len(fetched.jobs) < len(fetched.recorded):  # ... unless it could not: other nodes may

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -192,13 +192,18 @@ class LicensingApp:
         return build_web_app(self)
 
     @contextmanager
-    def account_lock(self, account_id: int) -> Iterator[bool]:
-        """Hold a transaction-scoped advisory lock on one account, if free; yields whether it was taken."""
+    def try_lock(self, name: str) -> Iterator[bool]:
+        """Hold a transaction-scoped advisory lock named ``name`` in this app's schema, if free; yields
+        whether it was taken."""
         with self.engine.atomic() as c:
             row = c.execute(
-                "SELECT pg_try_advisory_xact_lock(hashtextextended(%s, 0))", [f"{self.schema}:account:{account_id}"]
+                "SELECT pg_try_advisory_xact_lock(hashtextextended(%s, 0))", [f"{self.schema}:{name}"]
             ).fetchone()
             yield bool(row and row[0])
+
+    def account_lock(self, account_id: int) -> AbstractContextManager[bool]:
+        """Hold a transaction-scoped advisory lock on one account, if free; yields whether it was taken."""
+        return self.try_lock(f"account:{account_id}")
 
     def job_meta(self) -> dict[str, Any]:
         """The meta every job of this app carries: the instance it belongs to."""

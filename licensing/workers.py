@@ -849,10 +849,8 @@ class ChargeNotifyWorker(LicensingWorker, queue="default", max_attempts=20):
         if key is None:
             return _send_once(app, job, "notify", build)
         # Another event's step may send the same note right now: one at a time per charge.
-        with app.engine.atomic() as c:
-            row = c.execute("SELECT pg_try_advisory_xact_lock(hashtextextended(%s, 0))",
-                            [f"{app.schema}:mail:{key}"]).fetchone()
-            if not (row and row[0]):
+        with app.try_lock(f"mail:{key}") as held:
+            if not held:
                 return Snooze(app.settings.lock_snooze)
             return _send_once(app, job, "notify", build, key=key)
 
