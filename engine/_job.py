@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -101,6 +101,8 @@ def json_text(value: Any, max_bytes: int = MAX_ARGS_BYTES, least: int | None = N
         raise Unstorable(f"is at least {len(text):,} bytes of JSON, over the cap of {max_bytes} bytes")
     if "\\u0000" in text and _NUL_ESCAPE.search(text):  # the substring first: most texts have none
         raise Unstorable("contains a NUL character (\\x00), which PostgreSQL cannot store")
+    if text.isascii():  # a byte a character, and no surrogate: nothing more to count
+        return text
     try:
         size = len(text.encode())
     except UnicodeEncodeError as exc:  # a lone surrogate such as "\ud800": jsonb rejects it
@@ -162,6 +164,45 @@ def check_json(name: str, value: Any, max_bytes: int = MAX_ARGS_BYTES) -> tuple[
     # of plain values comes back as it is, so a copy does (the caller's dict is not kept).
     result: dict[str, Any] = dict(value) if flat is not None else json.loads(text)
     return result, text
+
+
+def args_texts(items: Iterable[Any]) -> list[str]:
+    """The JSON text of every args of ``items`` (None is ``{}``), checked as ``check_json`` checks
+    them; ``InvalidJob`` names the first that is not storable, by its position. No dict is kept or
+    copied: what is stored comes back from the table, not from here (``Engine.insert_many``)."""
+    texts: list[str] = []
+    append = texts.append
+    for n, value in enumerate(items):
+        if value is None or (type(value) is dict and not value):
+            append("{}")
+            continue
+        if not isinstance(value, dict):
+            raise InvalidJob(f"args #{n} must be a dict (a JSON object), got {type(value).__name__}")
+        try:
+            append(json_text(value, MAX_ARGS_BYTES, _flat_size(value)))
+        except Unstorable as exc:
+            raise InvalidJob(f"args #{n} {exc}") from None
+    return texts
+
+
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def copy_field(text: str) -> str:
+    """``text`` as one field of COPY's text format (backslash, tab and line ends escaped)."""
+    return text.translate(_COPY_ESCAPES)
+
+
+def copy_json(text: str) -> str:
+    """JSON text from ``json_text`` as a field of COPY's text format. Such text holds no tab or
+    line end (JSON escapes them in strings), so only its backslashes need doubling."""
+    return text.replace("\\", "\\\\") if "\\" in text else text
+
+
+def copy_array(items: Sequence[str]) -> str:
+    """A text[] literal of ``items`` as a field of COPY's text format."""
+    quoted = ('"' + item.replace("\\", "\\\\").replace('"', '\\"') + '"' for item in items)
+    return copy_field("{" + ",".join(quoted) + "}")
 
 
 MAX_ID = 2**63 - 1  # ids are bigint
@@ -318,7 +359,10 @@ class JobSpec:
         """A spec due now, not unique, from options already checked (a worker class's own, see
         ``Worker.new``): only ``args`` and ``meta`` are checked here, as ``build`` checks them."""
         args, args_text = check_json("args", {} if args is None else args)
-        meta, meta_text = check_json("meta", {} if meta is None else meta)
+        if meta is None:  # most jobs: no call to check what is known
+            meta, meta_text = {}, "{}"
+        else:
+            meta, meta_text = check_json("meta", meta)
         return cls(
             worker, queue, args, meta, list(tags), priority, max_attempts, None, None, None, None, None,
             None, (), args_text, meta_text, args, meta,

@@ -102,6 +102,7 @@ class Jobs(Group):
     analyze_live: bytes
     cancel: bytes
     copy: bytes
+    copy_many: bytes
     delete: bytes
     executing_here: bytes
     fetch: bytes

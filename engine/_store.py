@@ -20,7 +20,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from ._job import Job, JobSpec, specs_json
+from ._job import Job, JobSpec, copy_array, copy_field, copy_json, specs_json
 from ._pool import Database, retried_when_moved
 from ._queues import Partition, QueueConfig
 from ._sql import Queries, channel
@@ -28,7 +28,7 @@ from ._states import JobState
 from ._timings import BUCKETS, Tally
 
 INSERT_CHUNK = 5_000
-# No tags, as COPY's text takes it: psycopg's list dumper costs more than the rest of the row.
+# No tags, as a text[] literal: psycopg's list dumper cost more than the rest of the row.
 EMPTY_ARRAY = "{}"
 COPY_AT_LEAST = 100  # below this many plain jobs, one INSERT statement is as quick
 NO_PARTITION = Partition()
@@ -131,14 +131,36 @@ class Store:
         ).fetchone()
         assert row is not None
         now, ids = row
+        heads: dict[tuple[str, str], str] = {}  # a bulk insert is mostly of one worker and queue
+        lines = []
+        for job_id, s in zip(ids, specs, strict=True):
+            head = heads.get((s.worker, s.queue))
+            if head is None:
+                head = heads[(s.worker, s.queue)] = f"\t{copy_field(s.queue)}\t{copy_field(s.worker)}\t"
+            lines.append(
+                f"{job_id}{head}{copy_json(s.json_args())}\t{copy_json(s.json_meta())}"
+                f"\t{copy_array(s.tags) if s.tags else EMPTY_ARRAY}\t{s.priority}\t{s.max_attempts}\n"
+            )
         with c.cursor() as cur, cur.copy(self.q.jobs.copy) as copy:
-            for job_id, s in zip(ids, specs, strict=True):
-                copy.write_row((
-                    job_id, s.queue, s.worker, s.json_args(), s.json_meta(), s.tags or EMPTY_ARRAY, s.priority,
-                    s.max_attempts,
-                ))
+            copy.write("".join(lines).encode())
         self.notify(sorted({s.queue for s in specs}), c)
         return [s.saved(i, JobState.AVAILABLE, now, now) for i, s in zip(ids, specs, strict=True)]
+
+    def insert_texts(self, template: JobSpec, texts: Sequence[str], conn: psycopg.Connection | None = None) -> int:
+        """Save one job a JSON text of ``texts``, each as ``template`` but for its args, all or none
+        (in ``conn``'s transaction when given); returns how many. One COPY of text written here:
+        no row or Job is made a job (``Engine.insert_many``)."""
+        head = f"{copy_field(template.queue)}\t{copy_field(template.worker)}\t"
+        tail = (
+            f"\t{copy_json(template.json_meta())}\t{copy_array(template.tags)}\t{template.priority}"
+            f"\t{template.max_attempts}\n"
+        )
+        with self.db.atomic(conn) as c:
+            with c.cursor() as cur, cur.copy(self.q.jobs.copy_many) as copy:
+                for chunk in _chunks(texts, INSERT_CHUNK):
+                    copy.write("".join([head + copy_json(text) + tail for text in chunk]).encode())
+            self.notify([template.queue], c)
+        return len(texts)
 
     def _insert_one(self, c: psycopg.Connection, spec: JobSpec) -> list[Job]:
         row = c.execute(

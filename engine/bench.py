@@ -31,12 +31,13 @@ class BenchResult:
     jobs: int
     concurrency: int
     insert_single_per_s: float
-    insert_bulk_per_s: float
+    insert_bulk_per_s: float  # insert_all of built specs, the Jobs returned
     process_per_s: float
     latency_p50_ms: float
     latency_p95_ms: float
     options: dict[str, Any]
     history: int = 0  # finished jobs in the table before the bench's own
+    insert_many_per_s: float = 0.0  # insert_many of args dicts, a count returned
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -120,12 +121,18 @@ def run_bench(
         with inserter.connection() as c:  # the singles go; the history stays
             c.execute(sql.SQL("DELETE FROM {}.lysmore_jobs WHERE state = 'available'").format(sql.Identifier(prefix)))
 
-        # bulk insert of every job
+        # bulk insert of every job: by insert_all (then deleted), then by insert_many, which stay
         say(f"bulk insert: {jobs}")
         specs = [BenchNoop.new({"i": i}) for i in range(jobs)]
         t0 = time.perf_counter()
         inserter.insert_all(specs)
         insert_bulk = jobs / (time.perf_counter() - t0)
+        del specs
+        with inserter.connection() as c:
+            c.execute(sql.SQL("DELETE FROM {}.lysmore_jobs WHERE state = 'available'").format(sql.Identifier(prefix)))
+        t0 = time.perf_counter()
+        inserter.insert_many(BenchNoop, [{"i": i} for i in range(jobs)])
+        insert_many = jobs / (time.perf_counter() - t0)
         with inserter.connection() as c:
             c.execute("ANALYZE " + f'"{prefix}".lysmore_jobs')
 
@@ -162,6 +169,7 @@ def run_bench(
             concurrency=concurrency,
             insert_single_per_s=round(insert_single, 1),
             insert_bulk_per_s=round(insert_bulk, 1),
+            insert_many_per_s=round(insert_many, 1),
             process_per_s=round(process, 1),
             latency_p50_ms=round(statistics.median(samples), 2),
             latency_p95_ms=round(quantiles[94], 2),

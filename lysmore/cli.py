@@ -130,7 +130,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         print(f"jobs {result.jobs}, concurrency {result.concurrency}"
               + (f", {result.history:,} finished jobs already in the table" if result.history else ""))
         print(f"  single insert   {result.insert_single_per_s:>12,.0f} jobs/s")
-        print(f"  bulk insert     {result.insert_bulk_per_s:>12,.0f} jobs/s")
+        print(f"  bulk insert     {result.insert_many_per_s:>12,.0f} jobs/s   (insert_many: a count back)")
+        print(f"  bulk insert_all {result.insert_bulk_per_s:>12,.0f} jobs/s   (built specs in, Jobs back)")
         print(f"  processing      {result.process_per_s:>12,.0f} jobs/s")
         print(f"  latency p50     {result.latency_p50_ms:>12.2f} ms")
         print(f"  latency p95     {result.latency_p95_ms:>12.2f} ms")

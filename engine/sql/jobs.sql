@@ -64,6 +64,10 @@ SELECT cancelled.id, cancelled.was::text AS was FROM cancelled LEFT JOIN notifie
 -- name: copy
 COPY {prefix}.lysmore_jobs (id, queue, worker, args, meta, tags, priority, max_attempts) FROM STDIN
 
+-- name: copy_many
+-- Jobs of ``Engine.insert_many``: ids and times from the columns' defaults, nothing returned.
+COPY {prefix}.lysmore_jobs (queue, worker, args, meta, tags, priority, max_attempts) FROM STDIN
+
 -- name: delete
 -- Delete jobs that are not executing, and the unique keys they held.
 WITH deleted AS (
