@@ -41,6 +41,26 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield items[start : start + size]
 
 
+def _distinct_ids(ack: dict[str, Any]) -> list[dict[str, Any]]:
+    """``ack`` as parts in which no job id appears twice (the ack statements take each row's outcome
+    by the position of its id): one part, ``ack`` itself, unless a job's earlier attempt and a later
+    one were both waiting to be recorded."""
+    ids = ack["id"]
+    if len(set(ids)) == len(ids):
+        return [ack]
+    parts: list[list[int]] = []  # positions in ack of each part
+    seen: dict[int, int] = {}  # id -> how many parts hold it so far
+    for pos, job_id in enumerate(ids):
+        n = seen.get(job_id, 0)
+        seen[job_id] = n + 1
+        if n == len(parts):
+            parts.append([])
+        parts[n].append(pos)
+    return [
+        {k: [v[i] for i in part] if k in ACK_COLUMNS else v for k, v in ack.items()} for part in parts
+    ]
+
+
 @dataclass(frozen=True)
 class NodeId:
     """Who this node is in the tables: the id its rows carry and the name people see."""
@@ -249,17 +269,17 @@ class Store:
                 **(r.partition if r and r.partition else NO_PARTITION).params("r"),
             )
             plain_global = r is None and g is not None and g.partition is None
-            acked = c.cursor()
+            acks = [] if ack is None else [(c.cursor(), part) for part in _distinct_ids(ack)]
             with c.pipeline():
                 c.execute("BEGIN")
                 cur.execute(self.q.queues.lock, {"key": f"{self.prefix}.{queue}"})
-                if ack is not None:  # no wake-up from this ack: the fetch below takes the freed slots
-                    acked.execute(self._ack_statement(ack), {**ack, "wake": []})
+                for acked, part in acks:  # no wake-up from this ack: the fetch below takes the freed slots
+                    acked.execute(self._ack_statement(part), {**part, "wake": []})
                 cur.execute(self.q.jobs.fetch_global if plain_global else self.q.jobs.fetch_limited, params)
                 c.execute("COMMIT")
             fetched = Fetched(self._claimed(cur.fetchall(), queue))
             if ack is not None:
-                fetched.recorded = {row[0] for row in acked.fetchall()}
+                fetched.recorded = {row[0] for acked, _ in acks for row in acked.fetchall()}
                 if len(fetched.jobs) < len(fetched.recorded):  # ... unless it could not: other nodes may
                     self.notify([queue], c)
             if r is not None and len(fetched.jobs) < demand:
@@ -276,13 +296,16 @@ class Store:
         steps resolved after, all in one transaction, so a step is promoted exactly once whichever
         node finishes last.
         """
+        rounds = _distinct_ids(ack)
         with self.db.connection() as c:
-            if not workflows:
+            if not workflows and len(rounds) == 1:
                 return {r[0] for r in c.execute(self._ack_statement(ack), ack).fetchall()}
             with c.transaction():
-                self.lock_workflows(c, workflows)
-                hit = {r[0] for r in c.execute(self._ack_statement(ack), ack).fetchall()}
-                self.resolve_workflows(c, workflows)
+                if workflows:
+                    self.lock_workflows(c, workflows)
+                hit = {r[0] for part in rounds for r in c.execute(self._ack_statement(part), part).fetchall()}
+                if workflows:
+                    self.resolve_workflows(c, workflows)
             return hit
 
     def refused(self, ids: list[int]) -> dict[int, tuple[Any, ...]]:

@@ -133,6 +133,51 @@ def test_the_new_attempt_wins_over_the_old_one(make_engine, conn, prefix) -> Non
     assert row.state is JobState.COMPLETED and row.result == {"from": "attempt 2"}
 
 
+@pytest.mark.parametrize("plain", [True, False], ids=["plain completions", "with results"])
+@pytest.mark.parametrize("order", ["old first", "new first"])
+def test_both_attempts_in_one_batch_the_new_one_wins(make_engine, conn, prefix, order, plain) -> None:  # type: ignore[no-untyped-def]
+    """The ack statements take each row's outcome by the position of its id; a batch holding the
+    outcomes of an old and a new attempt of one job is recorded in parts (one id once a part)."""
+    eng = make_engine()
+    job = eng.insert(Quick.new({"n": 7}))
+    other = eng.insert(Quick.new({"n": 8}))
+    (first,) = testing.fetch(eng, Q, 1)
+    set_row(conn, prefix, job.id, state="available", node_id=None)  # rescued, say
+    second, third = testing.fetch(eng, Q, 2)
+    assert (first.id, second.id, third.id) == (job.id, job.id, other.id)
+    result = None if plain else {"from": "attempt 2"}
+    old = Outcome(first, JobState.COMPLETED, result=None if plain else {"from": "attempt 1"})
+    new = Outcome(second, JobState.COMPLETED, result=result)
+    both = [old, Outcome(third, JobState.COMPLETED), new] if order == "old first" else [new, old, Outcome(third, JobState.COMPLETED)]
+    testing.record(eng, both)  # (what it returns goes by job id: both outcomes share one)
+    row = eng.get_job(job.id)
+    assert row.state is JobState.COMPLETED and row.attempt == 2 and row.result == result
+    assert eng.get_job(other.id).state is JobState.COMPLETED
+
+
+def test_each_outcome_of_a_batch_lands_on_its_own_row(make_engine, conn, prefix) -> None:  # type: ignore[no-untyped-def]
+    eng = make_engine()
+    eng.insert_all([Quick.new({"n": i}) for i in range(5)])
+    jobs = testing.fetch(eng, Q, 5)
+    outcomes = [
+        Outcome(jobs[3], JobState.RETRYABLE, delay=60.0, error={"attempt": 1, "error": "three", "traceback": None}),
+        Outcome(jobs[0], JobState.COMPLETED, result={"n": 0}),
+        Outcome(jobs[4], JobState.DISCARDED, error={"attempt": 1, "error": "four", "traceback": None}),
+        Outcome(jobs[2], JobState.CANCELLED, error={"attempt": 1, "error": "two", "traceback": None}),
+        Outcome(jobs[1], JobState.COMPLETED, result={"n": 1}),
+    ]
+    assert testing.record(eng, outcomes) == []
+    rows = {j.id: eng.get_job(j.id) for j in jobs}
+    got = [(rows[j.id].state, rows[j.id].result, [e["error"] for e in rows[j.id].errors]) for j in jobs]
+    assert got == [
+        (JobState.COMPLETED, {"n": 0}, []),
+        (JobState.COMPLETED, {"n": 1}, []),
+        (JobState.CANCELLED, None, ["two"]),
+        (JobState.RETRYABLE, None, ["three"]),
+        (JobState.DISCARDED, None, ["four"]),
+    ]
+
+
 def test_drain_queue_counts_a_stale_ack(make_engine, conn, prefix, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     eng = make_engine()
     job = eng.insert(Quick.new({"n": 1}))
