@@ -127,7 +127,7 @@ def _nest(path: Sequence[str], value: Any) -> Any:
 @dataclass(slots=True)
 class _Where:
     """A compiled job filter: its conditions, their bound parameters, and whether an index returns
-    the matches newest first (the filter pins one worker or one node).
+    the matches newest first (the filter pins one worker or one node, or a few: ``fanout``).
 
     ``hints`` are conditions every settled match (neither available nor executing) meets anyway,
     ``tags <> '{}'`` or the worker names a pattern resolves to, that let the planner use the
@@ -139,6 +139,9 @@ class _Where:
     params: dict[str, Any] = field(default_factory=dict)
     hints: list[sql.Composable] = field(default_factory=list)
     ordered: bool = False
+    # (expression, parameter): a settled match has one of the values the parameter lists, and an
+    # index on (expression, id) lists the settled jobs of each value newest first.
+    fanout: tuple[sql.Composable, str] | None = None
 
     def clause(self, hints: bool = False) -> sql.Composable:
         """The conditions joined with AND (``true`` when there are none)."""
@@ -356,7 +359,8 @@ class Store:
             if term.negated:
                 cond = sql.SQL("NOT coalesce(({}), false)").format(cond)
             where.conds.append(cond)
-        where.ordered = where.ordered and len(flt.terms) == 1  # with more terms, let spans find them
+        if len(flt.terms) != 1:  # with more terms, let spans find them
+            where.ordered, where.fanout = False, None
         return where
 
     def _has_filter_indexes(self, conn: psycopg.Connection) -> bool:
@@ -365,9 +369,12 @@ class Store:
             self._filter_indexes = self._exists(conn, "regprocedure", "lysmore_error_text(jsonb)")
         return self._filter_indexes
 
-    def _worker_names(self, conn: psycopg.Connection, patterns: Sequence[str]) -> list[str] | None:
-        """The distinct workers of jobs the worker index holds that match any ILIKE pattern, found
-        by skipping through it (one probe per worker); None when there are too many to list."""
+    def _worker_names(
+        self, conn: psycopg.Connection, patterns: Sequence[str]
+    ) -> tuple[list[str], list[str]] | None:
+        """The distinct workers of jobs the worker index holds that match any ILIKE pattern, and all
+        of them, found by skipping through it (one probe per worker); None when there are too many
+        to list."""
         rows = conn.execute(
             self._sql(
                 "WITH RECURSIVE w(worker) AS ("
@@ -383,7 +390,7 @@ class Store:
         ).fetchall()
         if len(rows) > WORKER_NAMES_MAX:
             return None
-        return [name for name, hit in rows if hit]
+        return [name for name, hit in rows if hit], [name for name, _ in rows]
 
     def _term_sql(
         self, term: Term, name: str, where: _Where, now: datetime, conn: psycopg.Connection | None
@@ -406,8 +413,9 @@ class Store:
             )
         if field in ("worker", "text"):
             params[name] = [_like(v) for v in term.values]
-            names = self._worker_names(conn, params[name]) if conn is not None and not term.negated else None
-            if names is not None:  # a settled match has one of these workers: the worker index's terms
+            found = self._worker_names(conn, params[name]) if conn is not None and not term.negated else None
+            if found is not None:  # a settled match has one of these workers: the worker index's terms
+                names, known = found
                 hint = sql.Placeholder(f"{name}_w")
                 params[f"{name}_w"] = names[0] if len(names) == 1 else names
                 where.hints.append(
@@ -415,7 +423,16 @@ class Store:
                     else sql.SQL("worker = {}").format(hint) if len(names) == 1
                     else sql.SQL("worker = ANY({}::text[])").format(hint)
                 )
-                where.ordered = where.ordered or len(names) == 1
+                where.ordered = True
+                if len(names) > 1:
+                    where.fanout = (sql.SQL("worker"), f"{name}_w")
+                # The same rows, with ILIKE only for a worker the index does not list (one that never
+                # settled a job): a list lookup costs far less than ILIKE on every job, and a live
+                # side of available jobs has no worker index.
+                params[f"{name}_hit"], params[f"{name}_known"] = names, known
+                return sql.SQL(
+                    "(worker = ANY({}::text[]) OR (worker <> ALL({}::text[]) AND worker ILIKE ANY({}::text[])))"
+                ).format(sql.Placeholder(f"{name}_hit"), sql.Placeholder(f"{name}_known"), p)
             return sql.SQL("worker ILIKE ANY({}::text[])").format(p)
         if field == "node":
             # attempted_by IS NOT NULL: the node index holds only jobs that were attempted.
@@ -424,6 +441,8 @@ class Store:
                 where.ordered = where.ordered or (conn is not None and not term.negated)
                 return sql.SQL("attempted_by IS NOT NULL AND attempted_by[1] = {}::text").format(p)
             params[name] = list(term.values)
+            if conn is not None and not term.negated:
+                where.ordered, where.fanout = True, (sql.SQL("attempted_by[1]"), name)
             return sql.SQL("attempted_by IS NOT NULL AND attempted_by[1] = ANY({}::text[])").format(p)
         if field == "tag":
             params[name] = list(term.values)
@@ -492,16 +511,27 @@ class Store:
     def _newest(self, cols: sql.Composable, where: _Where) -> sql.Composed:
         """The newest ``%(limit)s`` matching jobs: those the filter indexes hold, newest first,
         merged with the others (available or executing), which the state index lists (materialized,
-        so that the planner never walks the whole table in id order looking for them)."""
+        so that the planner never walks the whole table in id order looking for them). With a
+        ``fanout``, the settled ones are the newest of each value, each read in index order."""
+        settled = self._sql(
+            "SELECT id FROM {jobs} WHERE {hinted} AND {settled} ORDER BY id DESC LIMIT %(limit)s",
+            hinted=where.clause(hints=True), settled=_SETTLED,
+        )
+        if where.fanout is not None:
+            expr, values = where.fanout
+            settled = self._sql(
+                "SELECT v.id FROM unnest({values}::text[]) AS k(value),"
+                " LATERAL (SELECT id FROM {jobs} WHERE {expr} = k.value AND {where} AND {settled}"
+                "          ORDER BY id DESC LIMIT %(limit)s) AS v"
+                " ORDER BY v.id DESC LIMIT %(limit)s",
+                values=sql.Placeholder(values), expr=expr, where=where.clause(), settled=_SETTLED,
+            )
         return self._sql(
             "WITH rest AS MATERIALIZED (SELECT id FROM {jobs} WHERE {where} AND {unsettled})"
-            " SELECT {cols} FROM {jobs} WHERE id IN ("
-            " (SELECT id FROM {jobs} WHERE {hinted} AND {settled} ORDER BY id DESC LIMIT %(limit)s)"
-            " UNION ALL"
+            " SELECT {cols} FROM {jobs} WHERE id IN (({settled_ids}) UNION ALL"
             " (SELECT id FROM rest ORDER BY id DESC LIMIT %(limit)s)"
             ") ORDER BY id DESC LIMIT %(limit)s",
-            cols=cols, hinted=where.clause(hints=True), where=where.clause(), settled=_SETTLED,
-            unsettled=_UNSETTLED,
+            cols=cols, settled_ids=settled, where=where.clause(), unsettled=_UNSETTLED,
         )
 
     def _page(
