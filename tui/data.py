@@ -565,28 +565,40 @@ class Store:
             cols=_JOB_COLUMNS, where=where.clause(),
         )
         rows = conn.execute(recent, params).fetchall()
+        if len(rows) >= limit:
+            return rows
+        # The spans, newest first, as one statement planned once: a recursive list of spans, each
+        # searched in turn (a lateral subquery) until the outer LIMIT has its rows, which stops the
+        # recursion too. Rows arrive in span order, each span's sorted, so no sort over all spans:
+        # the LIMIT takes the newest.
         older = self._sql(
-            "WITH span AS MATERIALIZED ("
-            " SELECT id FROM {jobs} WHERE {hinted} AND {settled} AND id >= %(lo)s AND id < %(hi)s"
+            "WITH RECURSIVE span(lo, hi, size) AS ("
+            " SELECT CASE WHEN %(lo)s - %(size)s > 0 THEN %(lo)s - %(size)s ELSE %(min_id)s END,"
+            "  %(lo)s::bigint, %(size)s::bigint"
             " UNION ALL"
-            " SELECT id FROM {jobs} WHERE {where} AND {unsettled} AND id >= %(lo)s AND id < %(hi)s)"
-            " SELECT {cols} FROM {jobs} WHERE id IN (SELECT id FROM span ORDER BY id DESC LIMIT %(limit)s)"
-            " ORDER BY id DESC",
+            " SELECT CASE WHEN lo - size * %(growth)s > 0 THEN lo - size * %(growth)s ELSE %(min_id)s END,"
+            "  lo, size * %(growth)s"
+            " FROM span WHERE lo > %(min_id)s"  # the last span: all the rest
+            ") SELECT {cols} FROM {jobs} WHERE id IN ("
+            " SELECT found.id FROM span, LATERAL ("
+            "  SELECT id FROM {jobs} WHERE {hinted} AND {settled} AND id >= span.lo AND id < span.hi"
+            "  UNION ALL"
+            "  SELECT id FROM {jobs} WHERE {where} AND {unsettled} AND id >= span.lo AND id < span.hi"
+            "  ORDER BY id DESC LIMIT %(limit)s) AS found"
+            " LIMIT %(limit)s"
+            ") ORDER BY id DESC",
             cols=_JOB_COLUMNS, hinted=where.clause(hints=True), where=where.clause(), settled=_SETTLED,
             unsettled=_UNSETTLED,
         )
-        span = RECENT_WINDOW * SPAN_GROWTH
+        params.update(limit=limit - len(rows), size=RECENT_WINDOW * SPAN_GROWTH, growth=SPAN_GROWTH, min_id=_MIN_ID)
         # In a span, a plain index scan would be the primary key walked over the whole span (the
-        # planner prices it low because ids follow the heap): only bitmaps, which intersect.
-        conn.execute("SET LOCAL enable_indexscan = off")
-        while len(rows) < limit and params["lo"] > _MIN_ID:
-            hi = params["lo"]
-            params["hi"], params["lo"] = hi, hi - span if hi - span > 0 else _MIN_ID  # the last span: all the rest
-            params["limit"] = limit - len(rows)
-            rows += conn.execute(older, params).fetchall()
-            span *= SPAN_GROWTH
-        conn.execute("RESET enable_indexscan")
-        return rows
+        # planner prices it low because ids follow the heap): only bitmaps, which intersect. One
+        # round trip for the three statements.
+        with conn.pipeline():
+            conn.execute("SET LOCAL enable_indexscan = off")
+            cur = conn.execute(older, params)
+            conn.execute("RESET enable_indexscan")
+        return rows + cur.fetchall()
 
     def jobs(
         self, state: str | None = None, flt: Filter | None = None, before: int | None = None,
