@@ -23,12 +23,14 @@ import psycopg
 from psycopg import sql
 
 from engine import (
+    FINAL_STATES,
     UNSETTLED,
     Counts,
     DatabaseUnavailable,
     Engine,
     GlobalLimit,
     Job,
+    JobState,
     ProducerStatus,
     QueueSetting,
     RateLimit,
@@ -91,6 +93,10 @@ _JOB_COLUMNS = sql.SQL(
 # as the indexes' predicates are, split a search into the part they hold and the rest.
 _SETTLED = sql.SQL("state NOT IN ({})").format(state_list(UNSETTLED))
 _UNSETTLED = sql.SQL("state IN ({})").format(state_list(UNSETTLED))
+# The two sides of the jobs table (migration 6), by their states: a condition on one of these reads
+# that side only.
+_FINISHED = sql.SQL("state IN ({})").format(state_list(FINAL_STATES))
+_WAITING = sql.SQL("state IN ({})").format(state_list(frozenset(JobState) - FINAL_STATES - UNSETTLED))
 RECENT_WINDOW = 5_000  # newest ids a filtered page reads in id order before it asks the filter's indexes
 SPAN_GROWTH = 4  # each older span of ids a filtered page then searches is this many times the last
 _MIN_ID = -(2**63)
@@ -567,30 +573,38 @@ class Store:
         rows = conn.execute(recent, params).fetchall()
         if len(rows) >= limit:
             return rows
-        # The spans, newest first, as one statement planned once: a recursive list of spans, each
-        # searched in turn (a lateral subquery) until the outer LIMIT has its rows, which stops the
-        # recursion too. Rows arrive in span order, each span's sorted, so no sort over all spans:
-        # the LIMIT takes the newest.
+        # The rest in one statement, planned once. The live side (jobs that can still run, as many
+        # as the backlog) is searched whole, once: spans of it cost a scan each where it has no index
+        # for the filter (age, say). The finished side is taken in spans, newest first, each
+        # searched in turn (a lateral subquery) until the LIMIT has its rows, which stops there: a
+        # span's rows arrive sorted and the spans in order, so that LIMIT keeps the side's newest.
+        # The last span, all the rest, is searched through the filter's indexes alone: an id range
+        # as wide as most of the table only makes their bitmaps lossy. The newest of both sides are
+        # the page.
         older = self._sql(
-            "WITH RECURSIVE span(lo, hi, size) AS ("
-            " SELECT CASE WHEN %(lo)s - %(size)s > 0 THEN %(lo)s - %(size)s ELSE %(min_id)s END,"
-            "  %(lo)s::bigint, %(size)s::bigint"
+            "SELECT {cols} FROM {jobs} WHERE id IN ("
+            " (SELECT id FROM {jobs} WHERE {hinted} AND {waiting} AND id < %(lo)s ORDER BY id DESC LIMIT %(limit)s)"
             " UNION ALL"
-            " SELECT CASE WHEN lo - size * %(growth)s > 0 THEN lo - size * %(growth)s ELSE %(min_id)s END,"
-            "  lo, size * %(growth)s"
-            " FROM span WHERE lo > %(min_id)s"  # the last span: all the rest
-            ") SELECT {cols} FROM {jobs} WHERE id IN ("
-            " SELECT found.id FROM span, LATERAL ("
-            "  SELECT id FROM {jobs} WHERE {hinted} AND {settled} AND id >= span.lo AND id < span.hi"
+            " (SELECT id FROM {jobs} WHERE {where} AND {unsettled} AND id < %(lo)s ORDER BY id DESC LIMIT %(limit)s)"
+            " UNION ALL"
+            " (SELECT found.id FROM unnest(%(span_lo)s::bigint[], %(span_hi)s::bigint[]) AS span(lo, hi), LATERAL ("
+            "   SELECT id FROM {jobs} WHERE {hinted} AND {finished} AND id >= span.lo AND id < span.hi"
+            "   ORDER BY id DESC LIMIT %(limit)s) AS found"
             "  UNION ALL"
-            "  SELECT id FROM {jobs} WHERE {where} AND {unsettled} AND id >= span.lo AND id < span.hi"
-            "  ORDER BY id DESC LIMIT %(limit)s) AS found"
-            " LIMIT %(limit)s"
-            ") ORDER BY id DESC",
-            cols=_JOB_COLUMNS, hinted=where.clause(hints=True), where=where.clause(), settled=_SETTLED,
-            unsettled=_UNSETTLED,
+            "  (SELECT id FROM {jobs} WHERE {hinted} AND {finished} AND (id < %(rest)s) IS TRUE"
+            "   ORDER BY id DESC LIMIT %(limit)s)"
+            "  LIMIT %(limit)s)"
+            ") ORDER BY id DESC LIMIT %(limit)s",
+            cols=_JOB_COLUMNS, hinted=where.clause(hints=True), where=where.clause(), waiting=_WAITING,
+            finished=_FINISHED, unsettled=_UNSETTLED,
         )
-        params.update(limit=limit - len(rows), size=RECENT_WINDOW * SPAN_GROWTH, growth=SPAN_GROWTH, min_id=_MIN_ID)
+        spans: list[tuple[int, int]] = []
+        hi, size = params["lo"], RECENT_WINDOW * SPAN_GROWTH
+        while hi - size > 0:
+            spans.append((hi - size, hi))
+            hi, size = hi - size, size * SPAN_GROWTH
+        params.update(limit=limit - len(rows), span_lo=[lo for lo, _ in spans], span_hi=[h for _, h in spans],
+                      rest=hi)
         # In a span, a plain index scan would be the primary key walked over the whole span (the
         # planner prices it low because ids follow the heap): only bitmaps, which intersect. One
         # round trip for the three statements.
