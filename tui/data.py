@@ -99,7 +99,6 @@ _FINISHED = sql.SQL("state IN ({})").format(state_list(FINAL_STATES))
 _WAITING = sql.SQL("state IN ({})").format(state_list(frozenset(JobState) - FINAL_STATES - UNSETTLED))
 RECENT_WINDOW = 5_000  # newest ids a filtered page reads in id order before it asks the filter's indexes
 SPAN_GROWTH = 4  # each older span of ids a filtered page then searches is this many times the last
-_MIN_ID = -(2**63)
 WORKER_NAMES_MAX = 1_000  # distinct workers a worker pattern is resolved against; beyond that, ILIKE on rows
 # A sort no index returns in order (all but id) reads at most the newest this many ids of a big table.
 SORT_WINDOW = 100_000
@@ -546,13 +545,13 @@ class Store:
         """Up to ``limit`` matching jobs, newest first.
 
         Unfiltered lists are one ordered query, and so are filters an index returns newest first
-        (one worker, one node). Other filters read the newest ``RECENT_WINDOW`` ids in id order,
-        which fills the page when matches are common. When it does not, matches are rare or old,
-        and walking the primary key further could read the whole table, so the older ids are taken
-        in spans, each ``SPAN_GROWTH`` times the last, newest first: in each span the filter's
-        indexes collect the matches (a materialized CTE, so the planner cannot go back to the id
-        order), which are sorted. A span costs about its matches, and the page stops at the first
-        span that fills it.
+        (workers, nodes). Other filters read the newest ``RECENT_WINDOW`` ids in id order, which
+        fills the page when matches are common. When it does not, matches are rare or old, and
+        walking the primary key further could read the whole table, so one more statement searches
+        the live side whole and the finished side's older ids in spans, each ``SPAN_GROWTH`` times
+        the last, newest first: in each span the filter's indexes collect the matches (bitmaps
+        only, so the planner cannot go back to the id order), which are sorted. A span costs about
+        its matches, and the search stops at the first span that fills the page.
         """
         params: dict[str, Any] = {**where.params, "limit": limit}
         if not filtered:
