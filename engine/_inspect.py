@@ -292,12 +292,16 @@ class Inspector:
             by_state = {s.value: 0 for s in JobState}
             if total is None or total < threshold:
                 exact = [s.value for s in JobState]
-                rows = c.execute(q.counts_exact).fetchall()
+                rows = c.execute(q.counts_exact if per_queue else q.counts_by_state).fetchall()
             else:
-                estimates = {s.value: self._estimate(c, q.rows_in_state, {"state": s.value}) for s in JobState}
+                names = [s.value for s in JobState]
+                estimates = dict(zip(names, self._estimates(c, q.rows_in_state, [{"state": s} for s in names]),
+                                     strict=True))
                 exact = [s for s, n in estimates.items()
                          if n < (min(threshold, EXACT_BELOW_FINISHED) if s in FINISHED else threshold)]
-                rows = c.execute(q.counts_of_states, {"states": exact}).fetchall() if exact else []
+                # Grouped by queue only when a state counted exactly is asked for per queue.
+                statement = q.counts_of_states if per_queue & set(exact) else q.counts_of_states_by_state
+                rows = c.execute(statement, {"states": exact}).fetchall() if exact else []
                 for state, n in estimates.items():
                     if state in exact:
                         continue
@@ -352,6 +356,19 @@ class Inspector:
         row = conn.execute(b"EXPLAIN (FORMAT JSON) " + query, params).fetchone()
         assert row is not None
         return int(row[0][0]["Plan"].get("Plan Rows", 0))
+
+    @staticmethod
+    def _estimates(conn: psycopg.Connection, query: bytes, params: Sequence[Mapping[str, Any]]) -> list[int]:
+        """The planner's row estimates for ``query`` with each of ``params``, sent in one pipeline
+        (one round trip for them all, not one each)."""
+        with conn.pipeline():
+            cursors = [conn.execute(b"EXPLAIN (FORMAT JSON) " + query, p) for p in params]
+        out = []
+        for cur in cursors:
+            row = cur.fetchone()
+            assert row is not None
+            out.append(int(row[0][0]["Plan"].get("Plan Rows", 0)))
+        return out
 
     def executing(
         self, conn: psycopg.Connection | None = None, queue: str | None = None

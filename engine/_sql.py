@@ -176,8 +176,10 @@ class Cron(Group):
 class Stats(Group):
     file = "stats.sql"
     counts_estimate: bytes
+    counts_by_state: bytes
     counts_exact: bytes
     counts_of_states: bytes
+    counts_of_states_by_state: bytes
     executing_by_node: bytes
     prune: bytes
     rollup: bytes

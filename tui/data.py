@@ -23,12 +23,14 @@ import psycopg
 from psycopg import sql
 
 from engine import (
+    FINAL_STATES,
     UNSETTLED,
     Counts,
     DatabaseUnavailable,
     Engine,
     GlobalLimit,
     Job,
+    JobState,
     ProducerStatus,
     QueueSetting,
     RateLimit,
@@ -91,9 +93,12 @@ _JOB_COLUMNS = sql.SQL(
 # as the indexes' predicates are, split a search into the part they hold and the rest.
 _SETTLED = sql.SQL("state NOT IN ({})").format(state_list(UNSETTLED))
 _UNSETTLED = sql.SQL("state IN ({})").format(state_list(UNSETTLED))
+# The two sides of the jobs table (migration 6), by their states: a condition on one of these reads
+# that side only.
+_FINISHED = sql.SQL("state IN ({})").format(state_list(FINAL_STATES))
+_WAITING = sql.SQL("state IN ({})").format(state_list(frozenset(JobState) - FINAL_STATES - UNSETTLED))
 RECENT_WINDOW = 5_000  # newest ids a filtered page reads in id order before it asks the filter's indexes
 SPAN_GROWTH = 4  # each older span of ids a filtered page then searches is this many times the last
-_MIN_ID = -(2**63)
 WORKER_NAMES_MAX = 1_000  # distinct workers a worker pattern is resolved against; beyond that, ILIKE on rows
 # A sort no index returns in order (all but id) reads at most the newest this many ids of a big table.
 SORT_WINDOW = 100_000
@@ -127,7 +132,7 @@ def _nest(path: Sequence[str], value: Any) -> Any:
 @dataclass(slots=True)
 class _Where:
     """A compiled job filter: its conditions, their bound parameters, and whether an index returns
-    the matches newest first (the filter pins one worker or one node).
+    the matches newest first (the filter pins one worker or one node, or a few: ``fanout``).
 
     ``hints`` are conditions every settled match (neither available nor executing) meets anyway,
     ``tags <> '{}'`` or the worker names a pattern resolves to, that let the planner use the
@@ -139,6 +144,9 @@ class _Where:
     params: dict[str, Any] = field(default_factory=dict)
     hints: list[sql.Composable] = field(default_factory=list)
     ordered: bool = False
+    # (expression, parameter): a settled match has one of the values the parameter lists, and an
+    # index on (expression, id) lists the settled jobs of each value newest first.
+    fanout: tuple[sql.Composable, str] | None = None
 
     def clause(self, hints: bool = False) -> sql.Composable:
         """The conditions joined with AND (``true`` when there are none)."""
@@ -356,7 +364,8 @@ class Store:
             if term.negated:
                 cond = sql.SQL("NOT coalesce(({}), false)").format(cond)
             where.conds.append(cond)
-        where.ordered = where.ordered and len(flt.terms) == 1  # with more terms, let spans find them
+        if len(flt.terms) != 1:  # with more terms, let spans find them
+            where.ordered, where.fanout = False, None
         return where
 
     def _has_filter_indexes(self, conn: psycopg.Connection) -> bool:
@@ -365,9 +374,12 @@ class Store:
             self._filter_indexes = self._exists(conn, "regprocedure", "lysmore_error_text(jsonb)")
         return self._filter_indexes
 
-    def _worker_names(self, conn: psycopg.Connection, patterns: Sequence[str]) -> list[str] | None:
-        """The distinct workers of jobs the worker index holds that match any ILIKE pattern, found
-        by skipping through it (one probe per worker); None when there are too many to list."""
+    def _worker_names(
+        self, conn: psycopg.Connection, patterns: Sequence[str]
+    ) -> tuple[list[str], list[str]] | None:
+        """The distinct workers of jobs the worker index holds that match any ILIKE pattern, and all
+        of them, found by skipping through it (one probe per worker); None when there are too many
+        to list."""
         rows = conn.execute(
             self._sql(
                 "WITH RECURSIVE w(worker) AS ("
@@ -383,7 +395,7 @@ class Store:
         ).fetchall()
         if len(rows) > WORKER_NAMES_MAX:
             return None
-        return [name for name, hit in rows if hit]
+        return [name for name, hit in rows if hit], [name for name, _ in rows]
 
     def _term_sql(
         self, term: Term, name: str, where: _Where, now: datetime, conn: psycopg.Connection | None
@@ -406,8 +418,9 @@ class Store:
             )
         if field in ("worker", "text"):
             params[name] = [_like(v) for v in term.values]
-            names = self._worker_names(conn, params[name]) if conn is not None and not term.negated else None
-            if names is not None:  # a settled match has one of these workers: the worker index's terms
+            found = self._worker_names(conn, params[name]) if conn is not None and not term.negated else None
+            if found is not None:  # a settled match has one of these workers: the worker index's terms
+                names, known = found
                 hint = sql.Placeholder(f"{name}_w")
                 params[f"{name}_w"] = names[0] if len(names) == 1 else names
                 where.hints.append(
@@ -415,7 +428,16 @@ class Store:
                     else sql.SQL("worker = {}").format(hint) if len(names) == 1
                     else sql.SQL("worker = ANY({}::text[])").format(hint)
                 )
-                where.ordered = where.ordered or len(names) == 1
+                where.ordered = True
+                if len(names) > 1:
+                    where.fanout = (sql.SQL("worker"), f"{name}_w")
+                # The same rows, with ILIKE only for a worker the index does not list (one that never
+                # settled a job): a list lookup costs far less than ILIKE on every job, and a live
+                # side of available jobs has no worker index.
+                params[f"{name}_hit"], params[f"{name}_known"] = names, known
+                return sql.SQL(
+                    "(worker = ANY({}::text[]) OR (worker <> ALL({}::text[]) AND worker ILIKE ANY({}::text[])))"
+                ).format(sql.Placeholder(f"{name}_hit"), sql.Placeholder(f"{name}_known"), p)
             return sql.SQL("worker ILIKE ANY({}::text[])").format(p)
         if field == "node":
             # attempted_by IS NOT NULL: the node index holds only jobs that were attempted.
@@ -424,6 +446,8 @@ class Store:
                 where.ordered = where.ordered or (conn is not None and not term.negated)
                 return sql.SQL("attempted_by IS NOT NULL AND attempted_by[1] = {}::text").format(p)
             params[name] = list(term.values)
+            if conn is not None and not term.negated:
+                where.ordered, where.fanout = True, (sql.SQL("attempted_by[1]"), name)
             return sql.SQL("attempted_by IS NOT NULL AND attempted_by[1] = ANY({}::text[])").format(p)
         if field == "tag":
             params[name] = list(term.values)
@@ -492,16 +516,27 @@ class Store:
     def _newest(self, cols: sql.Composable, where: _Where) -> sql.Composed:
         """The newest ``%(limit)s`` matching jobs: those the filter indexes hold, newest first,
         merged with the others (available or executing), which the state index lists (materialized,
-        so that the planner never walks the whole table in id order looking for them)."""
+        so that the planner never walks the whole table in id order looking for them). With a
+        ``fanout``, the settled ones are the newest of each value, each read in index order."""
+        settled = self._sql(
+            "SELECT id FROM {jobs} WHERE {hinted} AND {settled} ORDER BY id DESC LIMIT %(limit)s",
+            hinted=where.clause(hints=True), settled=_SETTLED,
+        )
+        if where.fanout is not None:
+            expr, values = where.fanout
+            settled = self._sql(
+                "SELECT v.id FROM unnest({values}::text[]) AS k(value),"
+                " LATERAL (SELECT id FROM {jobs} WHERE {expr} = k.value AND {where} AND {settled}"
+                "          ORDER BY id DESC LIMIT %(limit)s) AS v"
+                " ORDER BY v.id DESC LIMIT %(limit)s",
+                values=sql.Placeholder(values), expr=expr, where=where.clause(), settled=_SETTLED,
+            )
         return self._sql(
             "WITH rest AS MATERIALIZED (SELECT id FROM {jobs} WHERE {where} AND {unsettled})"
-            " SELECT {cols} FROM {jobs} WHERE id IN ("
-            " (SELECT id FROM {jobs} WHERE {hinted} AND {settled} ORDER BY id DESC LIMIT %(limit)s)"
-            " UNION ALL"
+            " SELECT {cols} FROM {jobs} WHERE id IN (({settled_ids}) UNION ALL"
             " (SELECT id FROM rest ORDER BY id DESC LIMIT %(limit)s)"
             ") ORDER BY id DESC LIMIT %(limit)s",
-            cols=cols, hinted=where.clause(hints=True), where=where.clause(), settled=_SETTLED,
-            unsettled=_UNSETTLED,
+            cols=cols, settled_ids=settled, where=where.clause(), unsettled=_UNSETTLED,
         )
 
     def _page(
@@ -510,13 +545,13 @@ class Store:
         """Up to ``limit`` matching jobs, newest first.
 
         Unfiltered lists are one ordered query, and so are filters an index returns newest first
-        (one worker, one node). Other filters read the newest ``RECENT_WINDOW`` ids in id order,
-        which fills the page when matches are common. When it does not, matches are rare or old,
-        and walking the primary key further could read the whole table, so the older ids are taken
-        in spans, each ``SPAN_GROWTH`` times the last, newest first: in each span the filter's
-        indexes collect the matches (a materialized CTE, so the planner cannot go back to the id
-        order), which are sorted. A span costs about its matches, and the page stops at the first
-        span that fills it.
+        (workers, nodes). Other filters read the newest ``RECENT_WINDOW`` ids in id order, which
+        fills the page when matches are common. When it does not, matches are rare or old, and
+        walking the primary key further could read the whole table, so one more statement searches
+        the live side whole and the finished side's older ids in spans, each ``SPAN_GROWTH`` times
+        the last, newest first: in each span the filter's indexes collect the matches (bitmaps
+        only, so the planner cannot go back to the id order), which are sorted. A span costs about
+        its matches, and the search stops at the first span that fills the page.
         """
         params: dict[str, Any] = {**where.params, "limit": limit}
         if not filtered:
@@ -535,28 +570,48 @@ class Store:
             cols=_JOB_COLUMNS, where=where.clause(),
         )
         rows = conn.execute(recent, params).fetchall()
+        if len(rows) >= limit:
+            return rows
+        # The rest in one statement, planned once. The live side (jobs that can still run, as many
+        # as the backlog) is searched whole, once: spans of it cost a scan each where it has no index
+        # for the filter (age, say). The finished side is taken in spans, newest first, each
+        # searched in turn (a lateral subquery) until the LIMIT has its rows, which stops there: a
+        # span's rows arrive sorted and the spans in order, so that LIMIT keeps the side's newest.
+        # The last span, all the rest, is searched through the filter's indexes alone: an id range
+        # as wide as most of the table only makes their bitmaps lossy. The newest of both sides are
+        # the page.
         older = self._sql(
-            "WITH span AS MATERIALIZED ("
-            " SELECT id FROM {jobs} WHERE {hinted} AND {settled} AND id >= %(lo)s AND id < %(hi)s"
+            "SELECT {cols} FROM {jobs} WHERE id IN ("
+            " (SELECT id FROM {jobs} WHERE {hinted} AND {waiting} AND id < %(lo)s ORDER BY id DESC LIMIT %(limit)s)"
             " UNION ALL"
-            " SELECT id FROM {jobs} WHERE {where} AND {unsettled} AND id >= %(lo)s AND id < %(hi)s)"
-            " SELECT {cols} FROM {jobs} WHERE id IN (SELECT id FROM span ORDER BY id DESC LIMIT %(limit)s)"
-            " ORDER BY id DESC",
-            cols=_JOB_COLUMNS, hinted=where.clause(hints=True), where=where.clause(), settled=_SETTLED,
-            unsettled=_UNSETTLED,
+            " (SELECT id FROM {jobs} WHERE {where} AND {unsettled} AND id < %(lo)s ORDER BY id DESC LIMIT %(limit)s)"
+            " UNION ALL"
+            " (SELECT found.id FROM unnest(%(span_lo)s::bigint[], %(span_hi)s::bigint[]) AS span(lo, hi), LATERAL ("
+            "   SELECT id FROM {jobs} WHERE {hinted} AND {finished} AND id >= span.lo AND id < span.hi"
+            "   ORDER BY id DESC LIMIT %(limit)s) AS found"
+            "  UNION ALL"
+            "  (SELECT id FROM {jobs} WHERE {hinted} AND {finished} AND (id < %(rest)s) IS TRUE"
+            "   ORDER BY id DESC LIMIT %(limit)s)"
+            "  LIMIT %(limit)s)"
+            ") ORDER BY id DESC LIMIT %(limit)s",
+            cols=_JOB_COLUMNS, hinted=where.clause(hints=True), where=where.clause(), waiting=_WAITING,
+            finished=_FINISHED, unsettled=_UNSETTLED,
         )
-        span = RECENT_WINDOW * SPAN_GROWTH
+        spans: list[tuple[int, int]] = []
+        hi, size = params["lo"], RECENT_WINDOW * SPAN_GROWTH
+        while hi - size > 0:
+            spans.append((hi - size, hi))
+            hi, size = hi - size, size * SPAN_GROWTH
+        params.update(limit=limit - len(rows), span_lo=[lo for lo, _ in spans], span_hi=[h for _, h in spans],
+                      rest=hi)
         # In a span, a plain index scan would be the primary key walked over the whole span (the
-        # planner prices it low because ids follow the heap): only bitmaps, which intersect.
-        conn.execute("SET LOCAL enable_indexscan = off")
-        while len(rows) < limit and params["lo"] > _MIN_ID:
-            hi = params["lo"]
-            params["hi"], params["lo"] = hi, hi - span if hi - span > 0 else _MIN_ID  # the last span: all the rest
-            params["limit"] = limit - len(rows)
-            rows += conn.execute(older, params).fetchall()
-            span *= SPAN_GROWTH
-        conn.execute("RESET enable_indexscan")
-        return rows
+        # planner prices it low because ids follow the heap): only bitmaps, which intersect. One
+        # round trip for the three statements.
+        with conn.pipeline():
+            conn.execute("SET LOCAL enable_indexscan = off")
+            cur = conn.execute(older, params)
+            conn.execute("RESET enable_indexscan")
+        return rows + cur.fetchall()
 
     def jobs(
         self, state: str | None = None, flt: Filter | None = None, before: int | None = None,

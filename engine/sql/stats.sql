@@ -19,6 +19,18 @@ FROM {prefix}.lysmore_jobs
 WHERE state = ANY(%(states)s::{prefix}.lysmore_job_state[])
 GROUP BY queue, state
 
+-- name: counts_by_state
+-- As counts_exact, for a reader that wants no count per queue (the jobs list): one group per
+-- state instead of one per queue and state, about half the time at a million jobs.
+SELECT NULL::text AS queue, state::text, count(*) AS n FROM {prefix}.lysmore_jobs GROUP BY state
+
+-- name: counts_of_states_by_state
+-- As counts_of_states, one group per state.
+SELECT NULL::text AS queue, state::text, count(*) AS n
+FROM {prefix}.lysmore_jobs
+WHERE state = ANY(%(states)s::{prefix}.lysmore_job_state[])
+GROUP BY state
+
 -- name: queues_in_state
 -- Distinct queues having jobs in one state, by a loose index scan (cheap on millions).
 WITH RECURSIVE q(queue) AS (

@@ -9,6 +9,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+import engine._inspect
 from engine import (
     GlobalLimit,
     JobState,
@@ -102,3 +103,26 @@ def test_settings_for_a_node_are_what_its_producer_runs_with(make_engine, conn: 
                  .format(sql.Identifier(prefix)), (Jsonb({"allowed": 2}),))
     paused, config = eng.inspect().settings_for(eng.queues["q"], "a")
     assert paused and config == QueueConfig("q", 7, global_limit=GlobalLimit(2))
+
+
+def test_counts_without_queues_are_the_same_per_state(make_engine, conn: psycopg.Connection, prefix: str,  # type: ignore[no-untyped-def]
+                                                      monkeypatch) -> None:
+    """Asked for no per-queue counts (the jobs list), the counts are grouped by state alone: the same
+    totals, exact and estimated alike, and no queue."""
+    eng = make_engine()
+    jobs = eng.insert_all([Step.new() for _ in range(30)] + [Step.new(queue="other") for _ in range(12)])
+    conn.execute(sql.SQL("UPDATE {}.lysmore_jobs SET state = 'completed', completed_at = now() WHERE id = ANY(%s)")
+                 .format(sql.Identifier(prefix)), [[j.id for j in jobs[:25]]])
+    inspector = eng.inspect()
+    for exact_below in (None, 20):  # a small table: counted exactly; past the threshold: completed estimated
+        if exact_below is not None:
+            conn.execute(sql.SQL("ANALYZE {}.lysmore_jobs").format(sql.Identifier(prefix)))
+            monkeypatch.setattr(engine._inspect, "EXACT_BELOW_FINISHED", 10)
+        full = inspector.counts(exact_below=exact_below)
+        bare = inspector.counts(exact_below=exact_below, states=())
+        assert bare.by_state == full.by_state and bare.estimated_states == full.estimated_states
+        assert bare.by_queue == {}
+        assert full.by_state["available"] == 17
+    assert full.estimated_states == {"completed"}
+    some = inspector.counts(exact_below=20, states=("available",))  # an exact state per queue: grouped by queue
+    assert some.by_queue == {"q": {"available": 5}, "other": {"available": 12}}

@@ -17,7 +17,7 @@ from engine._queues import stored_global_limit, stored_rate_limit
 from tests.tui.seed import NOW, clock
 from tui.data import Store
 from tui.filters import parse_filter
-from tui.model import Count
+from tui.model import STATES, Count
 from tui.presenters import why_waiting
 
 
@@ -129,6 +129,19 @@ def test_filters_find_the_same_jobs_through_windows_and_spans(
             break
         before = snap.rows[-1].id
     assert paged == ids
+
+
+@pytest.mark.parametrize("text", ["worker:Report,Sync", "node:node-a,node-b", "args.report:*", "age:>50m", "Charge"])
+def test_a_state_list_and_a_filter_find_the_same_jobs_through_spans(
+    store: Store, text: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The live side is searched once and the finished side in spans: each state's list agrees with
+    # the whole list, however the jobs are found.
+    everything = [(r.id, r.state) for r in store.jobs(None, parse_filter(text)).rows]
+    monkeypatch.setattr(tui.data, "RECENT_WINDOW", 2)
+    monkeypatch.setattr(tui.data, "SPAN_GROWTH", 2)
+    for state in STATES:
+        assert [r.id for r in store.jobs(state, parse_filter(text)).rows] == [i for i, s in everything if s == state]
 
 
 def test_filters_without_the_filter_indexes(store: Store, conn: psycopg.Connection, seeded: str,
