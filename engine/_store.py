@@ -31,6 +31,8 @@ INSERT_CHUNK = 5_000
 # No tags, as a text[] literal: psycopg's list dumper cost more than the rest of the row.
 EMPTY_ARRAY = "{}"
 COPY_AT_LEAST = 100  # below this many plain jobs, one INSERT statement is as quick
+# Rows of COPY text written at a time: PostgreSQL takes in one piece while the next is made.
+COPY_PIECE = 500
 NO_PARTITION = Partition()
 ROLLUP_COLUMNS = ("completed", "failed", "discarded", "cancelled", "snoozed")
 ACK_COLUMNS = ("id", "attempt", "state", "delay", "extra_attempts", "error", "result", "meta")
@@ -152,17 +154,18 @@ class Store:
         assert row is not None
         now, ids = row
         heads: dict[tuple[str, str], str] = {}  # a bulk insert is mostly of one worker and queue
-        lines = []
-        for job_id, s in zip(ids, specs, strict=True):
-            head = heads.get((s.worker, s.queue))
-            if head is None:
-                head = heads[(s.worker, s.queue)] = f"\t{copy_field(s.queue)}\t{copy_field(s.worker)}\t"
-            lines.append(
-                f"{job_id}{head}{copy_json(s.json_args())}\t{copy_json(s.json_meta())}"
-                f"\t{copy_array(s.tags) if s.tags else EMPTY_ARRAY}\t{s.priority}\t{s.max_attempts}\n"
-            )
         with c.cursor() as cur, cur.copy(self.q.jobs.copy) as copy:
-            copy.write("".join(lines).encode())
+            for start in range(0, len(specs), COPY_PIECE):
+                lines = []
+                for job_id, s in zip(ids[start : start + COPY_PIECE], specs[start : start + COPY_PIECE], strict=True):
+                    head = heads.get((s.worker, s.queue))
+                    if head is None:
+                        head = heads[(s.worker, s.queue)] = f"\t{copy_field(s.queue)}\t{copy_field(s.worker)}\t"
+                    lines.append(
+                        f"{job_id}{head}{copy_json(s.json_args())}\t{copy_json(s.json_meta())}"
+                        f"\t{copy_array(s.tags) if s.tags else EMPTY_ARRAY}\t{s.priority}\t{s.max_attempts}\n"
+                    )
+                copy.write("".join(lines).encode())
         self.notify(sorted({s.queue for s in specs}), c)
         return [s.saved(i, JobState.AVAILABLE, now, now) for i, s in zip(ids, specs, strict=True)]
 
@@ -177,7 +180,7 @@ class Store:
         )
         with self.db.atomic(conn) as c:
             with c.cursor() as cur, cur.copy(self.q.jobs.copy_many) as copy:
-                for chunk in _chunks(texts, INSERT_CHUNK):
+                for chunk in _chunks(texts, COPY_PIECE):
                     copy.write("".join([head + copy_json(text) + tail for text in chunk]).encode())
             self.notify([template.queue], c)
         return len(texts)
