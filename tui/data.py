@@ -84,6 +84,8 @@ Clock = Callable[[], datetime]
 _OPS = {op: sql.SQL(op) for op in ("=", ">", ">=", "<", "<=")}
 _AGE_OPS = {">": sql.SQL("<"), ">=": sql.SQL("<="), "<": sql.SQL(">"), "<=": sql.SQL(">=")}
 _NUMBER_COLUMNS = {"priority": ("priority", "int"), "id": ("id", "bigint"), "attempt": ("attempt", "int")}
+# Filter fields a filter index (migration 5) serves; age, state, queue and id have none there.
+_SERVED = frozenset({"worker", "text", "node", "tag", "attempt", "priority", "error", "args", "meta"})
 _JOB_COLUMNS = sql.SQL(
     "id, state::text, queue, worker, attempt, max_attempts, priority, left(args::text, 200), tags, inserted_at,"
     " scheduled_at, attempted_at, coalesce(completed_at, cancelled_at, discarded_at), attempted_by[1],"
@@ -97,6 +99,7 @@ _UNSETTLED = sql.SQL("state IN ({})").format(state_list(UNSETTLED))
 # that side only.
 _FINISHED = sql.SQL("state IN ({})").format(state_list(FINAL_STATES))
 _WAITING = sql.SQL("state IN ({})").format(state_list(frozenset(JobState) - FINAL_STATES - UNSETTLED))
+_LIVE = sql.SQL("state IN ({})").format(state_list(frozenset(JobState) - FINAL_STATES))
 RECENT_WINDOW = 5_000  # newest ids a filtered page reads in id order before it asks the filter's indexes
 SPAN_GROWTH = 4  # each older span of ids a filtered page then searches is this many times the last
 WORKER_NAMES_MAX = 1_000  # distinct workers a worker pattern is resolved against; beyond that, ILIKE on rows
@@ -147,6 +150,9 @@ class _Where:
     # (expression, parameter): a settled match has one of the values the parameter lists, and an
     # index on (expression, id) lists the settled jobs of each value newest first.
     fanout: tuple[sql.Composable, str] | None = None
+    # Whether a filter index (migration 5) serves one of the terms: those indexes hold waiting jobs
+    # too, so the live side is then searched in two parts, waiting jobs through them.
+    served: bool = False
 
     def clause(self, hints: bool = False) -> sql.Composable:
         """The conditions joined with AND (``true`` when there are none)."""
@@ -361,6 +367,7 @@ class Store:
             if term.field == "state" and term.negated:  # the other states, which the state index finds
                 term = Term("state", tuple(s for s in STATES if s not in term.values))
             cond = self._term_sql(term, f"f{i}", where, now, conn if indexed else None)
+            where.served = where.served or (indexed and not term.negated and term.field in _SERVED)
             if term.negated:
                 cond = sql.SQL("NOT coalesce(({}), false)").format(cond)
             where.conds.append(cond)
@@ -580,12 +587,19 @@ class Store:
         # The last span, all the rest, is searched through the filter's indexes alone: an id range
         # as wide as most of the table only makes their bitmaps lossy. The newest of both sides are
         # the page.
-        older = self._sql(
-            "SELECT {cols} FROM {jobs} WHERE id IN ("
+        # Waiting jobs go through the filter indexes when one serves the filter; when none does, the
+        # live side is read once rather than once for waiting and once for other jobs (two scans).
+        live = (
             " (SELECT id FROM {jobs} WHERE {hinted} AND {waiting} AND id < %(lo)s ORDER BY id DESC LIMIT %(limit)s)"
             " UNION ALL"
             " (SELECT id FROM {jobs} WHERE {where} AND {unsettled} AND id < %(lo)s ORDER BY id DESC LIMIT %(limit)s)"
-            " UNION ALL"
+            if where.served
+            else " (SELECT id FROM {jobs} WHERE {where} AND {live} AND id < %(lo)s ORDER BY id DESC LIMIT %(limit)s)"
+        )
+        older = self._sql(
+            "SELECT {cols} FROM {jobs} WHERE id IN ("
+            + live
+            + " UNION ALL"
             " (SELECT found.id FROM unnest(%(span_lo)s::bigint[], %(span_hi)s::bigint[]) AS span(lo, hi), LATERAL ("
             "   SELECT id FROM {jobs} WHERE {hinted} AND {finished} AND id >= span.lo AND id < span.hi"
             "   ORDER BY id DESC LIMIT %(limit)s) AS found"
@@ -595,7 +609,7 @@ class Store:
             "  LIMIT %(limit)s)"
             ") ORDER BY id DESC LIMIT %(limit)s",
             cols=_JOB_COLUMNS, hinted=where.clause(hints=True), where=where.clause(), waiting=_WAITING,
-            finished=_FINISHED, unsettled=_UNSETTLED,
+            finished=_FINISHED, unsettled=_UNSETTLED, live=_LIVE,
         )
         spans: list[tuple[int, int]] = []
         hi, size = params["lo"], RECENT_WINDOW * SPAN_GROWTH
