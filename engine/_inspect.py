@@ -308,10 +308,10 @@ class Inspector:
                     by_state[state] = n
                     if state not in per_queue:
                         continue
-                    for (queue,) in c.execute(q.queues_in_state, {"state": state}).fetchall():
-                        by_queue.setdefault(queue, {})[state] = self._estimate(
-                            c, q.rows_in_queue_state, {"state": state, "queue": queue}
-                        )
+                    queues = [queue for (queue,) in c.execute(q.queues_in_state, {"state": state}).fetchall()]
+                    params = [{"state": state, "queue": queue} for queue in queues]
+                    for queue, n in zip(queues, self._estimates(c, q.rows_in_queue_state, params), strict=True):
+                        by_queue.setdefault(queue, {})[state] = n
             for queue, state, n in rows:
                 by_state[state] += int(n)
                 if state in per_queue:
@@ -351,16 +351,11 @@ class Inspector:
         return queues, workers
 
     @staticmethod
-    def _estimate(conn: psycopg.Connection, query: bytes, params: Mapping[str, Any]) -> int:
-        """The planner's row estimate for ``query`` (EXPLAIN, nothing is read)."""
-        row = conn.execute(b"EXPLAIN (FORMAT JSON) " + query, params).fetchone()
-        assert row is not None
-        return int(row[0][0]["Plan"].get("Plan Rows", 0))
-
-    @staticmethod
     def _estimates(conn: psycopg.Connection, query: bytes, params: Sequence[Mapping[str, Any]]) -> list[int]:
-        """The planner's row estimates for ``query`` with each of ``params``, sent in one pipeline
-        (one round trip for them all, not one each)."""
+        """The planner's row estimates for ``query`` with each of ``params`` (EXPLAIN, nothing is
+        read), sent in one pipeline: one round trip for them all, not one each."""
+        if not params:
+            return []
         with conn.pipeline():
             cursors = [conn.execute(b"EXPLAIN (FORMAT JSON) " + query, p) for p in params]
         out = []

@@ -31,8 +31,7 @@ INSERT_CHUNK = 5_000
 # No tags, as a text[] literal: psycopg's list dumper cost more than the rest of the row.
 EMPTY_ARRAY = "{}"
 COPY_AT_LEAST = 100  # below this many plain jobs, one INSERT statement is as quick
-# Rows of COPY text written at a time: PostgreSQL takes in one piece while the next is made.
-COPY_PIECE = 500
+COPY_PIECE = 500  # rows of COPY text sent at a time (_copy_in_pieces)
 NO_PARTITION = Partition()
 ROLLUP_COLUMNS = ("completed", "failed", "discarded", "cancelled", "snoozed")
 ACK_COLUMNS = ("id", "attempt", "state", "delay", "extra_attempts", "error", "result", "meta")
@@ -41,6 +40,30 @@ ACK_COLUMNS = ("id", "attempt", "state", "delay", "extra_attempts", "error", "re
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def _copy_head(spec: JobSpec) -> str:
+    """A new job's queue and worker, the COPY text that comes before its args."""
+    return f"{copy_field(spec.queue)}\t{copy_field(spec.worker)}\t"
+
+
+def _copy_tail(spec: JobSpec) -> str:
+    """A new job's meta, tags, priority and max_attempts, the COPY text after its args."""
+    tags = copy_array(spec.tags) if spec.tags else EMPTY_ARRAY
+    return f"\t{copy_json(spec.json_meta())}\t{tags}\t{spec.priority}\t{spec.max_attempts}\n"
+
+
+def _copy_in_pieces(copy: psycopg.Copy, lines: Iterable[str]) -> None:
+    """Send COPY text lines ``COPY_PIECE`` at a time: PostgreSQL takes in one piece while the next
+    is made (sent as one, the server waited until every row was written)."""
+    piece: list[str] = []
+    for text in lines:
+        piece.append(text)
+        if len(piece) == COPY_PIECE:
+            copy.write("".join(piece).encode())
+            piece = []
+    if piece:
+        copy.write("".join(piece).encode())
 
 
 def _distinct_ids(ack: dict[str, Any]) -> list[dict[str, Any]]:
@@ -154,18 +177,15 @@ class Store:
         assert row is not None
         now, ids = row
         heads: dict[tuple[str, str], str] = {}  # a bulk insert is mostly of one worker and queue
+
+        def line(job_id: int, s: JobSpec) -> str:
+            head = heads.get((s.worker, s.queue))
+            if head is None:
+                head = heads[(s.worker, s.queue)] = _copy_head(s)
+            return f"{job_id}\t{head}{copy_json(s.json_args())}{_copy_tail(s)}"
+
         with c.cursor() as cur, cur.copy(self.q.jobs.copy) as copy:
-            for start in range(0, len(specs), COPY_PIECE):
-                lines = []
-                for job_id, s in zip(ids[start : start + COPY_PIECE], specs[start : start + COPY_PIECE], strict=True):
-                    head = heads.get((s.worker, s.queue))
-                    if head is None:
-                        head = heads[(s.worker, s.queue)] = f"\t{copy_field(s.queue)}\t{copy_field(s.worker)}\t"
-                    lines.append(
-                        f"{job_id}{head}{copy_json(s.json_args())}\t{copy_json(s.json_meta())}"
-                        f"\t{copy_array(s.tags) if s.tags else EMPTY_ARRAY}\t{s.priority}\t{s.max_attempts}\n"
-                    )
-                copy.write("".join(lines).encode())
+            _copy_in_pieces(copy, (line(job_id, s) for job_id, s in zip(ids, specs, strict=True)))
         self.notify(sorted({s.queue for s in specs}), c)
         return [s.saved(i, JobState.AVAILABLE, now, now) for i, s in zip(ids, specs, strict=True)]
 
@@ -173,15 +193,10 @@ class Store:
         """Save one job a JSON text of ``texts``, each as ``template`` but for its args, all or none
         (in ``conn``'s transaction when given); returns how many. One COPY of text written here:
         no row or Job is made a job (``Engine.insert_many``)."""
-        head = f"{copy_field(template.queue)}\t{copy_field(template.worker)}\t"
-        tail = (
-            f"\t{copy_json(template.json_meta())}\t{copy_array(template.tags)}\t{template.priority}"
-            f"\t{template.max_attempts}\n"
-        )
+        head, tail = _copy_head(template), _copy_tail(template)
         with self.db.atomic(conn) as c:
             with c.cursor() as cur, cur.copy(self.q.jobs.copy_many) as copy:
-                for chunk in _chunks(texts, COPY_PIECE):
-                    copy.write("".join([head + copy_json(text) + tail for text in chunk]).encode())
+                _copy_in_pieces(copy, (head + copy_json(text) + tail for text in texts))
             self.notify([template.queue], c)
         return len(texts)
 

@@ -43,6 +43,12 @@ class BenchResult:
         return asdict(self)
 
 
+def _drop_available(eng: Engine) -> None:
+    """Delete the bench's own jobs, which are all available between its phases."""
+    with eng.connection() as c:
+        c.execute(sql.SQL("DELETE FROM {}.lysmore_jobs WHERE state = 'available'").format(sql.Identifier(eng.prefix)))
+
+
 def _drop(eng: Engine) -> None:
     with eng.connection() as c:
         c.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(eng.prefix)))
@@ -118,8 +124,7 @@ def run_bench(
         for i in range(n_single):
             inserter.insert(BenchNoop.new({"i": i}))
         insert_single = n_single / (time.perf_counter() - t0)
-        with inserter.connection() as c:  # the singles go; the history stays
-            c.execute(sql.SQL("DELETE FROM {}.lysmore_jobs WHERE state = 'available'").format(sql.Identifier(prefix)))
+        _drop_available(inserter)  # the singles go; the history stays
 
         # bulk insert of every job: by insert_all (then deleted), then by insert_many, which stay
         say(f"bulk insert: {jobs}")
@@ -128,8 +133,7 @@ def run_bench(
         inserter.insert_all(specs)
         insert_bulk = jobs / (time.perf_counter() - t0)
         del specs
-        with inserter.connection() as c:
-            c.execute(sql.SQL("DELETE FROM {}.lysmore_jobs WHERE state = 'available'").format(sql.Identifier(prefix)))
+        _drop_available(inserter)
         t0 = time.perf_counter()
         inserter.insert_many(BenchNoop, [{"i": i} for i in range(jobs)])
         insert_many = jobs / (time.perf_counter() - t0)

@@ -555,7 +555,8 @@ class Store:
         (workers, nodes). Other filters read the newest ``RECENT_WINDOW`` ids in id order, which
         fills the page when matches are common. When it does not, matches are rare or old, and
         walking the primary key further could read the whole table, so one more statement searches
-        the live side whole and the finished side's older ids in spans, each ``SPAN_GROWTH`` times
+        the live side whole (once, or in two parts when a filter index serves the filter) and the
+        finished side's older ids in spans, each ``SPAN_GROWTH`` times
         the last, newest first: in each span the filter's indexes collect the matches (bitmaps
         only, so the planner cannot go back to the id order), which are sorted. A span costs about
         its matches, and the search stops at the first span that fills the page.
@@ -580,15 +581,14 @@ class Store:
         if len(rows) >= limit:
             return rows
         # The rest in one statement, planned once. The live side (jobs that can still run, as many
-        # as the backlog) is searched whole, once: spans of it cost a scan each where it has no index
-        # for the filter (age, say). The finished side is taken in spans, newest first, each
-        # searched in turn (a lateral subquery) until the LIMIT has its rows, which stops there: a
-        # span's rows arrive sorted and the spans in order, so that LIMIT keeps the side's newest.
-        # The last span, all the rest, is searched through the filter's indexes alone: an id range
-        # as wide as most of the table only makes their bitmaps lossy. The newest of both sides are
-        # the page.
-        # Waiting jobs go through the filter indexes when one serves the filter; when none does, the
-        # live side is read once rather than once for waiting and once for other jobs (two scans).
+        # as the backlog) is searched whole, not in spans, which would cost a scan each where it has
+        # no index for the filter (age, say): its waiting jobs through the filter indexes when one
+        # serves the filter, else together with the others, one scan rather than two. The finished
+        # side is taken in spans, newest first, each searched in turn (a lateral subquery) until
+        # the LIMIT has its rows, which stops there: a span's rows arrive sorted and the spans in
+        # order, so that LIMIT keeps the side's newest. The last span, all the rest, is searched
+        # through the filter's indexes alone: an id range as wide as most of the table only makes
+        # their bitmaps lossy. The newest of both sides are the page.
         live = (
             " (SELECT id FROM {jobs} WHERE {hinted} AND {waiting} AND id < %(lo)s ORDER BY id DESC LIMIT %(limit)s)"
             " UNION ALL"
