@@ -48,8 +48,9 @@ class Action:
     key_display: str | None = None
     palette: str | None = None
     bulk: bool = False
-    # Taken by the app as the key arrives, before any key behind it: for a key that moves focus
-    # (the keys typed after it belong where it sends them, however fast they come).
+    # Taken by the app as the key arrives, before any key behind it: for a key that moves focus or
+    # shows another screen (the keys typed after it belong where it sends them, however fast they
+    # come; `2/queue:x` typed at once must not leave `/` to the old screen and `q` to quit).
     priority: bool = False
 
     @property
@@ -65,16 +66,16 @@ class Action:
 
 ACTIONS: tuple[Action, ...] = (
     # everywhere
-    Action("view_queues", "1", "Queues", "show the Queues screen", ("app",), footer=False,
+    Action("view_queues", "1", "Queues", "show the Queues screen", ("app",), footer=False, priority=True,
            palette="view: queues"),
-    Action("view_jobs", "2", "Jobs", "show the Jobs screen", ("app",), footer=False, palette="view: jobs"),
-    Action("view_nodes", "3", "Nodes", "show the Nodes screen", ("app",), footer=False, palette="view: nodes"),
-    Action("view_workflows", "4", "Workflows", "show the Workflows screen", ("app",), footer=False,
+    Action("view_jobs", "2", "Jobs", "show the Jobs screen", ("app",), footer=False, priority=True, palette="view: jobs"),
+    Action("view_nodes", "3", "Nodes", "show the Nodes screen", ("app",), footer=False, priority=True, palette="view: nodes"),
+    Action("view_workflows", "4", "Workflows", "show the Workflows screen", ("app",), footer=False, priority=True,
            palette="view: workflows"),
-    Action("view_audit", "5", "Audit", "show the Audit screen", ("app",), footer=False, palette="view: audit"),
-    Action("view_crons", "6", "Crons", "show the Crons screen", ("app",), footer=False, palette="view: crons"),
+    Action("view_audit", "5", "Audit", "show the Audit screen", ("app",), footer=False, priority=True, palette="view: audit"),
+    Action("view_crons", "6", "Crons", "show the Crons screen", ("app",), footer=False, priority=True, palette="view: crons"),
     Action("view_charts", "7", "Charts", "show the Charts screen (of the queue whose detail is open)", ("app",),
-           footer=False, palette="view: charts"),
+           footer=False, priority=True, palette="view: charts"),
     Action("refresh_now", "ctrl+r", "Refresh", "refresh now", ("app",), footer=False, key_display="^r",
            palette="refresh: now"),
     Action("freeze", "z", "Freeze", "freeze or unfreeze live updates", ("app",), footer=False,

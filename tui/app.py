@@ -24,6 +24,7 @@ from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.driver import Driver
 from textual.timer import Timer
+from textual.widgets import Input
 from textual.worker import get_current_worker
 
 from engine import DatabaseUnavailable, Engine, redact_url
@@ -83,7 +84,8 @@ def database_label(url: str | None) -> str:
 
 def _app_bindings() -> list[BindingType]:
     return [
-        Binding(a.key, a.id, a.label, show=a.footer, key_display=a.key_display, id=f"app.{a.id}")
+        Binding(a.key, a.id, a.label, show=a.footer, key_display=a.key_display, id=f"app.{a.id}",
+                priority=a.priority)
         for a in actions_for("app")
     ]
 
@@ -391,6 +393,8 @@ class DashboardApp(App[int]):
 
     def action_view_charts(self) -> None:
         """Show Charts: of the queue whose detail is open, if one is."""
+        if self._typed_as_text("view_charts"):
+            return
         queue = getattr(self.screen, "queue", None) if getattr(self.screen, "scope", "") == "queue" else None
         self._switch("view_charts")
         screen = self.screen
@@ -400,6 +404,8 @@ class DashboardApp(App[int]):
     def _switch(self, action_id: str) -> None:
         """Show a view, painted whole in its first frame, and start reading it at once: the read
         runs while the screen is drawn."""
+        if self._typed_as_text(action_id):
+            return
         mode = VIEW_MODES[action_id]
         if self.current_mode != mode:
             self.switch_mode(mode)
@@ -410,6 +416,17 @@ class DashboardApp(App[int]):
             self.pop_screen()
         self.paint_whole()
         self.request_refresh()
+
+    def _typed_as_text(self, action_id: str) -> bool:
+        """The views' keys are taken as they arrive (priority bindings), ahead of the text box that
+        has focus: typed in one (a filter such as `id:123`, a scale, the palette), the key is a
+        character of it, queued behind the keys before it, and no view is shown."""
+        focused = self.focused
+        entry = find_action("app", action_id, self.keymap)
+        if not isinstance(focused, Input) or entry is None or len(entry.key) != 1:
+            return False
+        focused.post_message(events.Key(entry.key, entry.key))
+        return True
 
     def paint_whole(self) -> None:
         """Make the next frame repaint the whole screen now on top.

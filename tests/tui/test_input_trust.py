@@ -18,7 +18,9 @@ from tests.engine._support import count_jobs
 from tests.tui.conftest import AppFactory
 from tests.tui.helpers import screen_text, settle
 from tests.tui.test_app import open_jobs
+from tui.screens.jobs import JobsScreen
 from tui.screens.modals import CONFIRM_ARM_SECONDS, ConfirmScreen
+from tui.screens.queues import QueuesScreen
 from tui.widgets import KeyedTable
 
 pytestmark = pytest.mark.anyio
@@ -46,6 +48,34 @@ async def test_a_burst_after_slash_is_the_filter(make_app: AppFactory, typed: st
         assert app.screen is screen
         assert screen.filter.text == typed[1:-1]
         assert screen.marked == {}
+
+
+@pytest.mark.parametrize("typed", ["2/queue:mailers\r", "2/id:2\r"])
+async def test_a_burst_that_opens_jobs_and_filters_is_the_filter(make_app: AppFactory, typed: str) -> None:
+    """From another screen, `2` then `/` and the filter at once: the view's key is taken as it
+    arrives, so `/` reaches Jobs, not the screen left behind (where `q` of `queue` quit). Jobs has
+    been shown once: a screen's first showing mounts it after the keys behind are handled."""
+    app = make_app()
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        await open_jobs(pilot)
+        await pilot.press("1")
+        await settle(pilot)
+        assert isinstance(app.screen, QueuesScreen)
+        burst(app, typed)
+        await settle(pilot)
+        assert app.is_running and app.last_error is None
+        assert isinstance(app.screen, JobsScreen)
+        assert app.screen.filter.text == typed[2:-1]
+
+
+async def test_a_views_key_typed_in_a_text_box_is_text(make_app: AppFactory) -> None:
+    app = make_app()
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        screen = await open_jobs(pilot)
+        burst(app, "/id:1234567")
+        await settle(pilot)
+        assert app.screen is screen
+        assert screen.query_one("#filter").value == "id:1234567"  # type: ignore[attr-defined]
 
 
 async def test_a_burst_of_slash_D_y_deletes_nothing(make_app: AppFactory, conn: psycopg.Connection,
