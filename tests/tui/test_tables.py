@@ -5,6 +5,7 @@ workflow's steps that open their jobs."""
 from __future__ import annotations
 
 import math
+import re
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
@@ -218,7 +219,8 @@ async def test_a_screen_shown_again_says_its_data_is_old_until_the_new_read_arri
         await pilot.press("2")  # the old rows are on screen while the new read waits
         for _ in range(5):
             await pilot.pause()
-        assert "stale 0s" in header(app) and "Publish" in screen_text(app)
+        # How many seconds old depends on the machine's speed; that it says stale does not.
+        assert re.search(r"stale \d+s", header(app)) and "Publish" in screen_text(app)
         held.set()
         await settle(pilot)
         assert "stale" not in header(app) and "⟳ 60s" in header(app)
