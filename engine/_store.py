@@ -35,6 +35,7 @@ COPY_PIECE = 500  # rows of COPY text sent at a time (_copy_in_pieces)
 NO_PARTITION = Partition()
 ROLLUP_COLUMNS = ("completed", "failed", "discarded", "cancelled", "snoozed")
 ACK_COLUMNS = ("id", "attempt", "state", "delay", "extra_attempts", "error", "result", "meta")
+NUMBER_COLUMNS = ("id", "attempt", "delay", "extra_attempts")  # of ACK_COLUMNS: sent as array literals
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
@@ -64,6 +65,13 @@ def _copy_in_pieces(copy: psycopg.Copy, lines: Iterable[str]) -> None:
             piece = []
     if piece:
         copy.write("".join(piece).encode())
+
+
+def _sent(ack: dict[str, Any]) -> dict[str, Any]:
+    """``ack`` as its statement takes it: each column of numbers as one array literal
+    (``{4,5,6}``), which the statement casts, rather than a list psycopg dumps number by number
+    (for a batch of 50, about 50 us a column against 3)."""
+    return {k: "{" + ",".join(map(str, v)) + "}" if k in NUMBER_COLUMNS else v for k, v in ack.items()}
 
 
 def _distinct_ids(ack: dict[str, Any]) -> list[dict[str, Any]]:
@@ -292,7 +300,7 @@ class Store:
                 c.execute("BEGIN")
                 cur.execute(self.q.queues.lock, {"key": f"{self.prefix}.{queue}"})
                 for acked, part in acks:  # no wake-up from this ack: the fetch below takes the freed slots
-                    acked.execute(self._ack_statement(part), {**part, "wake": []})
+                    acked.execute(self._ack_statement(part), _sent({**part, "wake": []}))
                 cur.execute(self.q.jobs.fetch_global if plain_global else self.q.jobs.fetch_limited, params)
                 c.execute("COMMIT")
             fetched = Fetched(self._claimed(cur.fetchall(), queue))
@@ -317,11 +325,12 @@ class Store:
         rounds = _distinct_ids(ack)
         with self.db.connection() as c:
             if not workflows and len(rounds) == 1:
-                return {r[0] for r in c.execute(self._ack_statement(ack), ack).fetchall()}
+                return {r[0] for r in c.execute(self._ack_statement(ack), _sent(ack)).fetchall()}
             with c.transaction():
                 if workflows:
                     self.lock_workflows(c, workflows)
-                hit = {r[0] for part in rounds for r in c.execute(self._ack_statement(part), part).fetchall()}
+                hit = {r[0] for part in rounds
+                       for r in c.execute(self._ack_statement(part), _sent(part)).fetchall()}
                 if workflows:
                     self.resolve_workflows(c, workflows)
             return hit
