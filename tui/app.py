@@ -367,48 +367,52 @@ class DashboardApp(App[int]):
         """Run an app-wide registry action (from the palette)."""
         self.call_later(self.run_action, action_id)
 
-    def action_view_queues(self) -> None:
+    async def action_view_queues(self) -> None:
         """Show Queues."""
-        self._switch("view_queues")
+        await self._switch("view_queues")
 
-    def action_view_jobs(self) -> None:
+    async def action_view_jobs(self) -> None:
         """Show Jobs."""
-        self._switch("view_jobs")
+        await self._switch("view_jobs")
 
-    def action_view_nodes(self) -> None:
+    async def action_view_nodes(self) -> None:
         """Show Nodes."""
-        self._switch("view_nodes")
+        await self._switch("view_nodes")
 
-    def action_view_workflows(self) -> None:
+    async def action_view_workflows(self) -> None:
         """Show Workflows."""
-        self._switch("view_workflows")
+        await self._switch("view_workflows")
 
-    def action_view_audit(self) -> None:
+    async def action_view_audit(self) -> None:
         """Show Audit."""
-        self._switch("view_audit")
+        await self._switch("view_audit")
 
-    def action_view_crons(self) -> None:
+    async def action_view_crons(self) -> None:
         """Show Crons."""
-        self._switch("view_crons")
+        await self._switch("view_crons")
 
-    def action_view_charts(self) -> None:
+    async def action_view_charts(self) -> None:
         """Show Charts: of the queue whose detail is open, if one is."""
         if self._typed_as_text("view_charts"):
             return
         queue = getattr(self.screen, "queue", None) if getattr(self.screen, "scope", "") == "queue" else None
-        self._switch("view_charts")
+        await self._switch("view_charts")
         screen = self.screen
         if isinstance(queue, str) and isinstance(screen, ChartsScreen):
             screen.choose(Subject("queue", queue))
 
-    def _switch(self, action_id: str) -> None:
+    async def _switch(self, action_id: str) -> None:
         """Show a view, painted whole in its first frame, and start reading it at once: the read
-        runs while the screen is drawn."""
+        runs while the screen is drawn.
+
+        A view shown for the first time is made and mounted now, before the next key is handled:
+        in a burst such as ``2/queue:mailers`` the keys after ``2`` are for Jobs, and a screen still
+        composing would drop them (its filter box did not exist yet)."""
         if self._typed_as_text(action_id):
             return
         mode = VIEW_MODES[action_id]
         if self.current_mode != mode:
-            self.switch_mode(mode)
+            await self.switch_mode(mode)
         elif len(self.screen_stack) == 1:
             return
         # The view itself, not a screen drilled into from it (and, in another view, left behind).

@@ -164,3 +164,19 @@ async def test_a_confirmation_ignores_keys_typed_before_it_appeared(
         await settle(pilot)
         assert not isinstance(app.screen, ConfirmScreen)
         assert count_jobs(conn, seeded) == before - 1
+
+
+@pytest.mark.parametrize("typed", ["2/queue:mailers\r", "32/Mailer\r"])
+async def test_a_burst_that_opens_jobs_for_the_first_time_and_filters_is_the_filter(
+        make_app: AppFactory, typed: str) -> None:
+    """As above, on a dashboard just opened: Jobs has never been shown, and its screen is made
+    and mounted by the burst's first key, before the keys behind it are handled."""
+    app = make_app()
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        await settle(pilot)
+        assert isinstance(app.screen, QueuesScreen)
+        burst(app, typed)
+        await settle(pilot)
+        assert app.is_running and app.last_error is None
+        assert isinstance(app.screen, JobsScreen)
+        assert app.screen.filter.text == typed.rpartition("/")[2][:-1]

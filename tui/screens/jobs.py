@@ -56,7 +56,9 @@ class JobsScreen(DataScreen):
                 yield KeyedTable(JOB_COLUMNS, id="jobs-table")
 
     def on_mount(self) -> None:
-        self.query_one("#jobs-table", KeyedTable).focus()
+        # set_focus, not focus(), which would move focus later: after a `/` typed right behind the
+        # key that showed this screen had put it on the filter bar.
+        self.set_focus(self.query_one("#jobs-table", KeyedTable))
         self.query_one("#states", OptionList).highlighted = 0
 
     # -- loading ------------------------------------------------------------------------------
