@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -463,6 +463,7 @@ class Job:
     unique_states: list[str] | None = None
     _engine: Any = field(default=None, repr=False)
     _cancel: threading.Event | None = field(default=None, repr=False)
+    _on_interrupt: Callable[[], None] | None = field(default=None, repr=False)  # an async execution's cancel
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Job:
@@ -546,3 +547,5 @@ class Job:
 
     def _interrupt(self) -> None:
         self.cancel_event.set()
+        if self._on_interrupt is not None:
+            self._on_interrupt()

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +17,7 @@ from ._job import Job
 from ._jobpath import JobPath
 from ._loop import jittered
 from ._queues import QueueConfig
-from ._runner import Outcome, ThreadPool, run_job, timeout_outcome
+from ._runner import ASYNC, Outcome, ThreadPool, is_async, run_job, run_job_async, timeout_outcome
 from ._store import Store
 from ._worker import Worker, resolve_worker
 
@@ -259,8 +260,15 @@ class Producer:
             jobs, rate_wait = self.rt.path.fetch(self.queue, demand, self.effective, done)
             if rate_wait is not None:
                 self._rate_wake_at = time.monotonic() + rate_wait
-            for job in jobs:
-                self._start(job)
+            tasks: list[Coroutine[Any, Any, None]] = []
+            try:
+                for job in jobs:
+                    task = self._start(job)
+                    if task is not None:
+                        tasks.append(task)
+            finally:
+                if tasks:  # the async ones, started: one wake-up of the loop for the batch
+                    ASYNC.spawn(tasks)
         finally:
             self._hand_over(done)  # still there only if the fetch failed before recording them
             with self._lock:
@@ -282,7 +290,9 @@ class Producer:
             done, self._done = self._done, []
         self._hand_over(done)
 
-    def _start(self, job: Job) -> None:
+    def _start(self, job: Job) -> Coroutine[Any, Any, None] | None:
+        """Start executing ``job``: in a thread of the pool, or, for an async worker, as the
+        coroutine returned, for the caller to run on the shared loop."""
         job._engine = self.rt.owner
         run = Running(job)
         with self._lock:
@@ -291,23 +301,53 @@ class Producer:
         timeout = getattr(cls, "timeout", None) if cls else None
         if timeout:
             run.timer = self.rt.deadlines.call_in(timeout, lambda: self._timed_out(run, timeout, cls))
+        if cls is not None and is_async(cls):
+            return self._execute_async(run, cls)
         self.rt.threads.submit(lambda: self._execute(run))
+        return None
 
     def _execute(self, run: Running) -> None:
-        job = run.job
         try:
-            self.rt.events.emit(Event("start", job))
-            outcome = run_job(job, self.rt.max_json_bytes, self.rt.worker_modules)
-            if run.timer is not None:
-                run.timer.cancel()
-            if run.claim():
-                self._finish(outcome, carry=True)
+            self.rt.events.emit(Event("start", run.job))
+            self._ended(run, run_job(run.job, self.rt.max_json_bytes, self.rt.worker_modules))
         finally:
-            with self._lock:
-                self.running.pop(job.id, None)
-            self._wake.set()
-            self._assist_wake.set()
-            self.rt.job_done()
+            self._gone(run)
+
+    async def _execute_async(self, run: Running, cls: type[Worker]) -> None:
+        """``_execute`` for an async worker, as a task on the shared loop. Told to stop (a timeout,
+        a cancel, a rescue, the node's stop), the task is cancelled: ``perform`` gets
+        CancelledError at its next await, and its slot is free once it returns. (A thread cannot
+        be stopped; its job sees ``job.cancelled()`` and its slot waits for it.)"""
+        task, loop = asyncio.current_task(), asyncio.get_running_loop()
+        assert task is not None
+
+        def cancel() -> None:
+            loop.call_soon_threadsafe(task.cancel)
+
+        run.job._on_interrupt = cancel
+        if run.job.cancelled():  # told before it started
+            task.cancel()
+        try:
+            self.rt.events.emit(Event("start", run.job))
+            self._ended(run, await run_job_async(run.job, cls, self.rt.max_json_bytes))
+        except Exception:
+            log.exception("job %s: its execution failed to end", run.job.id, extra={"job_id": run.job.id})
+        finally:
+            self._gone(run)
+
+    def _ended(self, run: Running, outcome: Outcome) -> None:
+        if run.timer is not None:
+            run.timer.cancel()
+        if run.claim():
+            self._finish(outcome, carry=True)
+
+    def _gone(self, run: Running) -> None:
+        """An execution is over (whoever recorded its outcome): its slot is free."""
+        with self._lock:
+            self.running.pop(run.job.id, None)
+        self._wake.set()
+        self._assist_wake.set()
+        self.rt.job_done()
 
     def _timed_out(self, run: Running, seconds: float, cls: type[Worker] | None) -> None:
         if run.claim():

@@ -26,6 +26,13 @@ class BenchNoop(Worker, queue=QUEUE, max_attempts=1, name="lysmore.bench.noop"):
         return None
 
 
+class BenchAsyncNoop(Worker, queue=QUEUE, max_attempts=1, name="lysmore.bench.async_noop"):
+    """BenchNoop as an async worker (``lysmore bench --async``): its jobs run on the shared loop."""
+
+    async def perform(self, job: Job) -> None:
+        return None
+
+
 @dataclass
 class BenchResult:
     jobs: int
@@ -38,6 +45,7 @@ class BenchResult:
     options: dict[str, Any]
     history: int = 0  # finished jobs in the table before the bench's own
     insert_many_per_s: float = 0.0  # insert_many of args dicts, a count returned
+    async_worker: bool = False  # the jobs' worker was async (BenchAsyncNoop)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -104,8 +112,11 @@ def run_bench(
     latency_samples: int = 200,
     queue_options: dict[str, Any] | None = None,
     progress: Any = None,
+    async_worker: bool = False,
 ) -> BenchResult:
-    """Run every measurement on a new prefix, dropped afterwards."""
+    """Run every measurement on a new prefix, dropped afterwards; with ``async_worker`` the jobs'
+    worker is an async one."""
+    noop: type[Worker] = BenchAsyncNoop if async_worker else BenchNoop
     prefix = f"bench_{uuid.uuid4().hex[:10]}"
     say = progress or (lambda msg: None)
     queue_spec: Any = {"local_limit": concurrency, **(queue_options or {})} if queue_options else concurrency
@@ -122,20 +133,20 @@ def run_bench(
         say(f"single inserts: {n_single}")
         t0 = time.perf_counter()
         for i in range(n_single):
-            inserter.insert(BenchNoop.new({"i": i}))
+            inserter.insert(noop.new({"i": i}))
         insert_single = n_single / (time.perf_counter() - t0)
         _drop_available(inserter)  # the singles go; the history stays
 
         # bulk insert of every job: by insert_all (then deleted), then by insert_many, which stay
         say(f"bulk insert: {jobs}")
-        specs = [BenchNoop.new({"i": i}) for i in range(jobs)]
+        specs = [noop.new({"i": i}) for i in range(jobs)]
         t0 = time.perf_counter()
         inserter.insert_all(specs)
         insert_bulk = jobs / (time.perf_counter() - t0)
         del specs
         _drop_available(inserter)
         t0 = time.perf_counter()
-        inserter.insert_many(BenchNoop, [{"i": i} for i in range(jobs)])
+        inserter.insert_many(noop, [{"i": i} for i in range(jobs)])
         insert_many = jobs / (time.perf_counter() - t0)
         with inserter.connection() as c:
             c.execute("ANALYZE " + f'"{prefix}".lysmore_jobs')
@@ -160,7 +171,7 @@ def run_bench(
         for i in range(latency_samples):
             started.clear()
             t0 = time.perf_counter()
-            inserter.insert(BenchNoop.new({"latency": i}))
+            inserter.insert(noop.new({"latency": i}))
             if not started.wait(10):
                 raise TimeoutError("a job inserted on an idle node did not start within 10s")
             samples.append((time.perf_counter() - t0) * 1000)
@@ -177,6 +188,7 @@ def run_bench(
             process_per_s=round(process, 1),
             latency_p50_ms=round(statistics.median(samples), 2),
             latency_p95_ms=round(quantiles[94], 2),
+            async_worker=async_worker,
             options=queue_options or {},
             history=history,
         )

@@ -121,13 +121,14 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         raise CommandError("--history takes a number of finished jobs, 0 or more")
     result = run_bench(
         args.database_url, jobs=args.jobs, concurrency=args.concurrency, progress=progress,
-        queue_options=options or None, history=args.history,
+        queue_options=options or None, history=args.history, async_worker=args.async_worker,
     )
     data = result.as_dict()
     if args.json:
         print(json.dumps(data))
     else:
         print(f"jobs {result.jobs}, concurrency {result.concurrency}"
+              + (", an async worker" if result.async_worker else "")
               + (f", {result.history:,} finished jobs already in the table" if result.history else ""))
         print(f"  single insert   {result.insert_single_per_s:>12,.0f} jobs/s")
         print(f"  bulk insert     {result.insert_many_per_s:>12,.0f} jobs/s   (insert_many: a count back)")
@@ -563,6 +564,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--history", type=int, default=0, metavar="N",
                    help="put N finished jobs (a day of history) in the table first (default 0)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--async", dest="async_worker", action="store_true",
+                   help="run the jobs with an async worker (async def perform) instead of a plain one")
     p.add_argument("--dashboard", action="store_true",
                    help="time the dashboard's reads and filters on a seeded schema instead")
     p.add_argument("--rows", type=int, default=1_000_000, help="--dashboard: jobs to seed (default 1000000)")

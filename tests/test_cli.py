@@ -5,6 +5,7 @@ Every bad start is one line on stderr and exit code 2: no traceback, no password
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -239,3 +240,11 @@ def test_no_command_prints_a_password_in_any_form(form: str, command: str, no_de
     assert result.returncode == 2, (result.stdout, result.stderr)
     assert "cannot connect to PostgreSQL at 127.0.0.1:" in result.stderr
     assert PASSWORD not in result.stdout + result.stderr  # PGPASSWORD's value contains it too
+
+
+def test_bench_with_an_async_worker(database_url: str, no_demo: dict[str, str]) -> None:
+    result = lysmore("bench", "--async", "--jobs", "30", "--json", "--database-url", database_url, env=no_demo,
+                     timeout=120)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["async_worker"] is True and data["jobs"] == 30 and data["process_per_s"] > 0

@@ -40,3 +40,22 @@ def test_the_bench_keeps_the_history_while_it_measures(database_url: str, monkey
     assert result.history == 500 and result.process_per_s > 0
     # the history is all there, beside the bench's own 40 jobs and 3 latency probes, all finished
     assert seen == [500, 543]
+
+
+def test_the_bench_with_an_async_worker_runs_every_job_on_it(database_url: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    seen: dict[tuple[str, str], int] = {}
+    import engine.bench as bench
+
+    real_drop = bench._drop
+
+    def count_then_drop(eng: Engine) -> None:
+        with eng.connection() as c:
+            rows = c.execute(sql.SQL("SELECT worker, state::text, count(*) FROM {}.lysmore_jobs GROUP BY 1, 2")
+                             .format(sql.Identifier(eng.prefix))).fetchall()
+        seen.update({(w, s): n for w, s, n in rows})
+        real_drop(eng)
+
+    monkeypatch.setattr(bench, "_drop", count_then_drop)
+    result = run_bench(database_url, jobs=40, singles=10, latency_samples=3, async_worker=True)
+    assert result.async_worker and result.process_per_s > 0
+    assert seen == {("lysmore.bench.async_noop", "completed"): 43}  # the 40 and the 3 latency probes
