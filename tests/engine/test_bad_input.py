@@ -408,6 +408,6 @@ def test_a_saved_spec_is_the_job_it_describes_field_by_field() -> None:
         "result": None, "inserted_at": at, "scheduled_at": at.replace(hour=5), "attempted_at": None,
         "completed_at": None, "cancelled_at": None, "discarded_at": None, "attempted_by": None, "node_id": None,
         "unique_key": None, "workflow_id": flow, "workflow_name": "w", "workflow_step": "s", "workflow_deps": ["d"],
-        "conflict": False, "unique_states": None, "_engine": None, "_cancel": None,
+        "conflict": False, "unique_states": None, "_engine": None, "_cancel": None, "_on_interrupt": None,
     }
     assert {f.name: getattr(job, f.name) for f in dataclasses.fields(job)} == expected
