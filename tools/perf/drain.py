@@ -2,7 +2,7 @@
 ``--concurrency`` started, timed until the live side is empty. Runs the ``engine`` it imports, so
 two virtualenvs (two checkouts installed) compare two versions on the same database in turn.
 
-    python tools/perf/drain.py [--url URL] [--jobs 20000] [--concurrency 50]
+    python tools/perf/drain.py [--url URL] [--jobs 20000] [--concurrency 50] [--async]
 """
 
 from __future__ import annotations
@@ -21,17 +21,24 @@ class Noop(Worker, queue="drain", max_attempts=1, name="perf.drain.noop"):
         return None
 
 
+class AsyncNoop(Worker, queue="drain", max_attempts=1, name="perf.drain.async_noop"):
+    async def perform(self, job: Job) -> None:
+        return None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default="postgresql://root@127.0.0.1:5432/test")
     parser.add_argument("--jobs", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--async", dest="async_worker", action="store_true", help="an async worker's jobs")
     args = parser.parse_args()
     prefix = f"perf_drain_{uuid.uuid4().hex[:8]}"
     inserter = Engine(args.url, prefix=prefix)
     try:
         inserter.migrate()
-        inserter.insert_all([Noop.new({"i": i}) for i in range(args.jobs)])
+        worker: type[Worker] = AsyncNoop if args.async_worker else Noop
+        inserter.insert_all([worker.new({"i": i}) for i in range(args.jobs)])
         with psycopg.connect(args.url, autocommit=True) as c:
             c.execute(f'ANALYZE "{prefix}".lysmore_jobs')
             c.execute("CHECKPOINT")
