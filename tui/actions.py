@@ -128,10 +128,11 @@ ACTIONS: tuple[Action, ...] = (
            permission="pause_queues", palette="queue: pause / resume on node"),
     Action("pause", "P", "Pause", "pause or resume all queues of the node (drain before a deploy)",
            ("nodes",), permission="pause_queues", palette="node: pause / resume all queues"),
+    # Priority, like `/`: the prompt opens as `S` arrives, so the keys typed right behind it are the limit.
     Action("scale", "S", "Scale", "set the queue's local limit on every node", ("queues",),
-           permission="scale_queues", palette="queue: scale"),
+           permission="scale_queues", palette="queue: scale", priority=True),
     Action("scale", "S", "Scale", "set the queue's local limit on the node under the cursor", ("queue",),
-           permission="scale_queues", palette="queue: scale on node"),
+           permission="scale_queues", palette="queue: scale on node", priority=True),
     Action("cancel", "C", "Cancel", "cancel the marked jobs (or this one)", ("jobs", "job"),
            permission="cancel_jobs", palette="jobs: cancel selected", bulk=True),
     Action("retry", "R", "Retry", "retry the marked jobs (or this one) now", ("jobs", "job"),

@@ -9,6 +9,7 @@ previous one finished, backs off when the database is slow or failing (the heade
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import os
 import signal
@@ -555,7 +556,7 @@ class DashboardApp(App[int]):
             return
         await super().on_event(event)
 
-    def on_key(self, event: events.Key) -> None:
+    async def on_key(self, event: events.Key) -> None:
         """A greyed-out change key still reaches the gate, so the refusal is explained and audited."""
         screen = self.screen
         if not isinstance(screen, DataScreen):
@@ -564,8 +565,8 @@ class DashboardApp(App[int]):
         if entry is not None and not self.access.may(entry.permission):
             event.stop()
             method = getattr(screen, f"action_{entry.id}", None)
-            if method is not None:
-                method()
+            if method is not None and inspect.isawaitable(result := method()):
+                await result
 
     # -- keys -------------------------------------------------------------------------------------
     def key_of(self, action_id: str, scope: str = "app") -> str:
@@ -665,8 +666,9 @@ class DashboardApp(App[int]):
             on_done()
         self.request_refresh()
 
-    def ask_scale(self, queue: str, node: str | None, current: int | None, nodes: int) -> None:
-        """Check the user may scale, ask for the limit, then confirm like any change."""
+    async def ask_scale(self, queue: str, node: str | None, current: int | None, nodes: int) -> None:
+        """Check the user may scale, ask for the limit, then confirm like any change. The prompt is
+        mounted before the next key is handled: typed right behind `S`, the keys are the limit."""
         probe = scale_request(queue, None, node, nodes)
         if self._refused_in_outage(probe):
             return
@@ -681,7 +683,7 @@ class DashboardApp(App[int]):
                 self.attempt(scale_request(queue, change.local, node, nodes,
                                            global_limit=change.global_allowed, rate_limit=change.rate))
 
-        self.push_screen(ScaleScreen(f"Scale queue {queue} {where}", current, node=node), chosen)
+        await self.push_screen(ScaleScreen(f"Scale queue {queue} {where}", current, node=node), chosen)
 
     def select_matching(self, screen: JobsScreen, state: str | None, flt: Filter) -> None:
         """Count the jobs matching (capped) in a worker, then let the Jobs screen ask."""

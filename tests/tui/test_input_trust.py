@@ -170,3 +170,16 @@ async def test_a_confirmation_ignores_keys_typed_before_it_appeared(
         assert not isinstance(app.screen, ConfirmScreen)
         assert count_jobs(conn, seeded) == before - 1
 
+
+
+async def test_a_burst_that_opens_the_scale_prompt_and_types_a_limit_is_the_limit(make_app: AppFactory) -> None:
+    """`S5` and Enter at once: `S` opens the prompt as it arrives and the prompt takes the focus at
+    once, so `5` is the limit and not the Audit view's key (it showed Audit, the prompt left behind)."""
+    app = make_app()
+    async with app.run_test(size=(100, 30), notifications=True) as pilot:
+        await settle(pilot)
+        assert isinstance(app.screen, QueuesScreen)
+        burst(app, "S5\r")
+        await settle(pilot)
+        assert isinstance(app.screen, ConfirmScreen)
+        assert "Scale queue default to 5 on 2 nodes?" in screen_text(app)

@@ -127,7 +127,9 @@ class ScaleScreen(ModalScreen[ScaleChange | None]):
             yield Static("", id="scale-error", classes="error-line")
 
     def on_mount(self) -> None:
-        self.query_one(Input).focus()
+        # set_focus, not focus(), which moves focus only after the keys already queued: typed right
+        # behind the key that opened this prompt, they are the limit, not keys of the screen below.
+        self.set_focus(self.query_one(Input))
 
     def _say(self, message: str) -> None:
         error = self.query_one("#scale-error", Static)

@@ -77,14 +77,14 @@ class QueuesScreen(DataScreen):
             return
         self.dash.attempt(queue_pause_request(q.name, q.paused, q.nodes))
 
-    def action_scale(self, name: str | None = None) -> None:
+    async def action_scale(self, name: str | None = None) -> None:
         """Ask for a new local limit for the queue on every node."""
         q = self._queue(name)
         if q is None:
             self.notify("No queue under the cursor.", severity="warning")
             return
         per_node = q.local_limit // q.nodes if q.nodes else None
-        self.dash.ask_scale(q.name, None, per_node, q.nodes)
+        await self.dash.ask_scale(q.name, None, per_node, q.nodes)
 
     def _queue(self, name: str | None) -> QueueRow | None:
         if name is None:
@@ -193,12 +193,12 @@ class QueueScreen(DataScreen):
         else:
             self.dash.attempt(queue_node_pause_request(self.queue, name, paused))
 
-    def action_scale(self) -> None:
+    async def action_scale(self) -> None:
         """Ask for a new local limit on the node under the cursor."""
         if self.snapshot is None:
             return
         name, _, limit = self._node()
-        self.dash.ask_scale(self.queue, name, limit, 0 if name else len(self.snapshot.nodes))
+        await self.dash.ask_scale(self.queue, name, limit, 0 if name else len(self.snapshot.nodes))
 
     def palette_commands(self) -> list[Command]:
         return [
