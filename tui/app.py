@@ -393,9 +393,8 @@ class DashboardApp(App[int]):
         await self._switch("view_crons")
 
     async def action_view_charts(self) -> None:
-        """Show Charts: of the queue whose detail is open, if one is."""
-        if self._typed_as_text("view_charts"):
-            return
+        """Show Charts: of the queue whose detail is open, if one is (typed in a text box, the key
+        is text: ``_switch`` shows nothing, and this screen is not Charts)."""
         queue = getattr(self.screen, "queue", None) if getattr(self.screen, "scope", "") == "queue" else None
         await self._switch("view_charts")
         screen = self.screen
