@@ -84,20 +84,22 @@ Clock = Callable[[], datetime]
 _OPS = {op: sql.SQL(op) for op in ("=", ">", ">=", "<", "<=")}
 _AGE_OPS = {">": sql.SQL("<"), ">=": sql.SQL("<="), "<": sql.SQL(">"), "<=": sql.SQL(">=")}
 _NUMBER_COLUMNS = {"priority": ("priority", "int"), "id": ("id", "bigint"), "attempt": ("attempt", "int")}
+# Filter fields a filter index (migration 5) serves; age, state, queue and id have none there.
+_SERVED = frozenset({"worker", "text", "node", "tag", "attempt", "priority", "error", "args", "meta"})
 _JOB_COLUMNS = sql.SQL(
     "id, state::text, queue, worker, attempt, max_attempts, priority, left(args::text, 200), tags, inserted_at,"
     " scheduled_at, attempted_at, coalesce(completed_at, cancelled_at, discarded_at), attempted_by[1],"
     " left(errors -> -1 ->> 'error', 200)"
 )
-# The two sides of the jobs table (migration 6), by their states: a condition on one of these reads
-# that side only. The filter indexes are on the finished side (migration 12); the live side, as
-# large as the backlog, is searched by its state index.
-_FINISHED = sql.SQL("state IN ({})").format(state_list(FINAL_STATES))
-_LIVE = sql.SQL("state IN ({})").format(state_list(frozenset(JobState) - FINAL_STATES))
-# The error text index is on both sides, for every job but available and executing ones: an error
-# filter searches waiting jobs (scheduled, retryable, held) through it, and the others apart.
-_WAITING = sql.SQL("state IN ({})").format(state_list(frozenset(JobState) - FINAL_STATES - UNSETTLED))
+# The filter indexes (migration 5) skip the engine's unsettled states; these two conditions, spelled
+# as the indexes' predicates are, split a search into the part they hold and the rest.
+_SETTLED = sql.SQL("state NOT IN ({})").format(state_list(UNSETTLED))
 _UNSETTLED = sql.SQL("state IN ({})").format(state_list(UNSETTLED))
+# The two sides of the jobs table (migration 6), by their states: a condition on one of these reads
+# that side only.
+_FINISHED = sql.SQL("state IN ({})").format(state_list(FINAL_STATES))
+_WAITING = sql.SQL("state IN ({})").format(state_list(frozenset(JobState) - FINAL_STATES - UNSETTLED))
+_LIVE = sql.SQL("state IN ({})").format(state_list(frozenset(JobState) - FINAL_STATES))
 RECENT_WINDOW = 5_000  # newest ids a filtered page reads in id order before it asks the filter's indexes
 SPAN_GROWTH = 4  # each older span of ids a filtered page then searches is this many times the last
 WORKER_NAMES_MAX = 1_000  # distinct workers a worker pattern is resolved against; beyond that, ILIKE on rows
@@ -137,9 +139,9 @@ class _Where:
     """A compiled job filter: its conditions, their bound parameters, and whether an index returns
     the matches newest first (the filter pins one worker or one node, or a few: ``fanout``).
 
-    ``hints`` are conditions every settled match (a finished job) meets anyway, ``tags <> '{}'``
-    or the worker names a pattern resolves to, that let the planner use the filter indexes. They
-    go only where finished jobs are searched through those indexes: the planner
+    ``hints`` are conditions every settled match (neither available nor executing) meets anyway,
+    ``tags <> '{}'`` or the worker names a pattern resolves to, that let the planner use the
+    filter indexes. They go only where settled jobs are searched through those indexes: the planner
     takes them for independent conditions, so elsewhere they would make it underestimate matches.
     """
 
@@ -150,8 +152,8 @@ class _Where:
     # (expression, parameter): a settled match has one of the values the parameter lists, and an
     # index on (expression, id) lists the settled jobs of each value newest first.
     fanout: tuple[sql.Composable, str] | None = None
-    # Whether an error term is among the terms (migration 5's error index serves it): that index
-    # holds waiting jobs too, so the live side is then searched in two parts, waiting jobs through it.
+    # Whether a filter index (migration 5) serves one of the terms: those indexes hold waiting jobs
+    # too, so the live side is then searched in two parts, waiting jobs through them.
     served: bool = False
 
     def clause(self, hints: bool = False) -> sql.Composable:
@@ -367,7 +369,7 @@ class Store:
             if term.field == "state" and term.negated:  # the other states, which the state index finds
                 term = Term("state", tuple(s for s in STATES if s not in term.values))
             cond = self._term_sql(term, f"f{i}", where, now, conn if indexed else None)
-            where.served = where.served or (indexed and not term.negated and term.field == "error")
+            where.served = where.served or (indexed and not term.negated and term.field in _SERVED)
             if term.negated:
                 cond = sql.SQL("NOT coalesce(({}), false)").format(cond)
             where.conds.append(cond)
@@ -396,7 +398,7 @@ class Store:
                 "         ORDER BY j.worker LIMIT 1)"
                 " FROM w WHERE w.worker IS NOT NULL"
                 ") SELECT worker, worker ILIKE ANY(%s::text[]) FROM w WHERE worker IS NOT NULL LIMIT %s",
-                settled=_FINISHED,
+                settled=_SETTLED,
             ),
             (list(patterns), WORKER_NAMES_MAX + 1),
         ).fetchall()
@@ -439,8 +441,8 @@ class Store:
                 if len(names) > 1:
                     where.fanout = (sql.SQL("worker"), f"{name}_w")
                 # The same rows, with ILIKE only for a worker the index does not list (one that never
-                # finished a job): a list lookup costs far less than ILIKE on every job, and the live
-                # side has no worker index.
+                # settled a job): a list lookup costs far less than ILIKE on every job, and a live
+                # side of available jobs has no worker index.
                 params[f"{name}_hit"], params[f"{name}_known"] = names, known
                 return sql.SQL(
                     "(worker = ANY({}::text[]) OR (worker <> ALL({}::text[]) AND worker ILIKE ANY({}::text[])))"
@@ -527,7 +529,7 @@ class Store:
         ``fanout``, the settled ones are the newest of each value, each read in index order."""
         settled = self._sql(
             "SELECT id FROM {jobs} WHERE {hinted} AND {settled} ORDER BY id DESC LIMIT %(limit)s",
-            hinted=where.clause(hints=True), settled=_FINISHED,
+            hinted=where.clause(hints=True), settled=_SETTLED,
         )
         if where.fanout is not None:
             expr, values = where.fanout
@@ -536,14 +538,14 @@ class Store:
                 " LATERAL (SELECT id FROM {jobs} WHERE {expr} = k.value AND {where} AND {settled}"
                 "          ORDER BY id DESC LIMIT %(limit)s) AS v"
                 " ORDER BY v.id DESC LIMIT %(limit)s",
-                values=sql.Placeholder(values), expr=expr, where=where.clause(), settled=_FINISHED,
+                values=sql.Placeholder(values), expr=expr, where=where.clause(), settled=_SETTLED,
             )
         return self._sql(
             "WITH rest AS MATERIALIZED (SELECT id FROM {jobs} WHERE {where} AND {unsettled})"
             " SELECT {cols} FROM {jobs} WHERE id IN (({settled_ids}) UNION ALL"
             " (SELECT id FROM rest ORDER BY id DESC LIMIT %(limit)s)"
             ") ORDER BY id DESC LIMIT %(limit)s",
-            cols=cols, settled_ids=settled, where=where.clause(), unsettled=_LIVE,
+            cols=cols, settled_ids=settled, where=where.clause(), unsettled=_UNSETTLED,
         )
 
     def _page(
@@ -581,16 +583,16 @@ class Store:
         if len(rows) >= limit:
             return rows
         # The rest in one statement, planned once. The live side (jobs that can still run, as many
-        # as the backlog) is searched whole, not in spans, which would cost a scan each: it has no
-        # filter index but the error text's (migration 12), which serves its waiting jobs, and the
-        # state index. The finished
+        # as the backlog) is searched whole, not in spans, which would cost a scan each where it has
+        # no index for the filter (age, say): its waiting jobs through the filter indexes when one
+        # serves the filter, else together with the others, one scan rather than two. The finished
         # side is taken in spans, newest first, each searched in turn (a lateral subquery) until
         # the LIMIT has its rows, which stops there: a span's rows arrive sorted and the spans in
         # order, so that LIMIT keeps the side's newest. The last span, all the rest, is searched
         # through the filter's indexes alone: an id range as wide as most of the table only makes
         # their bitmaps lossy. The newest of both sides are the page.
         live = (
-            " (SELECT id FROM {jobs} WHERE {where} AND {waiting} AND id < %(lo)s ORDER BY id DESC LIMIT %(limit)s)"
+            " (SELECT id FROM {jobs} WHERE {hinted} AND {waiting} AND id < %(lo)s ORDER BY id DESC LIMIT %(limit)s)"
             " UNION ALL"
             " (SELECT id FROM {jobs} WHERE {where} AND {unsettled} AND id < %(lo)s ORDER BY id DESC LIMIT %(limit)s)"
             if where.served
@@ -608,8 +610,8 @@ class Store:
             "   ORDER BY id DESC LIMIT %(limit)s)"
             "  LIMIT %(limit)s)"
             ") ORDER BY id DESC LIMIT %(limit)s",
-            cols=_JOB_COLUMNS, hinted=where.clause(hints=True), where=where.clause(), finished=_FINISHED, live=_LIVE,
-            waiting=_WAITING, unsettled=_UNSETTLED,
+            cols=_JOB_COLUMNS, hinted=where.clause(hints=True), where=where.clause(), waiting=_WAITING,
+            finished=_FINISHED, unsettled=_UNSETTLED, live=_LIVE,
         )
         spans: list[tuple[int, int]] = []
         hi, size = params["lo"], RECENT_WINDOW * SPAN_GROWTH
