@@ -191,7 +191,8 @@ class Engine:
         )
         self._leader = Leadership(self.store, float(leader_lease))
         self._pool_threads = ThreadPool(f"lysmore-job-{self.prefix}")
-        self._acker = Acker(self._path.record, self._path.stale)
+        self._acker = Acker(self._path.record, self._path.stale,
+                            limited=lambda: {name for name, p in self._producers.items() if p.effective.global_limit})
         self._deadlines = Deadlines()
         store, leading, count = self.store, self._leader.is_leader, self.counters.add
         self._rounds: dict[str, Callable[[], Any]] = {  # one round of each periodic part
