@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 import psycopg
 
@@ -45,7 +45,7 @@ class Acker:
 
     def __init__(
         self, record: Callable[[list[Outcome]], list[Outcome]], on_stale: Callable[[list[Outcome]], None],
-        limited: Callable[[], set[str]] = set,
+        limited: Callable[[], Collection[str]] = list,
     ) -> None:
         self._record = record  # writes a batch, returns the outcomes it could not apply
         self._on_stale = on_stale

@@ -186,13 +186,12 @@ class Engine:
         self._producers: dict[str, Producer] = {}
         self._path = JobPath(
             self.store, self.counters, self.events, self.node_ttl,
-            limited=lambda: [name for name, p in self._producers.items() if p.effective.global_limit],
+            limited=self._globally_limited,
             wake=lambda queue: self._producers[queue].wake(),
         )
         self._leader = Leadership(self.store, float(leader_lease))
         self._pool_threads = ThreadPool(f"lysmore-job-{self.prefix}")
-        self._acker = Acker(self._path.record, self._path.stale,
-                            limited=lambda: {name for name, p in self._producers.items() if p.effective.global_limit})
+        self._acker = Acker(self._path.record, self._path.stale, limited=self._globally_limited)
         self._deadlines = Deadlines()
         store, leading, count = self.store, self._leader.is_leader, self.counters.add
         self._rounds: dict[str, Callable[[], Any]] = {  # one round of each periodic part
@@ -641,6 +640,11 @@ class Engine:
 
     def _running_total(self) -> int:
         return sum(p.running_count() for p in self._producers.values())
+
+    def _globally_limited(self) -> list[str]:
+        """The queues this node runs under a global limit now (their recorded outcomes free slots
+        every node counts)."""
+        return [name for name, p in self._producers.items() if p.effective.global_limit]
 
     def _job_done(self) -> None:
         with self._idle:

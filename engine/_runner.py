@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import math
@@ -225,19 +226,15 @@ def run_job(job: Job, max_bytes: int = MAX_JSON_BYTES, modules: Sequence[str] = 
         return unrecordable(job, exc, time.monotonic() - started)
 
 
-_ASYNC_PERFORMS: dict[Any, bool] = {}  # perform function -> is it a coroutine function
-
-
 def is_async(cls: type[Worker] | None) -> bool:
     """Whether ``cls``'s perform is a coroutine function: its jobs run on the shared loop. Asked
-    once a job; the answer is kept per function (``inspect`` took 2% of a node's time at c50)."""
-    if cls is None:
-        return False
-    perform = cls.perform
-    known = _ASYNC_PERFORMS.get(perform)
-    if known is None:
-        known = _ASYNC_PERFORMS[perform] = inspect.iscoroutinefunction(perform)
-    return known
+    once a job, answered once a function (``inspect`` took 2% of a node's time at c50)."""
+    return cls is not None and _coroutine_function(cls.perform)
+
+
+@functools.cache
+def _coroutine_function(fn: Any) -> bool:
+    return inspect.iscoroutinefunction(fn)
 
 
 async def run_job_async(job: Job, cls: type[Worker], max_bytes: int = MAX_JSON_BYTES) -> Outcome:
