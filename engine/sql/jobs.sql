@@ -62,11 +62,11 @@ notified AS (
 SELECT cancelled.id, cancelled.was::text AS was FROM cancelled LEFT JOIN notified ON true
 
 -- name: copy
-COPY {prefix}.lysmore_jobs (id, queue, worker, args, meta, tags, priority, max_attempts) FROM STDIN
+COPY {prefix}.lysmore_jobs_live (id, queue, worker, args, meta, tags, priority, max_attempts) FROM STDIN
 
 -- name: copy_many
 -- Jobs of ``Engine.insert_many``: ids and times from the columns' defaults, nothing returned.
-COPY {prefix}.lysmore_jobs (queue, worker, args, meta, tags, priority, max_attempts) FROM STDIN
+COPY {prefix}.lysmore_jobs_live (queue, worker, args, meta, tags, priority, max_attempts) FROM STDIN
 
 -- name: delete
 -- Delete jobs that are not executing, and the unique keys they held.
@@ -221,7 +221,7 @@ WITH input AS (
                                 workflow_name, workflow_step, workflow_deps, ord)
 ),
 inserted AS (
-    INSERT INTO {prefix}.lysmore_jobs
+    INSERT INTO {prefix}.lysmore_jobs_live
         (state, queue, worker, args, meta, tags, priority, max_attempts, scheduled_at,
          unique_key, workflow_id, workflow_name, workflow_step, workflow_deps)
     SELECT CASE WHEN t.held THEN 'held'
@@ -246,9 +246,11 @@ ORDER BY inserted.id
 
 -- name: insert_one
 -- Insert one job that is in no workflow and not unique: the path of every single insert, so it
--- is plain parameters (prepared once per connection) rather than a JSON array to unpack.
+-- is plain parameters (prepared once per connection) rather than a JSON array to unpack. Like
+-- every insert of new jobs, it names the live side: a new job is available, scheduled or held, and
+-- naming the partition spares routing the row through the parent (about 15 us a statement).
 WITH inserted AS (
-    INSERT INTO {prefix}.lysmore_jobs
+    INSERT INTO {prefix}.lysmore_jobs_live
         (state, queue, worker, args, meta, tags, priority, max_attempts, scheduled_at)
     SELECT CASE WHEN t.at > now() THEN 'scheduled' ELSE 'available' END::{prefix}.lysmore_job_state,
            %(queue)s, %(worker)s, %(args)s::jsonb, %(meta)s::jsonb, %(tags)s::text[], %(priority)s::smallint,
