@@ -56,6 +56,7 @@ class Acker:
         self._inflight = 0
         self._inflight_ids: set[int] = set()
         self._flushing = 0  # callers of flush() waiting: record at once, do not gather
+        self._record_at_once: Collection[str] = ()  # queues whose outcomes end a gathering (_gather)
         self._thread = threading.Thread(target=self._run, name="lysmore-acker", daemon=True)
 
     def start(self) -> None:
@@ -64,7 +65,13 @@ class Acker:
     def add(self, outcome: Outcome) -> None:
         with self._cond:
             self._buffer.append(outcome)
-            self._cond.notify_all()
+            # Wake the acker only when it has something to do: a first outcome (it waits for one),
+            # a full batch, or an outcome it records at once (a queue under a global limit).
+            # While it gathers, the other outcomes wait for the window to close; a notify for
+            # each (at concurrency 50, about 50 a window) woke its thread for nothing.
+            n = len(self._buffer)
+            if n == 1 or n >= BATCH or outcome.job.queue in self._record_at_once:
+                self._cond.notify_all()
 
     def pending(self) -> int:
         with self._cond:
@@ -107,6 +114,7 @@ class Acker:
         limited queue waits (recording it frees a slot every node counts)."""
         until = time.monotonic() + GATHER
         limited, seen = self._limited(), 0
+        self._record_at_once = limited  # add() wakes us for these
         while len(self._buffer) < BATCH and not self._stopping and not self._flushing:
             if limited and any(o.job.queue in limited for o in self._buffer[seen:]):
                 return

@@ -647,8 +647,11 @@ class Engine:
         return [name for name, p in self._producers.items() if p.effective.global_limit]
 
     def _job_done(self) -> None:
-        with self._idle:
-            self._idle.notify_all()
+        """A job's thread finished: tell ``stop`` (the only one waiting on it), once it waits. A
+        job that finishes before ``_stopped`` is set is counted out before stop looks."""
+        if self._stopped:
+            with self._idle:
+                self._idle.notify_all()
 
     def _release(self, runs: list[Running]) -> None:
         for run in runs:

@@ -308,7 +308,8 @@ class Producer:
 
     def _execute(self, run: Running) -> None:
         try:
-            self.rt.events.emit(Event("start", run.job))
+            if "start" in self.rt.events.wanted:
+                self.rt.events.emit(Event("start", run.job))
             self._ended(run, run_job(run.job, self.rt.max_json_bytes, self.rt.worker_modules))
         finally:
             self._gone(run)
@@ -328,7 +329,8 @@ class Producer:
         if run.job.cancelled():  # told before it started
             task.cancel()
         try:
-            self.rt.events.emit(Event("start", run.job))
+            if "start" in self.rt.events.wanted:
+                self.rt.events.emit(Event("start", run.job))
             self._ended(run, await run_job_async(run.job, cls, self.rt.max_json_bytes))
         except Exception:
             log.exception("job %s: its execution failed to end", run.job.id, extra={"job_id": run.job.id})
@@ -342,11 +344,18 @@ class Producer:
             self._finish(outcome, carry=True)
 
     def _gone(self, run: Running) -> None:
-        """An execution is over (whoever recorded its outcome): its slot is free."""
+        """An execution is over (whoever recorded its outcome): its slot is free.
+
+        The fetchers are woken only if not woken already: each clears its event before it counts
+        the free slots, so one still set will count this one too (``Event.set`` takes a lock and
+        notifies even when set; at concurrency 50 that was two of them a job, mostly for nothing).
+        """
         with self._lock:
             self.running.pop(run.job.id, None)
-        self._wake.set()
-        self._assist_wake.set()
+        if not self._wake.is_set():
+            self._wake.set()
+        if not self._assist_wake.is_set():
+            self._assist_wake.set()
         self.rt.job_done()
 
     def _timed_out(self, run: Running, seconds: float, cls: type[Worker] | None) -> None:
@@ -370,10 +379,11 @@ class Producer:
                     carried = True
         if not carried:
             self.rt.acker.add(outcome)
-        self.rt.events.emit(
-            Event(outcome.kind, outcome.job, outcome.duration, outcome.exception, outcome.result,
-                  detail=outcome.error)  # the error entry: the reason of a Cancel or Discard too
-        )
+        if outcome.kind in self.rt.events.wanted:
+            self.rt.events.emit(
+                Event(outcome.kind, outcome.job, outcome.duration, outcome.exception, outcome.result,
+                      detail=outcome.error)  # the error entry: the reason of a Cancel or Discard too
+            )
 
     def _check_lost(self) -> None:
         """Interrupt executions whose rows no longer belong to them. A cancelled row is a cancel

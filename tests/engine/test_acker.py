@@ -67,3 +67,21 @@ def test_an_outcome_of_a_globally_limited_queue_is_recorded_at_once(long_gather:
         assert record.batches[0][-1] == 2 and sorted(i for b in record.batches for i in b) == [1, 2]
     finally:
         assert acker.stop(timeout=30)
+
+
+def test_a_full_batch_is_recorded_without_waiting_out_the_gathering(
+    long_gather: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # While it gathers, the acker is woken by an outcome only when it fills a batch (or ends the
+    # gathering otherwise): the outcomes in between wait for the window, without a wake-up each.
+    monkeypatch.setattr(acker_mod, "BATCH", 3)
+    record = Recorder()
+    acker = Acker(record, lambda stale: None)
+    acker.start()
+    try:
+        for job_id in (1, 2, 3):
+            acker.add(outcome(job_id))
+        assert record.called.wait(30)
+        assert record.batches[0] == [1, 2, 3]
+    finally:
+        assert acker.stop(timeout=30)
