@@ -38,6 +38,9 @@ class Events:
     def __init__(self) -> None:
         self._subs: list[tuple[Handler, frozenset[str]]] = []
         self._lock = threading.Lock()
+        # The kinds someone listens to: the job path makes an Event only for these (two a job
+        # otherwise, each a frozen dataclass, for no one when nobody subscribed).
+        self.wanted: frozenset[str] = frozenset()
 
     def subscribe(self, handler: Handler, kinds: Iterable[str] | None = None) -> Callable[[], None]:
         """Call ``handler(event)`` for events of ``kinds`` (all when None); returns an unsubscribe."""
@@ -48,10 +51,12 @@ class Events:
         entry = (handler, wanted)
         with self._lock:
             self._subs = [*self._subs, entry]
+            self.wanted = self.wanted | wanted
 
         def unsubscribe() -> None:
             with self._lock:
                 self._subs = [s for s in self._subs if s is not entry]
+                self.wanted = frozenset().union(*(kinds for _, kinds in self._subs))
 
         return unsubscribe
 

@@ -27,6 +27,10 @@ MAX_MESSAGE_CHARS = 8_000  # an error entry keeps this much of the message ...
 MAX_TRACEBACK_CHARS = 64_000  # ... and the end of the traceback, so it always fits under the cap
 
 
+# The states an execution can end in (one set lookup a job, not two enum conversions).
+_ENDS = frozenset(state for state in JobState if can_move(JobState.EXECUTING, state))
+
+
 @dataclass(slots=True)
 class Outcome:
     """What an execution decided for its job; becomes one row of a batched ack."""
@@ -44,7 +48,7 @@ class Outcome:
     stored: tuple[str | None, str | None, str | None] | None = None  # error, result, meta as JSON text
 
     def __post_init__(self) -> None:
-        if not can_move(JobState.EXECUTING, self.state):
+        if self.state not in _ENDS:
             raise AssertionError(f"an execution cannot end in state {self.state}")
         # A delay PostgreSQL's interval cannot hold (inf, nan, 1e300) would fail the whole ack batch.
         delay = float(self.delay)
@@ -130,6 +134,8 @@ def failure(job: Job, exc: BaseException, worker: Worker | None, duration: float
 
 def decide(job: Job, worker: Worker | None, value: Any, exc: BaseException | None, duration: float) -> Outcome:
     """Map what ``perform`` returned or raised to the job's next state."""
+    if exc is None and value is None:  # the common case, without the checks below
+        return Outcome(job, JobState.COMPLETED, duration=duration)
     if isinstance(exc, (Snooze, Cancel, Discard)):
         value, exc = exc, None
     if exc is not None:
@@ -208,7 +214,7 @@ ASYNC = SharedLoop()
 
 def _call(worker: Worker, job: Job) -> Any:
     value = worker.perform(job)
-    if inspect.isawaitable(value):
+    if value is not None and inspect.isawaitable(value):  # None, most jobs' answer: no ABC check
         value = ASYNC.run(value)
     return value
 

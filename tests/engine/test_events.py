@@ -95,3 +95,20 @@ def test_kinds_filter_and_unsubscribe(make_engine) -> None:  # type: ignore[no-u
     assert len(everything.events) == heard
     with pytest.raises(ValueError, match="unknown event kinds"):
         eng.subscribe(failures, kinds=["finish"])
+
+
+def test_a_subscriber_added_while_jobs_run_hears_the_next_ones(make_engine) -> None:  # type: ignore[no-untyped-def]
+    # With no one listening the job path makes no Event at all; one subscribed later is heard
+    # from the next job on, and one unsubscribed stops the kinds only it wanted.
+    eng = make_engine(queues={Q: 1})
+    eng.start()
+    first = eng.insert(Ok.new({"n": 1}))
+    wait_state(eng, first.id, JobState.COMPLETED)
+    log = EventLog()
+    unsubscribe = eng.subscribe(log, kinds=["start", "success"])
+    second = eng.insert(Ok.new({"n": 2}))
+    wait_end(eng, log, second.id)
+    assert [e.kind for e in events_of(log, second.id)] == ["start", "success"]
+    assert events_of(log, first.id) == []
+    unsubscribe()
+    assert not {"start", "success"} & eng.events.wanted
