@@ -51,7 +51,8 @@ class Acker:
         self._on_stale = on_stale
         self._limited = limited  # queues under a global limit: their outcomes free slots, no gathering
         self._buffer: list[Outcome] = []
-        self._cond = threading.Condition()
+        self._lock = threading.RLock()  # add() takes it bare: Condition's own __enter__ is Python
+        self._cond = threading.Condition(self._lock)
         self._stopping = False
         self._inflight = 0
         self._inflight_ids: set[int] = set()
@@ -63,7 +64,7 @@ class Acker:
         self._thread.start()
 
     def add(self, outcome: Outcome) -> None:
-        with self._cond:
+        with self._lock:
             self._buffer.append(outcome)
             # Wake the acker only when it has something to do: a first outcome (it waits for one),
             # a full batch, or an outcome it records at once (a queue under a global limit).

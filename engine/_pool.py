@@ -26,7 +26,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 MOVED_TRIES = 5
 
 
-_decode_json = json.JSONDecoder().decode
+_decoder = json.JSONDecoder()
+_decode_json = _decoder.decode
+# decode() without its two whitespace matches (typeshed does not declare the attribute)
+_scan_json: Callable[[str, int], tuple[Any, int]] = getattr(_decoder, "scan_once")  # noqa: B009
 
 
 class JsonLoader(Loader):
@@ -42,7 +45,12 @@ class JsonLoader(Loader):
             return {}
         if data == b"[]":
             return []
-        return _decode_json(data.decode())
+        text = data.decode()
+        try:  # PostgreSQL's jsonb text has no whitespace around it: scanned whole, it is the value
+            value, end = _scan_json(text, 0)
+        except (StopIteration, ValueError):
+            return _decode_json(text)  # json column text with spaces, or bad: decode() says why
+        return value if end == len(text) else _decode_json(text)
 
 
 def configure(conn: psycopg.Connection) -> None:

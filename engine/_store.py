@@ -252,10 +252,11 @@ class Store:
 
     def _ack_statement(self, ack: dict[str, Any]) -> bytes:
         """``ack_completed`` when every outcome of ``ack`` is a plain completion, else ``ack``."""
+        n = len(ack["state"])
         plain = (
-            all(state == "completed" for state in ack["state"])
+            ack["state"].count("completed") == n
             and not any(ack["extra_attempts"])
-            and all(v is None for column in ("error", "result", "meta") for v in ack[column])
+            and all(ack[column].count(None) == n for column in ("error", "result", "meta"))
         )
         return self.q.jobs.ack_completed if plain else self.q.jobs.ack
 
