@@ -102,20 +102,24 @@ class Producer:
         self._helper.start()
 
     def wake(self) -> None:
-        self._wake.set()
-        self._assist_wake.set()
+        """Have both fetchers look for free slots and work. An event still set is left alone: each
+        fetcher clears its own before it counts the free slots, so it will count whatever this
+        wake-up is for (``Event.set`` takes a lock and notifies even when set; a job's end wakes
+        them, so at concurrency 50 that was two of them a job, mostly for nothing)."""
+        if not self._wake.is_set():
+            self._wake.set()
+        if not self._assist_wake.is_set():
+            self._assist_wake.set()
 
     def settings_changed(self) -> None:
         self._settings_dirty = True
-        self._wake.set()
-        self._assist_wake.set()
+        self.wake()
 
     def stop_fetching(self) -> None:
         with self._lock:
             self._fetching = False
         self._hand_over_waiting()
-        self._wake.set()
-        self._assist_wake.set()
+        self.wake()
 
     def join(self, timeout: float) -> None:
         self._thread.join(timeout)
@@ -344,18 +348,10 @@ class Producer:
             self._finish(outcome, carry=True)
 
     def _gone(self, run: Running) -> None:
-        """An execution is over (whoever recorded its outcome): its slot is free.
-
-        The fetchers are woken only if not woken already: each clears its event before it counts
-        the free slots, so one still set will count this one too (``Event.set`` takes a lock and
-        notifies even when set; at concurrency 50 that was two of them a job, mostly for nothing).
-        """
+        """An execution is over (whoever recorded its outcome): its slot is free."""
         with self._lock:
             self.running.pop(run.job.id, None)
-        if not self._wake.is_set():
-            self._wake.set()
-        if not self._assist_wake.is_set():
-            self._assist_wake.set()
+        self.wake()
         self.rt.job_done()
 
     def _timed_out(self, run: Running, seconds: float, cls: type[Worker] | None) -> None:
